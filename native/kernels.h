@@ -1,0 +1,65 @@
+/* Matrix products between quantized weights and F32 activations.
+ * The forward pass calls only bn_matmul; how a type is multiplied on which instruction set
+ * (activation quantization, repacking, SIMD path) lives behind it. */
+#ifndef BN_KERNELS_H
+#define BN_KERNELS_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include "threadpool.h"
+
+typedef enum bn_isa {
+    BN_ISA_SCALAR = 0,
+    BN_ISA_NEON,
+    BN_ISA_DOTPROD,
+    BN_ISA_I8MM,
+    BN_ISA_AVX2,
+    BN_ISA_AVX512,
+    BN_ISA_COUNT
+} bn_isa;
+
+const char *bn_isa_name(bn_isa isa);
+/* Best path this CPU supports (run-time detection), or the one forced by the environment
+ * variable BONSAI_KERNELS (an unsupported forced path is an error, reported via *err). */
+int bn_isa_select(bn_isa *out, char *err, size_t errlen);
+int bn_isa_supported(bn_isa isa);
+
+/* A weight matrix: `rows` rows of `cols` elements of `type`, row-major, row r at data + r*row_bytes.
+ * `data` may point into a memory-mapped file or into a decoded buffer; the matrix never owns it.
+ * `packed` is an optional load-time re-layout owned by the matrix (bn_matrix_release frees it). */
+typedef struct bn_matrix {
+    uint32_t type;
+    int64_t rows, cols;
+    const uint8_t *data;
+    size_t row_bytes;
+    void *packed;
+    size_t packed_bytes;
+    int packed_layout;
+} bn_matrix;
+
+/* Fills m for a row-major tensor; 0 on success. */
+int bn_matrix_init(bn_matrix *m, uint32_t type, int64_t rows, int64_t cols, const void *data,
+                   char *err, size_t errlen);
+/* Optional re-layout for the given path (may do nothing). */
+int bn_matrix_prepare(bn_matrix *m, bn_isa isa, char *err, size_t errlen);
+void bn_matrix_release(bn_matrix *m);
+
+/* Dequantizes row r of m into out[cols] (embedding lookup). */
+void bn_matrix_get_row(const bn_matrix *m, int64_t r, float *out);
+
+/* Scratch memory reused across calls (activation quantization buffers); grows as needed. */
+typedef struct bn_scratch {
+    void *buf;
+    size_t size;
+} bn_scratch;
+void bn_scratch_free(bn_scratch *s);
+
+/* y[t][r] = sum_c W[r][c] * x[t][c] for t < n_tokens, r < rows.
+ * x is [n_tokens][cols] F32, y is [n_tokens][rows] F32 (row stride = rows).
+ * Quantized weights see x quantized exactly as llama.cpp's CPU backend does (Q8_0 per 32 for
+ * Q1_0/Q8_0/Q4_0, Q8_K per 256 for TQ1_0/TQ2_0, F16 for F16 weights), so results match it
+ * within float rounding. Runs on all threads of pool. Returns 0, or -1 on allocation failure. */
+int bn_matmul(bn_threadpool *pool, bn_isa isa, const bn_matrix *w, const float *x, int n_tokens,
+              float *y, bn_scratch *scratch);
+
+#endif

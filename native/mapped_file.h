@@ -1,0 +1,17 @@
+/* A read-only memory mapping of a whole file. Tensor data is used in place, never copied. */
+#ifndef BN_MAPPED_FILE_H
+#define BN_MAPPED_FILE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct bn_mapped_file {
+    const uint8_t *data; /* NULL for an empty file */
+    uint64_t size;
+} bn_mapped_file;
+
+/* Maps path read-only (MAP_PRIVATE, PROT_READ). Errors name the path and errno text. */
+int bn_mapped_file_open(const char *path, bn_mapped_file **out, char *err, size_t errlen);
+void bn_mapped_file_close(bn_mapped_file *f);
+
+#endif

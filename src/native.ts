@@ -1,0 +1,132 @@
+// The compiled addon (native/addon.cc) and the types of what it returns. Everything that
+// touches the native engine goes through this module; nothing else loads the .node file.
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+/** A GGUF metadata value. Numeric arrays come as typed arrays (u64/i64 as BigInt64Array etc.). */
+export type GgufValue =
+  | number
+  | bigint
+  | boolean
+  | string
+  | string[]
+  | Uint8Array
+  | Int8Array
+  | Uint16Array
+  | Int16Array
+  | Uint32Array
+  | Int32Array
+  | Float32Array
+  | Float64Array
+  | BigUint64Array
+  | BigInt64Array
+  | boolean[];
+
+export interface GgufTensorInfo {
+  name: string;
+  /** ggml type id and name (e.g. 41, "q1_0"). */
+  type: number;
+  typeName: string;
+  /** dims[0] is the row length. */
+  dims: number[];
+  /** Offset relative to the data section, and size in bytes. */
+  offset: number;
+  bytes: number;
+}
+
+export interface GgufFileInfo {
+  version: number;
+  alignment: number;
+  dataOffset: number;
+  fileSize: number;
+  /** Keys in file order; `metadataTypes` gives each key's GGUF value type name (e.g. "u32", "array<string>"). */
+  metadata: Record<string, GgufValue>;
+  metadataTypes: Record<string, string>;
+  tensors: GgufTensorInfo[];
+}
+
+export interface ModelHparams {
+  arch: 'llama' | 'qwen3';
+  nVocab: number;
+  nEmbd: number;
+  nLayer: number;
+  nHead: number;
+  nHeadKv: number;
+  headDim: number;
+  nFf: number;
+  nCtxTrain: number;
+  nRot: number;
+  ropeNeox: boolean;
+  qkNorm: boolean;
+  tiedOutput: boolean;
+  ropeBase: number;
+  rmsEps: number;
+}
+
+export interface SamplingParams {
+  /** <= 0: greedy. */
+  temperature: number;
+  topK: number;
+  topP: number;
+  minP: number;
+  repeatPenalty: number;
+  repeatLastN: number;
+  seed: number;
+}
+
+export type FinishReason = 'stop' | 'length' | 'cancelled';
+
+export interface GenerateStats {
+  nPrompt: number;
+  nPromptReused: number;
+  nGenerated: number;
+  promptMs: number;
+  genMs: number;
+  finish: FinishReason;
+}
+
+export interface NativeContext {
+  readonly nCtx: number;
+  readonly nPast: number;
+  /** Evaluates tokens after the current ones; resolves to [n][vocab] logits if allLogits, else [vocab]. */
+  eval(tokens: Int32Array, allLogits: boolean): Promise<Float32Array>;
+  /**
+   * Generates after `prompt` (reusing the KV of the longest common prefix with what the context
+   * holds). onToken is called on the JS thread for every token as it is sampled. Runs on a worker
+   * thread; one call at a time per context.
+   */
+  generate(
+    prompt: Int32Array,
+    options: { maxTokens: number; stopIds: Int32Array; sampling: SamplingParams },
+    onToken: (token: number) => void,
+  ): Promise<GenerateStats>;
+  /** Asks a running generate() to stop before its next token. */
+  cancel(): void;
+  truncate(nPast: number): void;
+  setThreads(n: number): void;
+  tokens(): Int32Array;
+  close(): void;
+}
+
+export interface NativeModel {
+  readonly hparams: ModelHparams;
+  /** The kernel path chosen for this model (e.g. "avx2", "dotprod", "scalar"). */
+  readonly kernels: string;
+  createContext(options: { nCtx: number; kvType: 'f32' | 'f16'; threads: number }): NativeContext;
+  close(): void;
+}
+
+export interface NativeAddon {
+  /** Parses a GGUF file's header, metadata and tensor table (throws Error with a clear message). */
+  ggufRead(file: string): GgufFileInfo;
+  /** Maps and binds a model on a worker thread. */
+  loadModel(file: string, options: { kernels?: string }): Promise<NativeModel>;
+  /** Kernel paths this CPU supports, best last, and the one that would be chosen now. */
+  kernelPaths(): { supported: string[]; selected: string };
+}
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const addonPath = path.resolve(here, '..', 'build', 'Release', 'bonsai.node');
+
+export const native: NativeAddon = createRequire(import.meta.url)(addonPath) as NativeAddon;
