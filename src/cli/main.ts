@@ -1,0 +1,43 @@
+#!/usr/bin/env node
+// The `bonsai` command line: each subcommand lives in its own module and registers itself here.
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError } from 'commander';
+import { register as registerRun } from './run.js';
+import { register as registerTokenize } from './tokenize.js';
+import { register as registerInspect } from './inspect.js';
+import { register as registerLogits } from './logits.js';
+import { register as registerPerplexity } from './perplexity.js';
+
+const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+
+export function buildProgram(): Command {
+  const program = new Command('bonsai')
+    .description('Run 1-bit (Bonsai, Q1_0) and other GGUF language models offline, and serve them over MQTT')
+    .version(pkg.version)
+    .option('--verbose', 'print stack traces with errors')
+    .showHelpAfterError()
+    .exitOverride();
+  for (const register of [registerRun, registerTokenize, registerInspect, registerLogits, registerPerplexity]) {
+    register(program);
+  }
+  for (const cmd of program.commands) cmd.exitOverride();
+  return program;
+}
+
+async function main(): Promise<void> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(process.argv);
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // Commander has printed the message (or the help) itself.
+      process.exitCode = e.exitCode;
+      return;
+    }
+    const err = e as Error;
+    process.stderr.write(`bonsai: ${program.opts().verbose ? (err.stack ?? err.message) : err.message}\n`);
+    process.exitCode = 1;
+  }
+}
+
+await main();

@@ -1,0 +1,60 @@
+// Option parsers and model loading shared by the CLI commands.
+import { InvalidArgumentError, type Command } from 'commander';
+import { Model, defaultThreads, type LoadOptions } from '../engine.js';
+
+export function intOption(name: string, min: number, max = Number.MAX_SAFE_INTEGER) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!/^-?\d+$/.test(value.trim()) || n < min || n > max) {
+      throw new InvalidArgumentError(`${name} must be an integer from ${min} to ${max}`);
+    }
+    return n;
+  };
+}
+
+export function floatOption(name: string, min: number, max: number) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (value.trim() === '' || !Number.isFinite(n) || n < min || n > max) {
+      throw new InvalidArgumentError(`${name} must be a number from ${min} to ${max}`);
+    }
+    return n;
+  };
+}
+
+/** Comma-separated token ids, e.g. "1,403,407". */
+export function idsOption(value: string): number[] {
+  const parts = value.split(',').map((s) => s.trim()).filter(Boolean);
+  if (parts.length === 0 || parts.some((p) => !/^\d+$/.test(p))) {
+    throw new InvalidArgumentError('ids must be comma-separated non-negative integers, e.g. 1,403,407');
+  }
+  return parts.map(Number);
+}
+
+/** The options every command that loads weights takes. */
+export function addModelOptions(cmd: Command): Command {
+  return cmd
+    .requiredOption('-m, --model <file>', 'GGUF model file')
+    .option('-t, --threads <n>', 'worker threads', intOption('threads', 1, 256), defaultThreads())
+    .option('-c, --ctx-size <n>', 'context size in tokens (default: min(training context, 4096))', intOption('ctx-size', 1, 1 << 20))
+    .option('--kv-type <type>', 'KV cache type: f32 or f16', 'f32')
+    .option('--kernels <path>', 'force a kernel path (scalar, neon, dotprod, i8mm, avx2, avx512)');
+}
+
+export interface ModelCliOptions {
+  model: string;
+  threads: number;
+  ctxSize?: number;
+  kvType: string;
+  kernels?: string;
+}
+
+export async function loadModel(opts: ModelCliOptions): Promise<Model> {
+  if (opts.kvType !== 'f32' && opts.kvType !== 'f16') {
+    throw new InvalidArgumentError(`--kv-type must be f32 or f16, not '${opts.kvType}'`);
+  }
+  const load: LoadOptions = { threads: opts.threads, kvType: opts.kvType };
+  if (opts.ctxSize !== undefined) load.contextSize = opts.ctxSize;
+  if (opts.kernels !== undefined) load.kernels = opts.kernels;
+  return Model.load(opts.model, load);
+}

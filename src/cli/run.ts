@@ -1,0 +1,80 @@
+// `bonsai run`: generate text from a prompt, streaming it to stdout.
+import type { Command } from 'commander';
+import { addModelOptions, floatOption, intOption, loadModel, type ModelCliOptions } from './options.js';
+
+interface RunOptions extends ModelCliOptions {
+  prompt: string;
+  nPredict: number;
+  temp: number;
+  topK: number;
+  topP: number;
+  minP: number;
+  repeatPenalty: number;
+  repeatLastN: number;
+  seed?: number;
+  json?: boolean;
+}
+
+export function register(program: Command): void {
+  addModelOptions(program.command('run').description('generate text from a prompt'))
+    .option('-p, --prompt <text>', 'prompt text (empty: start from BOS alone)', '')
+    .option('-n, --n-predict <n>', 'number of tokens to generate', intOption('n-predict', 0), 128)
+    .option('--temp <t>', 'temperature (0 = greedy)', floatOption('temp', 0, 100), 0.8)
+    .option('--top-k <k>', 'keep the k most likely tokens (0 = off)', intOption('top-k', 0), 40)
+    .option('--top-p <p>', 'nucleus sampling threshold (1 = off)', floatOption('top-p', 0, 1), 0.95)
+    .option('--min-p <p>', 'drop tokens below p x the top probability (0 = off)', floatOption('min-p', 0, 1), 0.05)
+    .option('--repeat-penalty <r>', 'penalty for recent tokens (1 = off)', floatOption('repeat-penalty', 0, 100), 1.0)
+    .option('--repeat-last-n <n>', 'how many recent tokens the penalty considers', intOption('repeat-last-n', 0), 64)
+    .option('--seed <s>', 'random seed (default: random)', intOption('seed', 0, 2 ** 53 - 1))
+    .option('--json', 'print one JSON object with ids, text and timings at the end instead of streaming')
+    .action(async (opts: RunOptions) => {
+      const model = await loadModel(opts);
+      try {
+        const seed = opts.seed ?? Math.floor(Math.random() * 2 ** 32);
+        const result = await model.generate(
+          {
+            prompt: opts.prompt,
+            maxTokens: opts.nPredict,
+            sampling: {
+              temperature: opts.temp,
+              topK: opts.topK,
+              topP: opts.topP,
+              minP: opts.minP,
+              repeatPenalty: opts.repeatPenalty,
+              repeatLastN: opts.repeatLastN,
+              seed,
+            },
+          },
+          opts.json ? {} : { onText: (text) => process.stdout.write(text) },
+        );
+        if (!opts.json) {
+          process.stdout.write('\n');
+          return;
+        }
+        const t = result.timings;
+        process.stdout.write(
+          `${JSON.stringify({
+            prompt_tokens: result.promptIds,
+            tokens: result.ids,
+            text: result.text,
+            finish_reason: result.finishReason,
+            seed,
+            kernels: model.kernels,
+            timings: {
+              load_ms: round(model.loadMs),
+              prompt_ms: round(t.promptMs),
+              prompt_tokens_per_s: round(t.promptTokensPerS),
+              gen_ms: round(t.genMs),
+              gen_tokens_per_s: round(t.genTokensPerS),
+            },
+          })}\n`,
+        );
+      } finally {
+        model.close();
+      }
+    });
+}
+
+function round(x: number): number {
+  return Math.round(x * 1000) / 1000;
+}

@@ -1,0 +1,318 @@
+// The engine as the rest of the program sees it: a loaded model with its tokenizer, one context
+// (KV cache) and the generation/scoring calls. Inference runs on native worker threads; this
+// module only prepares token ids, streams text back and enforces one generation at a time.
+import { native, type GgufFileInfo, type ModelHparams, type NativeContext, type NativeModel, type SamplingParams, type FinishReason } from './native.js';
+import { readGguf } from './gguf.js';
+import { createTokenizer, type Tokenizer } from './tokenizer/index.js';
+import { EngineError } from './errors.js';
+
+export type { SamplingParams, FinishReason } from './native.js';
+
+export interface LoadOptions {
+  threads?: number;
+  /** Context size in tokens (default: min(training context, 4096)). */
+  contextSize?: number;
+  kvType?: 'f32' | 'f16';
+  /** Force a kernel path (scalar, avx2, ...); default: the best this CPU supports. */
+  kernels?: string;
+}
+
+export interface ChatMessage {
+  role: 'system' | 'user' | 'assistant' | 'tool';
+  content: string;
+}
+
+export interface GenerateRequest {
+  /** Plain completion of this text (BOS added per the model's tokenizer). */
+  prompt?: string;
+  /** Chat messages, rendered with the model's chat template. */
+  messages?: ChatMessage[];
+  /** Token ids to continue from, used as is (no BOS added). */
+  promptIds?: number[];
+  maxTokens: number;
+  sampling?: Partial<SamplingParams>;
+  /** Generation ends when the text contains one of these; the stop string is not returned. */
+  stop?: string[];
+}
+
+export interface GenerateOptions {
+  signal?: AbortSignal;
+  /** Called with each new piece of text as soon as it is complete UTF-8. */
+  onText?: (text: string) => void;
+}
+
+export interface GenerateResult {
+  text: string;
+  finishReason: FinishReason;
+  promptIds: number[];
+  ids: number[];
+  timings: {
+    promptMs: number;
+    promptTokensPerS: number;
+    genMs: number;
+    genTokensPerS: number;
+  };
+}
+
+export const DEFAULT_SAMPLING: SamplingParams = {
+  temperature: 0.8,
+  topK: 40,
+  topP: 0.95,
+  minP: 0.05,
+  repeatPenalty: 1.0,
+  repeatLastN: 64,
+  seed: 0,
+};
+
+export class Model {
+  private busy = false;
+
+  private constructor(
+    readonly file: string,
+    readonly info: GgufFileInfo,
+    readonly tokenizer: Tokenizer,
+    private readonly nativeModel: NativeModel,
+    private readonly context: NativeContext,
+    readonly loadMs: number,
+  ) {}
+
+  static async load(file: string, options: LoadOptions = {}): Promise<Model> {
+    const started = performance.now();
+    const info = readGguf(file);
+    const tokenizer = createTokenizer(info.metadata);
+    const nativeModel = await native.loadModel(file, { kernels: options.kernels ?? '' });
+    const nCtx = Math.min(options.contextSize ?? Math.min(nativeModel.hparams.nCtxTrain || 4096, 4096), nativeModel.hparams.nCtxTrain || Infinity);
+    const context = nativeModel.createContext({
+      nCtx,
+      kvType: options.kvType ?? 'f32',
+      threads: options.threads ?? defaultThreads(),
+    });
+    return new Model(file, info, tokenizer, nativeModel, context, performance.now() - started);
+  }
+
+  get hparams(): ModelHparams {
+    return this.nativeModel.hparams;
+  }
+  get kernels(): string {
+    return this.nativeModel.kernels;
+  }
+  get contextSize(): number {
+    return this.context.nCtx;
+  }
+  /** general.name, else the file name. */
+  get name(): string {
+    const n = this.info.metadata['general.name'];
+    return typeof n === 'string' && n ? n : this.file.split('/').pop()!;
+  }
+  get chatTemplate(): string | undefined {
+    const t = this.info.metadata['tokenizer.chat_template'];
+    return typeof t === 'string' ? t : undefined;
+  }
+
+  setThreads(n: number): void {
+    this.context.setThreads(n);
+  }
+
+  /** The token ids a request's prompt becomes. */
+  promptIds(request: GenerateRequest): number[] {
+    if (request.promptIds) return request.promptIds;
+    if (request.messages) {
+      throw new EngineError('bad_request', 'chat messages are not supported by this model yet');
+    }
+    const ids = this.tokenizer.encode(request.prompt ?? '', { addSpecial: true });
+    if (ids.length === 0) {
+      if (this.tokenizer.bos === undefined) throw new EngineError('bad_request', 'empty prompt and the model has no BOS token');
+      ids.push(this.tokenizer.bos);
+    }
+    return ids;
+  }
+
+  async generate(request: GenerateRequest, options: GenerateOptions = {}): Promise<GenerateResult> {
+    const promptIds = this.promptIds(request);
+    if (promptIds.length >= this.context.nCtx) {
+      throw new EngineError('too_large', `prompt has ${promptIds.length} tokens, context holds ${this.context.nCtx}`);
+    }
+    return this.exclusive(async () => {
+      const decoder = this.tokenizer.createStreamDecoder();
+      // SentencePiece marks word starts with a space; text that starts right after BOS drops it.
+      let dropLeadingSpace = this.tokenizer.model === 'llama' && promptIds.length === 1 && promptIds[0] === this.tokenizer.bos;
+      const nextText = (token: number): string => {
+        let text = decoder.push(token);
+        if (dropLeadingSpace && text) {
+          if (text.startsWith(' ')) text = text.slice(1);
+          dropLeadingSpace = false;
+        }
+        return text;
+      };
+      const stop = new StopMatcher(request.stop ?? []);
+      const ids: number[] = [];
+      const onAbort = () => this.context.cancel();
+      options.signal?.addEventListener('abort', onAbort);
+      let stoppedByString = false;
+      try {
+        if (options.signal?.aborted) this.context.cancel();
+        const stats = await this.context.generate(
+          Int32Array.from(promptIds),
+          {
+            maxTokens: request.maxTokens,
+            stopIds: Int32Array.from(this.eogIds()),
+            sampling: { ...DEFAULT_SAMPLING, ...request.sampling },
+          },
+          (token) => {
+            if (stoppedByString) return;
+            ids.push(token);
+            if (this.tokenizer.isEog(token)) return;
+            const emitted = stop.push(nextText(token));
+            if (emitted) options.onText?.(emitted);
+            if (stop.matched) {
+              stoppedByString = true;
+              this.context.cancel();
+            }
+          },
+        );
+        if (!stoppedByString) {
+          const rest = stop.finish(decoder.flush());
+          if (rest) options.onText?.(rest);
+        }
+        const finishReason: FinishReason = stoppedByString ? 'stop' : stats.finish;
+        return {
+          text: stop.text,
+          finishReason,
+          promptIds,
+          ids,
+          timings: {
+            promptMs: stats.promptMs,
+            promptTokensPerS: rate(stats.nPrompt - stats.nPromptReused, stats.promptMs),
+            genMs: stats.genMs,
+            genTokensPerS: rate(stats.nGenerated, stats.genMs),
+          },
+        };
+      } finally {
+        options.signal?.removeEventListener('abort', onAbort);
+      }
+    });
+  }
+
+  /** Teacher-forced logits for every position: [ids.length][vocab]. Starts a fresh sequence. */
+  async logits(ids: number[]): Promise<Float32Array> {
+    if (ids.length === 0) throw new EngineError('bad_request', 'no token ids given');
+    if (ids.length > this.context.nCtx) {
+      throw new EngineError('too_large', `${ids.length} ids, context holds ${this.context.nCtx}`);
+    }
+    return this.exclusive(async () => {
+      this.context.truncate(0);
+      return this.context.eval(Int32Array.from(ids), true);
+    });
+  }
+
+  /**
+   * Teacher-forced negative log-likelihoods: element t is -log p(ids[t+1] | ids[0..t]), from a
+   * fresh sequence, in double precision. Evaluates in chunks so the logits held at once stay small
+   * even for a 150k-token vocabulary.
+   */
+  async nll(ids: number[], chunk = 64): Promise<number[]> {
+    if (ids.length > this.context.nCtx) {
+      throw new EngineError('too_large', `${ids.length} tokens, context holds ${this.context.nCtx}`);
+    }
+    return this.exclusive(async () => {
+      this.context.truncate(0);
+      const vocab = this.hparams.nVocab;
+      const out: number[] = [];
+      for (let start = 0; start < ids.length - 1; start += chunk) {
+        const end = Math.min(start + chunk, ids.length - 1);
+        const logits = await this.context.eval(Int32Array.from(ids.slice(start, end)), true);
+        for (let t = start; t < end; t++) {
+          out.push(negLogSoftmax(logits.subarray((t - start) * vocab, (t - start + 1) * vocab), ids[t + 1]!));
+        }
+      }
+      return out;
+    });
+  }
+
+  close(): void {
+    this.context.close();
+    this.nativeModel.close();
+  }
+
+  private eogIds(): number[] {
+    const ids = new Set<number>();
+    for (const id of [this.tokenizer.eos, this.tokenizer.eot]) if (id !== undefined) ids.add(id);
+    return [...ids];
+  }
+
+  private async exclusive<T>(work: () => Promise<T>): Promise<T> {
+    if (this.busy) throw new EngineError('busy', 'another generation is running on this model');
+    this.busy = true;
+    try {
+      return await work();
+    } finally {
+      this.busy = false;
+    }
+  }
+}
+
+/** -log softmax(row)[target], accumulated in double precision. */
+function negLogSoftmax(row: Float32Array, target: number): number {
+  let max = -Infinity;
+  for (let i = 0; i < row.length; i++) if (row[i]! > max) max = row[i]!;
+  let sum = 0;
+  for (let i = 0; i < row.length; i++) sum += Math.exp(row[i]! - max);
+  return Math.log(sum) + max - row[target]!;
+}
+
+function rate(tokens: number, ms: number): number {
+  return ms > 0 ? (tokens * 1000) / ms : 0;
+}
+
+export function defaultThreads(): number {
+  return Math.max(1, Math.min(4, navigator.hardwareConcurrency || 1));
+}
+
+/** Holds back text that could be the start of a stop string, and cuts at the first full match. */
+class StopMatcher {
+  text = '';
+  matched = false;
+  private pending = '';
+
+  constructor(private readonly stops: string[]) {}
+
+  /** Adds text; returns what can be emitted now. */
+  push(piece: string): string {
+    if (this.matched || !piece) return '';
+    this.pending += piece;
+    for (const s of this.stops) {
+      const at = s ? this.pending.indexOf(s) : -1;
+      if (at >= 0) {
+        this.matched = true;
+        return this.emit(this.pending.slice(0, at));
+      }
+    }
+    const keep = this.longestStopPrefixSuffix();
+    return this.emit(this.pending.slice(0, this.pending.length - keep), keep);
+  }
+
+  finish(piece: string): string {
+    const out = this.push(piece);
+    if (this.matched) return out;
+    return out + this.emit(this.pending);
+  }
+
+  private emit(out: string, keep = 0): string {
+    this.pending = keep ? this.pending.slice(this.pending.length - keep) : '';
+    this.text += out;
+    return out;
+  }
+
+  private longestStopPrefixSuffix(): number {
+    let best = 0;
+    for (const s of this.stops) {
+      for (let k = Math.min(s.length - 1, this.pending.length); k > best; k--) {
+        if (this.pending.endsWith(s.slice(0, k))) {
+          best = k;
+          break;
+        }
+      }
+    }
+    return best;
+  }
+}
