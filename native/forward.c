@@ -1,0 +1,181 @@
+/* The forward pass of llama/qwen3 decoders over a batch of tokens: every projection is one
+ * bn_matmul over all tokens of the batch; attention runs per (token, head) on the thread pool. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "engine_internal.h"
+#include "common.h"
+#include "ops.h"
+#include "quants.h"
+
+void bn_acts_free(bn_acts *a) {
+    free(a->x);  /* every array lives in the one block that starts at x */
+    memset(a, 0, sizeof *a);
+}
+
+/* Grows the activation block to hold n tokens and the pool's threads' attention rows. */
+static int acts_reserve(bn_context *c, int n) {
+    bn_acts *a = &c->acts;
+    if (a->cap >= n && a->scores_threads >= c->max_threads) return 0;
+    const bn_hparams *hp = &c->m->hp;
+    const size_t q = (size_t)hp->n_head * hp->head_dim, kv = (size_t)hp->n_head_kv * hp->head_dim;
+    const size_t per_token[] = {hp->n_embd, hp->n_embd, hp->n_embd, q, kv, kv, q, hp->n_ff, hp->n_ff, hp->n_rot};
+    float **arrays[] = {&a->x, &a->xb, &a->xb2, &a->q, &a->k, &a->v, &a->att, &a->gate, &a->up, &a->rope};
+    const int n_arrays = sizeof arrays / sizeof *arrays;
+    /* Each thread's attention row holds the scores plus one dequantized F16 cache row. */
+    const size_t score_row = (size_t)c->n_ctx + hp->head_dim;
+    size_t total = score_row * c->max_threads;
+    for (int i = 0; i < n_arrays; i++) total += per_token[i] * n;
+    float *block = malloc(total * sizeof(float));
+    if (!block) return -1;
+    bn_acts_free(a);
+    for (int i = 0; i < n_arrays; i++) {
+        *arrays[i] = block;
+        block += per_token[i] * n;
+    }
+    a->scores = block;
+    a->cap = n;
+    a->scores_threads = c->max_threads;
+    return 0;
+}
+
+static int matmul(bn_context *c, const bn_matrix *w, const float *x, int n, float *y) {
+    return bn_matmul(c->pool, c->m->isa, w, x, n, y, &c->scratch);
+}
+
+static size_t kv_row_elems(const bn_hparams *hp) { return (size_t)hp->n_head_kv * hp->head_dim; }
+
+static void kv_store(bn_context *c, void *cache, int pos, const float *src) {
+    const size_t n = kv_row_elems(&c->m->hp);
+    if (c->kv_type == BN_KV_F32) {
+        memcpy((float *)cache + (size_t)pos * n, src, n * sizeof(float));
+        return;
+    }
+    uint16_t *dst = (uint16_t *)cache + (size_t)pos * n;
+    for (size_t i = 0; i < n; i++) dst[i] = bn_fp32_to_fp16(src[i]);
+}
+
+/* Head kvh of the cached row at pos, as F32 (converted into tmp for an F16 cache). */
+static const float *kv_load(const bn_context *c, const void *cache, int pos, int kvh, float *tmp) {
+    const int hd = c->m->hp.head_dim;
+    const size_t off = (size_t)pos * kv_row_elems(&c->m->hp) + (size_t)kvh * hd;
+    if (c->kv_type == BN_KV_F32) return (const float *)cache + off;
+    const uint16_t *h = (const uint16_t *)cache + off;
+    for (int i = 0; i < hd; i++) tmp[i] = bn_fp16_to_fp32(h[i]);
+    return tmp;
+}
+
+typedef struct attn_task {
+    bn_context *c;
+    int il, n, p0;
+} attn_task;
+
+/* out = softmax(q . K[0..n_kv) / sqrt(hd)) . V for one head of one token. */
+static void attend_head(const attn_task *a, int t, int h, float *scores, float *tmp) {
+    const bn_context *c = a->c;
+    const bn_hparams *hp = &c->m->hp;
+    const int hd = hp->head_dim, q_dim = hp->n_head * hd;
+    const int kvh = h / (hp->n_head / hp->n_head_kv);
+    const int n_kv = a->p0 + t + 1; /* causal: this token and everything before it */
+    const float *q = c->acts.q + (size_t)t * q_dim + (size_t)h * hd;
+    for (int j = 0; j < n_kv; j++)
+        scores[j] = bn_dot_f32(q, kv_load(c, c->k_cache[a->il], j, kvh, tmp), hd);
+    bn_softmax_scaled(scores, n_kv, 1.0f / sqrtf((float)hd));
+    float *out = c->acts.att + (size_t)t * q_dim + (size_t)h * hd;
+    memset(out, 0, (size_t)hd * sizeof(float));
+    for (int j = 0; j < n_kv; j++) {
+        const float *v = kv_load(c, c->v_cache[a->il], j, kvh, tmp);
+        const float p = scores[j];
+        for (int i = 0; i < hd; i++) out[i] += p * v[i];
+    }
+}
+
+static void attn_worker(void *arg, int ith, int nth) {
+    const attn_task *a = arg;
+    const int n_head = a->c->m->hp.n_head;
+    float *scores = a->c->acts.scores + (size_t)ith * (a->c->n_ctx + a->c->m->hp.head_dim);
+    float *tmp = scores + a->c->n_ctx;
+    long begin, end;
+    bn_split_range((long)a->n * n_head, 1, ith, nth, &begin, &end);
+    for (long i = begin; i < end; i++) attend_head(a, (int)(i / n_head), (int)(i % n_head), scores, tmp);
+}
+
+/* Per-head QK-norm (qwen3) and RoPE of the projected q and k, then k and v into the cache. */
+static void position_and_cache(bn_context *c, const bn_layer *l, int il, int n) {
+    const bn_hparams *hp = &c->m->hp;
+    const bn_acts *a = &c->acts;
+    const int hd = hp->head_dim;
+    for (int t = 0; t < n; t++) {
+        const float *cs = a->rope + (size_t)t * hp->n_rot;
+        float *q = a->q + (size_t)t * hp->n_head * hd;
+        float *k = a->k + (size_t)t * hp->n_head_kv * hd;
+        for (int h = 0; h < hp->n_head; h++) {
+            if (hp->qk_norm) bn_rmsnorm(q + h * hd, q + h * hd, l->q_norm, hd, hp->rms_eps);
+            bn_rope_apply(q + h * hd, cs, hp->n_rot, hp->rope_neox);
+        }
+        for (int h = 0; h < hp->n_head_kv; h++) {
+            if (hp->qk_norm) bn_rmsnorm(k + h * hd, k + h * hd, l->k_norm, hd, hp->rms_eps);
+            bn_rope_apply(k + h * hd, cs, hp->n_rot, hp->rope_neox);
+        }
+        kv_store(c, c->k_cache[il], c->n_past + t, k);
+        kv_store(c, c->v_cache[il], c->n_past + t, a->v + (size_t)t * hp->n_head_kv * hd);
+    }
+}
+
+static void norm_rows(float *y, const float *x, const float *w, int n, int width, float eps) {
+    for (int t = 0; t < n; t++) bn_rmsnorm(y + (size_t)t * width, x + (size_t)t * width, w, width, eps);
+}
+
+static int attention_block(bn_context *c, const bn_layer *l, int il, int n) {
+    const bn_hparams *hp = &c->m->hp;
+    bn_acts *a = &c->acts;
+    norm_rows(a->xb, a->x, l->attn_norm, n, hp->n_embd, hp->rms_eps);
+    if (matmul(c, &l->wq, a->xb, n, a->q) || matmul(c, &l->wk, a->xb, n, a->k) ||
+        matmul(c, &l->wv, a->xb, n, a->v))
+        return -1;
+    position_and_cache(c, l, il, n);
+    attn_task task = {c, il, n, c->n_past};
+    bn_threadpool_run(c->pool, attn_worker, &task);
+    if (matmul(c, &l->wo, a->att, n, a->xb2)) return -1;
+    bn_add(a->x, a->xb2, (int64_t)n * hp->n_embd);
+    return 0;
+}
+
+static int ffn_block(bn_context *c, const bn_layer *l, int n) {
+    const bn_hparams *hp = &c->m->hp;
+    bn_acts *a = &c->acts;
+    norm_rows(a->xb, a->x, l->ffn_norm, n, hp->n_embd, hp->rms_eps);
+    if (matmul(c, &l->w_gate, a->xb, n, a->gate) || matmul(c, &l->w_up, a->xb, n, a->up)) return -1;
+    bn_swiglu(a->gate, a->up, (int64_t)n * hp->n_ff);
+    if (matmul(c, &l->w_down, a->gate, n, a->xb2)) return -1;
+    bn_add(a->x, a->xb2, (int64_t)n * hp->n_embd);
+    return 0;
+}
+
+/* Final norm of the requested rows (gathered into xb) and the output projection. */
+static int output_logits(bn_context *c, const int *rows, int n_out, float *logits) {
+    const bn_hparams *hp = &c->m->hp;
+    bn_acts *a = &c->acts;
+    for (int i = 0; i < n_out; i++)
+        bn_rmsnorm(a->xb + (size_t)i * hp->n_embd, a->x + (size_t)rows[i] * hp->n_embd, c->m->output_norm,
+                   hp->n_embd, hp->rms_eps);
+    return matmul(c, &c->m->output, a->xb, n_out, logits);
+}
+
+int bn_forward(bn_context *c, const int32_t *tokens, int n, const int *out_rows, int n_out,
+               float *logits, char *err, size_t errlen) {
+    const bn_model *m = c->m;
+    const bn_hparams *hp = &m->hp;
+    if (acts_reserve(c, n)) return bn_fail(err, errlen, "out of memory for %d tokens of activations", n);
+    bn_acts *a = &c->acts;
+    for (int t = 0; t < n; t++) {
+        bn_matrix_get_row(&m->tok_embd, tokens[t], a->x + (size_t)t * hp->n_embd);
+        bn_rope_cache(a->rope + (size_t)t * hp->n_rot, c->n_past + t, hp->n_rot, hp->rope_base);
+    }
+    for (int il = 0; il < hp->n_layer; il++)
+        if (attention_block(c, &m->layers[il], il, n) || ffn_block(c, &m->layers[il], n))
+            return bn_fail(err, errlen, "out of memory in a matrix product");
+    if (n_out > 0 && output_logits(c, out_rows, n_out, logits))
+        return bn_fail(err, errlen, "out of memory in a matrix product");
+    return 0;
+}

@@ -1,0 +1,29 @@
+/* Small F32 building blocks of the forward pass, each computed the way ggml's CPU backend does
+ * (accumulation order and precision), so logits match llama.cpp within float rounding.
+ * Kept free of model/context state so a backward pass can reuse them. */
+#ifndef BN_OPS_H
+#define BN_OPS_H
+
+#include <stdint.h>
+
+/* y = x / sqrt(mean(x^2) + eps) * w   (y may alias x; w may be NULL for no weight). */
+void bn_rmsnorm(float *y, const float *x, const float *w, int n, float eps);
+
+/* cos/sin of theta_i = pos * base^(-2i/n_rot) for i < n_rot/2: cs[2i] = cos, cs[2i+1] = sin. */
+void bn_rope_cache(float *cs, int pos, int n_rot, float base);
+/* Rotates the first n_rot dims of one head vector x in place. neox: pairs (i, i + n_rot/2);
+ * else adjacent pairs (2i, 2i+1). */
+void bn_rope_apply(float *x, const float *cs, int n_rot, int neox);
+
+/* In place: x = softmax(x * scale) over n entries (max-subtracted, sum in double). */
+void bn_softmax_scaled(float *x, int n, float scale);
+
+/* gate = silu(gate) * up, n entries (SwiGLU). */
+void bn_swiglu(float *gate, const float *up, int64_t n);
+
+/* y += x, n entries. */
+void bn_add(float *y, const float *x, int64_t n);
+
+float bn_dot_f32(const float *a, const float *b, int n);
+
+#endif
