@@ -199,6 +199,65 @@ static void test_eval_errors(bn_context *c) {
     bn_sampler_free(s);
 }
 
+typedef struct stopper {
+    collected got;
+    int stop_after;
+} stopper;
+
+static int collect_then_stop(void *user, int32_t tok) {
+    stopper *st = user;
+    collect(&st->got, tok);
+    return st->got.n >= st->stop_after;
+}
+
+/* Finish reasons: stop token, callback stop, cancel flag, full context, max_tokens 0. */
+static void test_generate_controls(bn_model *m) {
+    const bn_sampler_params sp = {.temperature = 0.0f, .repeat_penalty = 1.0f};
+    bn_sampler *s = bn_sampler_new(&sp, 512);
+    bn_context *c = new_ctx(m, 16, 1);
+    const int32_t prompt[5] = {1, 403, 407, 261, 378};
+    char err[256];
+    stopper st = {.stop_after = 1000};
+    bn_generate_stats stats;
+    bn_generate(c, s, prompt, 5, 8, NULL, 0, collect_then_stop, &st, NULL, &stats, err, sizeof err);
+    const int32_t third = st.got.ids[2];
+    st.got.n = 0;
+    bn_generate(c, s, prompt, 5, 8, &third, 1, collect_then_stop, &st, NULL, &stats, err, sizeof err);
+    CHECK(stats.finish == BN_FINISH_STOP && stats.n_generated == 3 && st.got.n == 3 &&
+              stats.n_prompt_reused == 4,
+          "stop token: finish %d after %d, reused %d", stats.finish, stats.n_generated, stats.n_prompt_reused);
+    st = (stopper){.stop_after = 2};
+    bn_generate(c, s, prompt, 5, 8, NULL, 0, collect_then_stop, &st, NULL, &stats, err, sizeof err);
+    CHECK(stats.finish == BN_FINISH_CANCELLED && stats.n_generated == 2, "callback stop: finish %d after %d",
+          stats.finish, stats.n_generated);
+    const volatile int cancel = 1;
+    bn_generate(c, s, prompt, 5, 8, NULL, 0, NULL, NULL, &cancel, &stats, err, sizeof err);
+    CHECK(stats.finish == BN_FINISH_CANCELLED && stats.n_generated == 0, "cancel flag: finish %d after %d",
+          stats.finish, stats.n_generated);
+    bn_generate(c, s, prompt, 5, 100, NULL, 0, NULL, NULL, NULL, &stats, err, sizeof err);
+    CHECK(stats.finish == BN_FINISH_LENGTH && stats.n_generated == 12 && bn_context_n_past(c) == 16,
+          "full context: finish %d after %d, n_past %d", stats.finish, stats.n_generated, bn_context_n_past(c));
+    bn_generate(c, s, prompt, 5, 0, NULL, 0, NULL, NULL, NULL, &stats, err, sizeof err);
+    CHECK(stats.finish == BN_FINISH_LENGTH && stats.n_generated == 0 && bn_context_n_past(c) == 5,
+          "max_tokens 0: finish %d after %d", stats.finish, stats.n_generated);
+    bn_context_free(c);
+    bn_sampler_free(s);
+}
+
+/* An F16 cache stays close to F32 (llama.cpp: ~0.1; activation quantization amplifies it). */
+static void test_kv_f16(bn_model *m, const int32_t *ids, int n, const float *ref) {
+    char err[256];
+    bn_context *c = NULL;
+    const bn_context_params cp = {64, BN_KV_F16, 2};
+    CHECK(bn_context_new(m, &cp, &c, err, sizeof err) == 0, "f16 context: %s", err);
+    float *got = eval_all(c, ids, n, 3, 512);
+    const float d = max_abs_diff(got, ref, (size_t)n * 512);
+    CHECK(d < 0.2f, "f16 KV cache: max |dlogit| %g", d);
+    printf("F16 KV cache: max |dlogit| %.3g\n", d);
+    free(got);
+    bn_context_free(c);
+}
+
 /* Parses image and binds a model (NULL with err on failure); image must outlive the model. */
 static bn_model *model_from_image(const uint8_t *image, size_t size, char *err, size_t errlen) {
     bn_gguf *g = calloc(1, sizeof *g);
@@ -325,6 +384,7 @@ static void test_qwen3(const char *type, int check_greedy) {
     float *split = eval_all(c, ids, 37, 5, 512);
     const float d1 = max_abs_diff(one, ref, 37 * 512), d2 = max_abs_diff(split, ref, 37 * 512);
     CHECK(d1 <= TOL && d2 <= TOL, "%s: max |dlogit| %g (1 thread), %g (2 threads, split)", type, d1, d2);
+    if (check_greedy) test_kv_f16(m, ids, 37, ref);
     printf("qwen3-tiny %-5s: max |dlogit| %.3g (1 thread, one batch), %.3g (2 threads, 5 + 32)\n", type, d1, d2);
     if (check_greedy) {
         collected got;
@@ -352,6 +412,7 @@ int main(void) {
     test_stories_logits(c);
     test_stories_greedy(c);
     test_eval_errors(c);
+    test_generate_controls(m);
     bn_context_free(c);
     bn_model_free(m);
     test_load_errors();
