@@ -63,7 +63,14 @@ void bn_add(float *y, const float *x, int64_t n) {
 }
 
 float bn_dot_f32(const float *a, const float *b, int n) {
+    /* Eight independent partial sums: the compiler can keep them in one SIMD register
+     * (a single running sum forbids vectorization without -ffast-math). */
+    float acc[8] = {0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++) acc[j] += a[i + j] * b[i + j];
     float sum = 0.0f;
-    for (int i = 0; i < n; i++) sum += a[i] * b[i];
+    for (; i < n; i++) sum += a[i] * b[i];
+    for (int j = 0; j < 8; j++) sum += acc[j];
     return sum;
 }
