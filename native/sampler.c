@@ -1,6 +1,6 @@
 /* Token sampling in llama.cpp's order: repetition penalty, top-k, top-p, min-p, temperature,
- * seeded draw. Candidates are ordered only as far as a step needs (partial selection), since a
- * full sort of a 151,936-entry vocabulary per token is wasted work. */
+ * seeded draw. No step sorts: top-k and top-p are selections (expected linear time), since
+ * sorting a 151,936-entry vocabulary per token is wasted work; the draw needs no order. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +9,7 @@
 typedef struct cand {
     int32_t id;
     float logit;
+    float w;              /* unnormalized probability, set by the step that needs it */
 } cand;
 
 struct bn_sampler {
@@ -103,30 +104,29 @@ static void swap_cand(cand *a, cand *b) {
     *b = t;
 }
 
+/* Partitions c[lo..hi] (inclusive) around a median-of-three pivot; returns the pivot's final
+ * index: better entries before it, worse after. */
+static int partition(cand *c, int lo, int hi) {
+    const int mid = lo + (hi - lo) / 2;
+    if (before(&c[mid], &c[lo])) swap_cand(&c[mid], &c[lo]);
+    if (before(&c[hi], &c[lo])) swap_cand(&c[hi], &c[lo]);
+    if (before(&c[mid], &c[hi])) swap_cand(&c[mid], &c[hi]); /* the median now sits at hi */
+    int store = lo;
+    for (int i = lo; i < hi; i++)
+        if (before(&c[i], &c[hi])) swap_cand(&c[i], &c[store++]);
+    swap_cand(&c[store], &c[hi]);
+    return store;
+}
+
 /* Rearranges c[0..n) so its first k entries are the k best (in no particular order). */
 static void select_best(cand *c, int n, int k) {
     int lo = 0, hi = n - 1;
     while (lo < hi) {
-        const int mid = lo + (hi - lo) / 2; /* median of three as pivot, moved to hi */
-        if (before(&c[mid], &c[lo])) swap_cand(&c[mid], &c[lo]);
-        if (before(&c[hi], &c[lo])) swap_cand(&c[hi], &c[lo]);
-        if (before(&c[mid], &c[hi])) swap_cand(&c[mid], &c[hi]);
-        int store = lo;
-        for (int i = lo; i < hi; i++)
-            if (before(&c[i], &c[hi])) swap_cand(&c[i], &c[store++]);
-        swap_cand(&c[store], &c[hi]);
+        const int store = partition(c, lo, hi);
         if (store == k - 1 || store == k) return;
         if (store < k) lo = store + 1;
         else hi = store - 1;
     }
-}
-
-static int cmp_cand(const void *a, const void *b) { return before(a, b) ? -1 : before(b, a) ? 1 : 0; }
-
-/* Makes c[0..k) the k best of c[0..n), sorted best first. */
-static void sort_best(cand *c, int n, int k) {
-    if (k < n) select_best(c, n, k);
-    qsort(c, (size_t)k, sizeof *c, cmp_cand);
 }
 
 static float max_logit(const cand *c, int n) {
@@ -136,23 +136,41 @@ static float max_logit(const cand *c, int n) {
     return m;
 }
 
-/* Smallest best-first prefix whose probability (softmax over all n) reaches p; sorts only as
- * much of the list as it needs, widening the sorted prefix fourfold at a time. */
-static int top_p_count(cand *c, int n, int sorted, float p) {
+/* Sets each weight to exp((logit - max) / temperature); returns their sum. */
+static double set_weights(cand *c, int n, float temperature) {
     const float mx = max_logit(c, n);
     double total = 0.0;
-    for (int i = 0; i < n; i++) total += exp((double)c[i].logit - mx);
-    double cum = 0.0;
-    int done = 0;
-    for (int width = sorted ? n : 64;; width *= 4) {
-        if (width > n) width = n;
-        if (!sorted) sort_best(c, n, width);
-        for (; done < width; done++) {
-            cum += exp((double)c[done].logit - mx) / total;
-            if (cum >= p) return done + 1;
-        }
-        if (width == n) return n;
+    for (int i = 0; i < n; i++) {
+        c[i].w = expf((c[i].logit - mx) / temperature);
+        total += c[i].w;
     }
+    return total;
+}
+
+static double mass(const cand *c, int lo, int hi) {
+    double m = 0.0;
+    for (int i = lo; i < hi; i++) m += c[i].w;
+    return m;
+}
+
+/* Moves the smallest best-first set whose probability (temperature 1) reaches p to the front
+ * and returns its size (>= 1). A quickselect on probability mass: expected O(n), no sort. */
+static int top_p_select(cand *c, int n, float p) {
+    double need = p * set_weights(c, n, 1.0f);
+    int lo = 0, hi = n; /* the set ends somewhere in (lo, hi] */
+    while (hi - lo > 1) {
+        const int store = partition(c, lo, hi - 1);
+        const double upper = mass(c, lo, store);
+        if (store > lo && upper >= need) {
+            hi = store;
+        } else if (upper + c[store].w >= need) {
+            return store + 1;
+        } else {
+            need -= upper + c[store].w;
+            lo = store + 1;
+        }
+    }
+    return hi > lo ? lo + 1 : hi; /* hi == lo: rounding left p unreached, keep everything */
 }
 
 /* Keeps candidates with probability >= min_p * p_max, i.e. logit >= max + log(min_p). */
@@ -165,14 +183,11 @@ static int min_p_filter(cand *c, int n, float min_p) {
 }
 
 /* Softmax at the given temperature over c[0..n), then one draw. */
-static int32_t draw(bn_sampler *s, const cand *c, int n, float temperature) {
-    const float mx = max_logit(c, n);
-    double total = 0.0;
-    for (int i = 0; i < n; i++) total += exp(((double)c[i].logit - mx) / temperature);
-    const double u = uniform01(s->rng) * total;
+static int32_t draw(bn_sampler *s, cand *c, int n, float temperature) {
+    const double u = uniform01(s->rng) * set_weights(c, n, temperature);
     double cum = 0.0;
     for (int i = 0; i < n; i++) {
-        cum += exp(((double)c[i].logit - mx) / temperature);
+        cum += c[i].w;
         if (u < cum) return c[i].id;
     }
     return c[n - 1].id; /* u fell in the rounding slack at the very top */
@@ -181,14 +196,13 @@ static int32_t draw(bn_sampler *s, const cand *c, int n, float temperature) {
 int32_t bn_sampler_sample(bn_sampler *s, float *logits, const int32_t *recent, int n_recent) {
     apply_penalty(s, logits, recent, n_recent);
     if (s->p.temperature <= 0.0f) return argmax_first(logits, s->n_vocab);
-    int n = s->n_vocab, sorted = 0;
-    for (int i = 0; i < n; i++) s->cands[i] = (cand){i, logits[i]};
+    int n = s->n_vocab;
+    for (int i = 0; i < n; i++) s->cands[i] = (cand){i, logits[i], 0.0f};
     if (s->p.top_k > 0 && s->p.top_k < n) {
         n = s->p.top_k;
-        sort_best(s->cands, s->n_vocab, n);
-        sorted = 1;
+        select_best(s->cands, s->n_vocab, n);
     }
-    if (s->p.top_p < 1.0f) n = top_p_count(s->cands, n, sorted, s->p.top_p > 0.0f ? s->p.top_p : 0.0f);
+    if (s->p.top_p < 1.0f) n = top_p_select(s->cands, n, s->p.top_p > 0.0f ? s->p.top_p : 0.0f);
     if (s->p.min_p > 0.0f) n = min_p_filter(s->cands, n, s->p.min_p);
     return draw(s, s->cands, n, s->p.temperature);
 }
