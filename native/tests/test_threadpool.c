@@ -1,0 +1,151 @@
+/* The thread pool: every active thread runs each job exactly once, results are visible to the
+ * caller when run returns, the thread count can change between jobs, parked workers use no
+ * CPU, and the pool frees cleanly whether its workers spin or sleep. */
+#define _POSIX_C_SOURCE 200809L
+#include <stdatomic.h>
+#include <time.h>
+#include <unistd.h>
+#include "harness.h"
+#include "threadpool.h"
+
+#define MAXT 8
+
+static void test_split_range(void) {
+    static const long aligns[] = {1, 4, 16};
+    int bad = 0;
+    for (long n = 0; n <= 100; n++) {
+        for (size_t a = 0; a < 3; a++) {
+            for (int nth = 1; nth <= MAXT; nth++) {
+                long expect = 0, longest = 0, shortest = n;
+                for (int ith = 0; ith < nth; ith++) {
+                    long b, e;
+                    bn_split_range(n, aligns[a], ith, nth, &b, &e);
+                    if (b != expect || e < b || (b % aligns[a] && b != n)) bad++;
+                    expect = e;
+                    if (e - b > longest) longest = e - b;
+                    if (e - b < shortest) shortest = e - b;
+                }
+                if (expect != n) bad++;
+                /* near-equal: with align 1 no part exceeds another by more than one */
+                if (aligns[a] == 1 && longest - shortest > 1) bad++;
+            }
+        }
+    }
+    CHECK(bad == 0, "%d bad split_range results", bad);
+    long b, e;
+    bn_split_range(20, 16, 1, 2, &b, &e);
+    CHECK(b == 16 && e == 20, "aligned split [%ld, %ld)", b, e);
+}
+
+typedef struct {
+    const long *data;
+    long n;
+    long partial[MAXT];
+    atomic_int calls[MAXT];
+    atomic_int wrong_nth;
+    int expect_nth;
+} sum_job;
+
+static void sum_task(void *arg, int ith, int nth) {
+    sum_job *j = arg;
+    long b, e, s = 0;
+    if (nth != j->expect_nth) atomic_fetch_add(&j->wrong_nth, 1);
+    bn_split_range(j->n, 1, ith, nth, &b, &e);
+    for (long i = b; i < e; i++) s += j->data[i];
+    j->partial[ith] = s;
+    atomic_fetch_add(&j->calls[ith], 1);
+}
+
+/* Runs one sum job with the pool's current thread count; 1 if the result is right. */
+static int run_sum(bn_threadpool *pool, sum_job *j, long expect) {
+    int nth = bn_threadpool_threads(pool);
+    j->expect_nth = nth;
+    for (int i = 0; i < MAXT; i++) {
+        j->partial[i] = 0;
+        atomic_store(&j->calls[i], 0);
+    }
+    bn_threadpool_run(pool, sum_task, j);
+    long total = 0;
+    int ok = atomic_load(&j->wrong_nth) == 0;
+    for (int i = 0; i < MAXT; i++) {
+        total += j->partial[i];
+        ok &= atomic_load(&j->calls[i]) == (i < nth ? 1 : 0);
+    }
+    return ok && total == expect;
+}
+
+static void test_sums(void) {
+    enum { N = 100003 };
+    static long data[N];
+    long expect = 0;
+    for (long i = 0; i < N; i++) expect += data[i] = (i * 7919) % 1000 - 500;
+    sum_job job = {.data = data, .n = N};
+    bn_threadpool *pool = bn_threadpool_new(MAXT);
+    CHECK(pool != NULL, "pool");
+    CHECK(bn_threadpool_threads(pool) == MAXT, "starts with max threads");
+    for (int nth = 1; nth <= MAXT; nth++) {
+        bn_threadpool_set_threads(pool, nth);
+        int bad = 0;
+        for (int rep = 0; rep < 200; rep++) bad += !run_sum(pool, &job, expect);
+        CHECK(bad == 0, "%d wrong sums with %d threads", bad, nth);
+    }
+    /* a changing thread count between consecutive jobs, including 1 (no workers involved) */
+    unsigned seed = 12345;
+    int bad = 0;
+    for (int rep = 0; rep < 5000; rep++) {
+        seed = seed * 1103515245u + 12345u;
+        bn_threadpool_set_threads(pool, 1 + (int)((seed >> 16) % MAXT));
+        bad += !run_sum(pool, &job, expect);
+    }
+    CHECK(bad == 0, "%d wrong sums with changing thread counts", bad);
+    bn_threadpool_set_threads(pool, 0);
+    CHECK(bn_threadpool_threads(pool) == 1, "clamped up to 1");
+    bn_threadpool_set_threads(pool, 99);
+    CHECK(bn_threadpool_threads(pool) == MAXT, "clamped down to max");
+    bn_threadpool_free(pool);
+}
+
+static double cpu_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static void noop(void *arg, int ith, int nth) { (void)arg; (void)ith; (void)nth; }
+
+/* After a job, the workers spin for a bounded time and then park: an idle pool burns no CPU. */
+static void test_idle_parks(void) {
+    bn_threadpool *pool = bn_threadpool_new(4);
+    bn_threadpool_run(pool, noop, NULL);
+    nanosleep(&(struct timespec){0, 200 * 1000 * 1000}, NULL); /* far longer than the spin phase */
+    double c0 = cpu_ms();
+    nanosleep(&(struct timespec){0, 300 * 1000 * 1000}, NULL);
+    double used = cpu_ms() - c0;
+    CHECK(used < 30.0, "idle pool used %.1f ms of CPU in 300 ms", used);
+    bn_threadpool_free(pool); /* free while parked */
+}
+
+static void test_lifecycle(void) {
+    bn_threadpool_free(bn_threadpool_new(MAXT)); /* never ran: workers parked from the start */
+    bn_threadpool_free(NULL);
+    CHECK(bn_threadpool_new(0) == NULL, "zero threads refused");
+    bn_threadpool *single = bn_threadpool_new(1);
+    static long one[1] = {42};
+    sum_job job = {.data = one, .n = 1};
+    CHECK(single && run_sum(single, &job, 42), "single-thread pool");
+    bn_threadpool_free(single);
+    /* free right after a job, while the workers are still spinning */
+    bn_threadpool *pool = bn_threadpool_new(MAXT);
+    bn_threadpool_run(pool, noop, NULL);
+    bn_threadpool_free(pool);
+    CHECK(1, "freed while spinning");
+}
+
+int main(void) {
+    alarm(120); /* a deadlock fails the test instead of hanging CI */
+    test_split_range();
+    test_sums();
+    test_lifecycle();
+    test_idle_parks();
+    return bn_test_done("test_threadpool");
+}
