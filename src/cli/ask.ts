@@ -1,0 +1,107 @@
+// `bonsai ask`: send one prompt to a daemon and stream its answer to stdout. It reads the same
+// config file and BONSAI_* environment as `bonsai serve`, so on the daemon's own machine no
+// flags are needed. Exit codes: 0 done, 1 error reply, 2 no answer (timeout, no broker).
+import type { Command } from 'commander';
+import { ask, AskTimeout } from '../daemon/ask-client.js';
+import { loadConfig } from '../daemon/config.js';
+import { connectMqtt, connectOptionsFrom, ConnectError } from '../daemon/connect.js';
+import type { Reply } from '../daemon/replies.js';
+
+interface AskFlags {
+  config?: string;
+  url?: string;
+  node?: string;
+  fleet?: boolean;
+  baseTopic?: string;
+  json?: boolean;
+  system?: string;
+  maxTokens?: number;
+  temperature?: number;
+  stream: boolean;
+  timeout: number;
+}
+
+export function register(program: Command): void {
+  program
+    .command('ask')
+    .description('send a prompt to a bonsai daemon over MQTT and print the answer as it streams')
+    .argument('[prompt]', 'the prompt, or - to read it from stdin')
+    .option('-c, --config <file>', 'the daemon config file (broker, credentials, TLS, topics)')
+    .option('--url <url>', 'broker URL (default: mqtt.url, else the embedded broker on 127.0.0.1)')
+    .option('--node <name>', 'node to ask (default: topics.node, i.e. this host name)')
+    .option('--fleet', 'send to the fleet topic: any node answers')
+    .option('--base-topic <topic>', 'base topic (default: bonsai)')
+    .option('--json', 'print every reply message as one JSON line')
+    .option('--system <text>', 'system text')
+    .option('--max-tokens <n>', 'max tokens to generate', parseNumber)
+    .option('--temperature <t>', 'sampling temperature (0 = greedy)', parseNumber)
+    .option('--no-stream', 'ask for the final answer only')
+    .option('--timeout <seconds>', 'give up after this long', parseNumber, 300)
+    .action(async (prompt: string | undefined, flags: AskFlags) => {
+      process.exitCode = await run(prompt, flags);
+    });
+}
+
+function parseNumber(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n)) throw new Error(`not a number: ${value}`);
+  return n;
+}
+
+async function run(promptArg: string | undefined, flags: AskFlags): Promise<number> {
+  const prompt = promptArg === '-' ? await readStdin() : promptArg;
+  if (!prompt) {
+    console.error('bonsai ask: give a prompt, or - to read it from stdin');
+    return 2;
+  }
+  const config = loadConfig({ file: flags.config, env: process.env, flags: { 'mqtt.url': flags.url, 'topics.node': flags.node, 'topics.base': flags.baseTopic } });
+  const url = config.mqtt.url ?? `mqtt://127.0.0.1:${config.embedded.port}`;
+  const timeoutMs = flags.timeout * 1000;
+  try {
+    const connection = await connectMqtt({ ...connectOptionsFrom(config, url, `-ask-${process.pid}`), timeoutMs });
+    try {
+      const request: Record<string, unknown> = { prompt, stream: flags.stream };
+      if (flags.system !== undefined) request.system = flags.system;
+      if (flags.maxTokens !== undefined) request.max_tokens = flags.maxTokens;
+      if (flags.temperature !== undefined) request.temperature = flags.temperature;
+      const printer = flags.json ? printJson : textPrinter();
+      const final = await ask(connection, { base: config.topics.base, node: flags.fleet ? undefined : config.topics.node, request, timeoutMs, onReply: printer });
+      if (final.type === 'error') {
+        if (!flags.json) console.error(`bonsai ask: ${final.code}: ${final.message}`);
+        return 1;
+      }
+      return 0;
+    } finally {
+      await connection.client.endAsync();
+    }
+  } catch (err) {
+    if (err instanceof AskTimeout || err instanceof ConnectError) {
+      console.error(`bonsai ask: ${err.message}`);
+      return 2;
+    }
+    throw err;
+  }
+}
+
+function printJson(reply: Reply): void {
+  process.stdout.write(JSON.stringify(reply) + '\n');
+}
+
+/** Streams chunk text as it comes; prints the final text only when nothing was streamed. */
+function textPrinter(): (reply: Reply) => void {
+  let streamed = false;
+  return (reply) => {
+    if (reply.type === 'chunk') {
+      streamed = true;
+      process.stdout.write(reply.text);
+    } else if (reply.type === 'done') {
+      process.stdout.write((streamed ? '' : reply.text) + '\n');
+    }
+  };
+}
+
+async function readStdin(): Promise<string> {
+  const parts: Buffer[] = [];
+  for await (const part of process.stdin) parts.push(part as Buffer);
+  return Buffer.concat(parts).toString('utf8');
+}

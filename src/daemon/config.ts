@@ -1,0 +1,181 @@
+// The daemon's configuration: one zod schema is the single source of truth for the keys, their
+// types, defaults and documentation. Values are layered defaults < JSON file < environment
+// (BONSAI_<SECTION>_<KEY>) < command-line flags, and the merged result is validated once.
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
+import { z } from 'zod';
+
+// prefault({}) parses an absent section as {} so that each key's own default applies.
+const section = <T extends z.ZodRawShape>(shape: T) => z.strictObject(shape).prefault({} as z.input<z.ZodObject<T, z.core.$strict>>);
+const int = () => z.number().int();
+
+export const configSchema = z.strictObject({
+  model: section({
+    path: z.string().min(1).optional().describe('GGUF model file (required by `bonsai serve`)'),
+    threads: int().min(1).max(256).optional().describe('inference threads (default: min(4, CPU count))'),
+    contextSize: int().min(16).optional().describe('context size in tokens (default: min(training context, 4096))'),
+  }),
+  sampling: section({
+    maxTokens: int().min(1).default(256).describe('max_tokens when a request gives none'),
+    temperature: z.number().min(0).max(5).default(0.8).describe('temperature when a request gives none (0 = greedy)'),
+    topP: z.number().min(0).max(1).default(0.95).describe('top_p default'),
+    topK: int().min(0).default(40).describe('top_k default (0 = off)'),
+    minP: z.number().min(0).max(1).default(0.05).describe('min_p default'),
+  }),
+  limits: section({
+    maxTokens: int().min(1).default(4096).describe('largest max_tokens a request may ask for'),
+    maxPayloadBytes: int().min(64).default(262144).describe('larger request payloads get `too_large`'),
+    maxRunMs: int().min(100).default(600000).describe('a generation running longer ends with `timeout`'),
+  }),
+  queue: section({
+    max: int().min(0).default(8).describe('requests waiting behind the running one; more get `busy`'),
+  }),
+  mqtt: section({
+    url: z.string().min(1).optional().describe('broker URL (mqtt://, mqtts://, ws://); unset: start the embedded broker'),
+    username: z.string().optional().describe('broker user name'),
+    password: z.string().optional().describe('broker password'),
+    ca: z.string().optional().describe('PEM file of the CA that signed the broker certificate'),
+    cert: z.string().optional().describe('PEM client certificate file (mutual TLS)'),
+    key: z.string().optional().describe('PEM client key file (mutual TLS)'),
+    rejectUnauthorized: z.boolean().default(true).describe('verify the broker certificate'),
+    clientId: z.string().min(1).optional().describe('MQTT client id (default: bonsai-<node>)'),
+    protocol: z.enum(['auto', '5', '3.1.1']).default('auto').describe('auto: MQTT 5, falling back to 3.1.1 when the broker refuses 5'),
+    keepaliveSec: int().min(5).default(30).describe('MQTT keep-alive'),
+    reconnectMinMs: int().min(50).default(500).describe('first reconnect delay; doubles up to reconnectMaxMs'),
+    reconnectMaxMs: int().min(100).default(30000).describe('longest reconnect delay'),
+    qos: z.union([z.literal(0), z.literal(1), z.literal(2)]).default(1).describe('QoS of subscriptions and replies'),
+  }),
+  embedded: section({
+    host: z.string().default('127.0.0.1').describe('address of the embedded broker; beyond loopback only with username+password'),
+    port: int().min(0).max(65535).default(1883).describe('port of the embedded broker'),
+    username: z.string().min(1).optional().describe('user name clients of the embedded broker must give'),
+    password: z.string().min(1).optional().describe('password clients of the embedded broker must give'),
+  }),
+  topics: section({
+    base: z.string().min(1).default('bonsai').describe('base topic'),
+    node: z.string().min(1).default(os.hostname()).describe('node id in topics (default: host name)'),
+    shared: z.enum(['auto', 'always', 'never']).default('auto').describe('take <base>/request as $share/<group>/...: auto = when the MQTT 5 broker says it can'),
+    sharedGroup: z.string().min(1).default('bonsai').describe('shared subscription group'),
+  }),
+  replies: section({
+    chunkIntervalMs: int().min(0).default(50).describe('streamed text is coalesced into at most one chunk per interval'),
+    chunkExpirySec: int().min(1).default(300).describe('MQTT 5 message expiry of chunks'),
+  }),
+  health: section({
+    intervalSec: z.number().min(0.1).default(30).describe('period of the retained health message'),
+  }),
+  homeassistant: section({
+    discovery: z.boolean().default(true).describe('publish Home Assistant MQTT discovery'),
+    prefix: z.string().min(1).default('homeassistant').describe('Home Assistant discovery prefix'),
+  }),
+  shutdown: section({
+    mode: z.enum(['finish', 'cancel']).default('finish').describe('on SIGTERM/SIGINT: let the running generation finish, or cancel it'),
+    graceMs: int().min(0).default(30000).describe('finish mode: cancel the running generation after this long'),
+  }),
+  log: section({
+    level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('log level'),
+  }),
+});
+
+export type DaemonConfig = z.infer<typeof configSchema>;
+type Layer = Record<string, Record<string, unknown>>;
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+export interface ConfigSources {
+  file?: string;
+  env?: NodeJS.ProcessEnv;
+  /** Dotted keys (e.g. "mqtt.url") from command-line flags; undefined values are ignored. */
+  flags?: Record<string, unknown>;
+}
+
+export function loadConfig(sources: ConfigSources = {}): DaemonConfig {
+  const merged: Layer = {};
+  if (sources.file) mergeLayer(merged, readConfigFile(sources.file));
+  mergeLayer(merged, envLayer(sources.env ?? {}));
+  mergeLayer(merged, dottedLayer(sources.flags ?? {}));
+  const parsed = configSchema.safeParse(merged);
+  if (!parsed.success) throw new ConfigError(`invalid configuration:\n${z.prettifyError(parsed.error)}`);
+  return parsed.data;
+}
+
+/** Every key with its environment variable, default and description (for docs and --help). */
+export function describeConfig(): { key: string; env: string; default: string; description: string }[] {
+  return leaves().map(({ key, schema }) => ({
+    key,
+    env: envName(key),
+    default: schema.def.type === 'default' ? JSON.stringify((schema as z.ZodDefault).def.defaultValue) : '',
+    description: schema.description ?? '',
+  }));
+}
+
+function leaves(): { key: string; schema: z.ZodType }[] {
+  const out: { key: string; schema: z.ZodType }[] = [];
+  for (const [name, sec] of Object.entries(configSchema.shape)) {
+    const inner = (sec.def as unknown as { innerType: z.ZodObject }).innerType;
+    for (const [leaf, schema] of Object.entries(inner.shape)) out.push({ key: `${name}.${leaf}`, schema: schema as z.ZodType });
+  }
+  return out;
+}
+
+function envName(key: string): string {
+  return 'BONSAI_' + key.replace('.', '_').replace(/([a-z])([A-Z])/g, '$1_$2').toUpperCase();
+}
+
+function readConfigFile(file: string): Layer {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${file}: ${(err as Error).message}`);
+  }
+  try {
+    const value: unknown = JSON.parse(text);
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new Error('top level must be an object');
+    return value as Layer;
+  } catch (err) {
+    throw new ConfigError(`config file ${file} is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+function envLayer(env: NodeJS.ProcessEnv): Layer {
+  const flat: Record<string, unknown> = {};
+  for (const { key, schema } of leaves()) {
+    const raw = env[envName(key)];
+    if (raw !== undefined && raw !== '') flat[key] = coerceEnv(raw, leafType(schema));
+  }
+  return dottedLayer(flat);
+}
+
+/** Environment values are strings; turn them into what the key expects so zod can check them. */
+function coerceEnv(raw: string, type: string): unknown {
+  if (type === 'number' || type === 'union') return raw.trim() !== '' && Number.isFinite(Number(raw)) ? Number(raw) : raw;
+  if (type === 'boolean') return /^(1|true|yes|on)$/i.test(raw) ? true : /^(0|false|no|off)$/i.test(raw) ? false : raw;
+  return raw;
+}
+
+function leafType(schema: z.ZodType): string {
+  let s = schema;
+  while (s.def.type === 'default' || s.def.type === 'optional') s = (s.def as unknown as { innerType: z.ZodType }).innerType;
+  return s.def.type;
+}
+
+function dottedLayer(flat: Record<string, unknown>): Layer {
+  const out: Layer = {};
+  for (const [key, value] of Object.entries(flat)) {
+    if (value === undefined) continue;
+    const [sec, leaf] = key.split('.', 2) as [string, string];
+    (out[sec] ??= {})[leaf] = value;
+  }
+  return out;
+}
+
+function mergeLayer(into: Layer, layer: Layer): void {
+  for (const [sec, values] of Object.entries(layer)) {
+    into[sec] = values !== null && typeof values === 'object' && !Array.isArray(values) && typeof into[sec] === 'object'
+      ? { ...into[sec], ...values }
+      : values;
+  }
+}

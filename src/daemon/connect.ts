@@ -1,0 +1,160 @@
+// Connecting to a broker the way both the daemon and `bonsai ask` need it: MQTT 5 first, 3.1.1 when
+// the broker refuses 5 (aedes, old brokers), TLS from PEM files, and reconnects with exponential
+// backoff and jitter so that a fleet of boards does not hammer a broker that just restarted.
+import { readFileSync } from 'node:fs';
+import mqtt, { type IClientOptions, type IConnackPacket, type MqttClient } from 'mqtt';
+import type { DaemonConfig } from './config.js';
+
+export interface MqttConnectOptions {
+  url: string;
+  clientId: string;
+  username?: string;
+  password?: string;
+  ca?: string;
+  cert?: string;
+  key?: string;
+  rejectUnauthorized?: boolean;
+  protocol?: 'auto' | '5' | '3.1.1';
+  keepaliveSec?: number;
+  reconnectMinMs?: number;
+  reconnectMaxMs?: number;
+  will?: { topic: string; payload: string; qos: 0 | 1 | 2; retain: boolean };
+  /** Give up on the first connection after this long (default: keep trying). */
+  timeoutMs?: number;
+}
+
+export interface MqttConnection {
+  client: MqttClient;
+  protocolVersion: 4 | 5;
+  connack: IConnackPacket;
+}
+
+export class ConnectError extends Error {
+  override name = 'ConnectError';
+}
+
+// CONNACK codes meaning "not this protocol version": 3.1.1 return code 1, MQTT 5 reason 0x84.
+const PROTOCOL_REFUSED = new Set([1, 0x84]);
+
+/** The connection settings of a config: the daemon's, or a helper's with its client id suffixed. */
+export function connectOptionsFrom(config: DaemonConfig, url: string, clientIdSuffix = ''): MqttConnectOptions {
+  const { mqtt, topics } = config;
+  const options: MqttConnectOptions = {
+    url,
+    clientId: (mqtt.clientId ?? `bonsai-${topics.node}`) + clientIdSuffix,
+    rejectUnauthorized: mqtt.rejectUnauthorized,
+    protocol: mqtt.protocol,
+    keepaliveSec: mqtt.keepaliveSec,
+    reconnectMinMs: mqtt.reconnectMinMs,
+    reconnectMaxMs: mqtt.reconnectMaxMs,
+  };
+  for (const key of ['username', 'password', 'ca', 'cert', 'key'] as const) {
+    if (mqtt[key] !== undefined) options[key] = mqtt[key];
+  }
+  return options;
+}
+
+export async function connectMqtt(options: MqttConnectOptions): Promise<MqttConnection> {
+  const tls = readTls(options);
+  const deadline = options.timeoutMs !== undefined ? Date.now() + options.timeoutMs : Infinity;
+  if (options.protocol !== '3.1.1') {
+    const first = await attempt(options, tls, 5, deadline);
+    if ('connection' in first) return first.connection;
+    if (options.protocol === '5') throw new ConnectError(`broker ${options.url} refused MQTT 5: ${first.refused}`);
+  }
+  const second = await attempt(options, tls, 4, deadline);
+  if ('connection' in second) return second.connection;
+  throw new ConnectError(`broker ${options.url} refused MQTT 3.1.1: ${second.refused}`);
+}
+
+function readTls(options: MqttConnectOptions): Partial<IClientOptions> {
+  const read = (file: string | undefined, what: string) => {
+    if (!file) return undefined;
+    try {
+      return readFileSync(file);
+    } catch (err) {
+      throw new ConnectError(`cannot read TLS ${what} ${file}: ${(err as Error).message}`);
+    }
+  };
+  const tls: Partial<IClientOptions> = { rejectUnauthorized: options.rejectUnauthorized ?? true };
+  const ca = read(options.ca, 'CA');
+  const cert = read(options.cert, 'certificate');
+  const key = read(options.key, 'key');
+  if (ca) tls.ca = ca;
+  if (cert) tls.cert = cert;
+  if (key) tls.key = key;
+  return tls;
+}
+
+type Attempt = { connection: MqttConnection } | { refused: string };
+
+/**
+ * One client with one protocol version, resolved at its first CONNACK. Transport errors before it
+ * (broker not up yet) are retried with backoff until the deadline; a refusal for the protocol
+ * version ends the attempt so the caller can fall back; any other refusal (bad credentials) fails.
+ */
+function attempt(options: MqttConnectOptions, tls: Partial<IClientOptions>, version: 4 | 5, deadline: number): Promise<Attempt> {
+  const min = options.reconnectMinMs ?? 500;
+  const client = mqtt.connect(options.url, {
+    ...tls,
+    clientId: options.clientId,
+    protocolVersion: version,
+    keepalive: options.keepaliveSec ?? 30,
+    reconnectPeriod: min,
+    connectTimeout: 10_000,
+    ...(options.username !== undefined ? { username: options.username } : {}),
+    ...(options.password !== undefined ? { password: options.password } : {}),
+    ...(options.will ? { will: options.will } : {}),
+  });
+  applyBackoff(client, min, options.reconnectMaxMs ?? 30_000);
+  // Later errors (a dropped connection) are followed by reconnects; without a listener the
+  // EventEmitter would throw them.
+  client.on('error', () => undefined);
+  return new Promise<Attempt>((resolve, reject) => {
+    const timer = Number.isFinite(deadline) ? setTimeout(() => fail(new ConnectError(`cannot connect to ${options.url}: timed out`)), Math.max(0, deadline - Date.now())) : undefined;
+    let lastError = '';
+    const settle = () => {
+      clearTimeout(timer);
+      client.removeListener('connect', onConnect);
+      client.removeListener('error', onError);
+    };
+    const fail = (err: Error) => {
+      settle();
+      client.end(true);
+      reject(lastError && err.message.endsWith('timed out') ? new ConnectError(`${err.message} (${lastError})`) : err);
+    };
+    const onConnect = (connack: IConnackPacket) => {
+      settle();
+      resolve({ connection: { client, protocolVersion: version, connack } });
+    };
+    const onError = (err: Error & { code?: string | number }) => {
+      lastError = err.message;
+      if (typeof err.code !== 'number') return; // transport error: the client retries by itself
+      if (PROTOCOL_REFUSED.has(err.code)) {
+        settle();
+        client.end(true);
+        resolve({ refused: err.message });
+      } else {
+        fail(new ConnectError(`broker ${options.url} refused the connection: ${err.message}`));
+      }
+    };
+    client.on('connect', onConnect);
+    client.on('error', onError);
+  });
+}
+
+/**
+ * MQTT.js retries at a fixed period. It reads options.reconnectPeriod each time a connection closes,
+ * so a listener that runs before its own (prepended) sets the next delay: doubling from min to max,
+ * with ±20% jitter, back to min after a successful connect.
+ */
+function applyBackoff(client: MqttClient, min: number, max: number): void {
+  let delay = min;
+  client.prependListener('close', () => {
+    client.options.reconnectPeriod = Math.round(delay * (0.8 + Math.random() * 0.4));
+    delay = Math.min(max, delay * 2);
+  });
+  client.on('connect', () => {
+    delay = min;
+  });
+}

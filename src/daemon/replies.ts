@@ -1,0 +1,90 @@
+// The replies of one request, in order on one topic: start, chunk..., then done or error.
+// A fast model produces a piece of text per token; publishing each would flood the broker and
+// the clients, so text is coalesced into at most one chunk per interval.
+import type { ErrorCode, ReplyRoute } from './request.js';
+
+export interface PublishOptions {
+  /** MQTT 5 message expiry (chunks only: a stale chunk is useless). */
+  expirySec?: number;
+  correlationData?: Buffer;
+}
+
+/** Sends one reply message; must keep the order of calls (MQTT.js does per topic and QoS). */
+export type Publish = (topic: string, payload: string, options: PublishOptions) => void;
+
+export interface DoneBody {
+  text: string;
+  finish_reason: 'stop' | 'length' | 'cancelled';
+  usage: { prompt_tokens: number; completion_tokens: number };
+  timings: { queue_ms: number; ttft_ms: number; tokens_per_s: number };
+}
+
+export type Reply =
+  | { id: string; type: 'start'; [extra: string]: unknown }
+  | { id: string; type: 'chunk'; seq: number; text: string }
+  | ({ id: string; type: 'done' } & DoneBody)
+  | { id: string; type: 'error'; code: ErrorCode; message: string };
+
+export class ReplyStream {
+  private pending = '';
+  private seq = 0;
+  private lastChunkAt = -Infinity;
+  private timer?: NodeJS.Timeout;
+  private finished = false;
+
+  constructor(
+    readonly route: ReplyRoute,
+    private readonly publish: Publish,
+    private readonly options: { stream: boolean; chunkIntervalMs: number; chunkExpirySec: number },
+  ) {}
+
+  start(extra: Record<string, unknown> = {}): void {
+    if (this.options.stream) this.send({ ...extra, id: this.route.id, type: 'start' });
+  }
+
+  text(piece: string): void {
+    if (!this.options.stream || this.finished || !piece) return;
+    this.pending += piece;
+    const wait = this.lastChunkAt + this.options.chunkIntervalMs - performance.now();
+    if (wait <= 0) this.flush();
+    else this.timer ??= setTimeout(() => this.flush(), wait);
+  }
+
+  /** Sends the final reply (once); returns it so it can be replayed to a repeated request. */
+  done(body: DoneBody): Reply {
+    this.flush();
+    return this.finish({ id: this.route.id, type: 'done', ...body });
+  }
+
+  error(code: ErrorCode, message: string): Reply {
+    this.flush();
+    return this.finish({ id: this.route.id, type: 'error', code, message });
+  }
+
+  private finish(reply: Reply): Reply {
+    if (!this.finished) this.send(reply);
+    this.finished = true;
+    return reply;
+  }
+
+  private flush(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    if (!this.pending || this.finished) return;
+    const text = this.pending;
+    this.pending = '';
+    this.lastChunkAt = performance.now();
+    this.send({ id: this.route.id, type: 'chunk', seq: this.seq++, text }, this.options.chunkExpirySec);
+  }
+
+  private send(reply: Reply, expirySec?: number): void {
+    sendReply(this.publish, this.route, reply, expirySec);
+  }
+}
+
+export function sendReply(publish: Publish, route: ReplyRoute, reply: Reply, expirySec?: number): void {
+  const options: PublishOptions = {};
+  if (expirySec !== undefined) options.expirySec = expirySec;
+  if (route.correlationData) options.correlationData = route.correlationData;
+  publish(route.topic, JSON.stringify(reply), options);
+}
