@@ -1,6 +1,8 @@
 #include "gguf.h"
 
+#include <float.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -534,6 +536,9 @@ int bn_gguf_get_f32(const bn_gguf *g, const char *key, float def, float *out, ch
     *out = def;
     if (!kv) return 0;
     if (kv->type == BN_GGUF_F32 || kv->type == BN_GGUF_F64) {
+        /* Converting an out-of-range double to float is undefined behaviour in C. */
+        if (isfinite(kv->v.f64) && fabs(kv->v.f64) > FLT_MAX)
+            return bn_fail(err, errlen, "metadata key '%s': value %g does not fit in f32", key, kv->v.f64);
         *out = (float)kv->v.f64;
         return 0;
     }

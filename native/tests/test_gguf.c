@@ -461,7 +461,7 @@ static void test_metadata_errors(void) {
 /* Every value type and every array element type, decoded and read back through the getters. */
 static void test_all_value_types(void) {
     gb b = {0};
-    gb_header(&b, 3, 1, 27);
+    gb_header(&b, 3, 1, 28);
     gb_key(&b, "v.u8", BN_GGUF_U8); gb_u8(&b, 200);
     gb_key(&b, "v.i8", BN_GGUF_I8); gb_u8(&b, (uint8_t)-5);
     gb_key(&b, "v.u16", BN_GGUF_U16); gb_le(&b, 65535, 2);
@@ -477,6 +477,8 @@ static void test_all_value_types(void) {
     double f64 = 3.25; uint64_t f64bits; memcpy(&f64bits, &f64, 8);
     gb_key(&b, "v.f64", BN_GGUF_F64); gb_u64(&b, f64bits);
     gb_key(&b, "v.i64small", BN_GGUF_I64); gb_u64(&b, 7);
+    double big = 1e300; uint64_t bigbits; memcpy(&bigbits, &big, 8);
+    gb_key(&b, "v.f64big", BN_GGUF_F64); gb_u64(&b, bigbits);
     gb_kv_str(&b, "v.embedded_nul", "a");
     b.p[b.len - 1] = 0; /* values may hold any bytes */
     for (uint32_t t = 0; t <= BN_GGUF_F64; t++) {
@@ -539,6 +541,8 @@ static void test_all_value_types(void) {
     CHECK(bn_gguf_get_u32(&g, "absent", 42, &u, err, sizeof err) == 0 && u == 42, "default");
     CHECK(bn_gguf_get_f32(&g, "v.f64", 0, &f, err, sizeof err) == 0 && f == 3.25f, "f64 -> f32");
     CHECK(bn_gguf_get_f32(&g, "v.i32", 0, &f, err, sizeof err) == 0 && f == -70000.0f, "i32 -> f32");
+    CHECK(bn_gguf_get_f32(&g, "v.f64big", 0, &f, err, sizeof err) == -1 &&
+              !strcmp(err, "metadata key 'v.f64big': value 1e+300 does not fit in f32"), "%s", err);
     CHECK(bn_gguf_get_f32(&g, "v.string", 0, &f, err, sizeof err) == -1 &&
               !strcmp(err, "metadata key 'v.string' has type string, expected a number"), "%s", err);
     CHECK(bn_gguf_get_bool(&g, "v.bool", 0, &flag, err, sizeof err) == 0 && flag == 1, "bool");

@@ -16,7 +16,7 @@ typedef struct gb {
     size_t len, cap;
 } gb;
 
-static void gb_bytes(gb *b, const void *src, size_t n) {
+static inline void gb_bytes(gb *b, const void *src, size_t n) {
     if (b->len + n > b->cap) {
         b->cap = (b->len + n) * 2 + 64;
         b->p = realloc(b->p, b->cap);
@@ -26,21 +26,21 @@ static void gb_bytes(gb *b, const void *src, size_t n) {
     b->len += n;
 }
 
-static void gb_le(gb *b, uint64_t v, unsigned n) {
+static inline void gb_le(gb *b, uint64_t v, unsigned n) {
     uint8_t tmp[8];
     for (unsigned i = 0; i < n; i++) tmp[i] = (uint8_t)(v >> (8 * i));
     gb_bytes(b, tmp, n);
 }
 
-static void gb_u8(gb *b, uint8_t v) { gb_le(b, v, 1); }
-static void gb_u32(gb *b, uint32_t v) { gb_le(b, v, 4); }
-static void gb_u64(gb *b, uint64_t v) { gb_le(b, v, 8); }
-static void gb_str(gb *b, const char *s) {
+static inline void gb_u8(gb *b, uint8_t v) { gb_le(b, v, 1); }
+static inline void gb_u32(gb *b, uint32_t v) { gb_le(b, v, 4); }
+static inline void gb_u64(gb *b, uint64_t v) { gb_le(b, v, 8); }
+static inline void gb_str(gb *b, const char *s) {
     gb_u64(b, strlen(s));
     gb_bytes(b, s, strlen(s));
 }
 
-static void gb_header(gb *b, uint32_t version, uint64_t n_tensors, uint64_t n_kv) {
+static inline void gb_header(gb *b, uint32_t version, uint64_t n_tensors, uint64_t n_kv) {
     gb_bytes(b, "GGUF", 4);
     gb_u32(b, version);
     gb_u64(b, n_tensors);
@@ -48,29 +48,29 @@ static void gb_header(gb *b, uint32_t version, uint64_t n_tensors, uint64_t n_kv
 }
 
 /* A key and its value type; the caller writes the value. */
-static void gb_key(gb *b, const char *key, uint32_t type) {
+static inline void gb_key(gb *b, const char *key, uint32_t type) {
     gb_str(b, key);
     gb_u32(b, type);
 }
 
-static void gb_kv_u32(gb *b, const char *key, uint32_t v) {
+static inline void gb_kv_u32(gb *b, const char *key, uint32_t v) {
     gb_key(b, key, BN_GGUF_U32);
     gb_u32(b, v);
 }
 
-static void gb_kv_str(gb *b, const char *key, const char *v) {
+static inline void gb_kv_str(gb *b, const char *key, const char *v) {
     gb_key(b, key, BN_GGUF_STRING);
     gb_str(b, v);
 }
 
 /* Key, ARRAY, element type and count; the caller writes the elements. */
-static void gb_kv_array(gb *b, const char *key, uint32_t elem_type, uint64_t count) {
+static inline void gb_kv_array(gb *b, const char *key, uint32_t elem_type, uint64_t count) {
     gb_key(b, key, BN_GGUF_ARRAY);
     gb_u32(b, elem_type);
     gb_u64(b, count);
 }
 
-static void gb_tensor(gb *b, const char *name, uint32_t n_dims, const uint64_t *ne, uint32_t type, uint64_t offset) {
+static inline void gb_tensor(gb *b, const char *name, uint32_t n_dims, const uint64_t *ne, uint32_t type, uint64_t offset) {
     gb_str(b, name);
     gb_u32(b, n_dims);
     for (uint32_t d = 0; d < n_dims; d++) gb_u64(b, ne[d]);
@@ -78,7 +78,7 @@ static void gb_tensor(gb *b, const char *name, uint32_t n_dims, const uint64_t *
     gb_u64(b, offset);
 }
 
-static void gb_zeros(gb *b, size_t n) {
+static inline void gb_zeros(gb *b, size_t n) {
     static const uint8_t zero[64];
     while (n) {
         size_t k = n < sizeof zero ? n : sizeof zero;
@@ -87,24 +87,24 @@ static void gb_zeros(gb *b, size_t n) {
     }
 }
 
-static void gb_pad(gb *b, size_t alignment) { gb_zeros(b, (alignment - b->len % alignment) % alignment); }
+static inline void gb_pad(gb *b, size_t alignment) { gb_zeros(b, (alignment - b->len % alignment) % alignment); }
 
 /* ---- what every successful parse must guarantee ---- */
 
-static int gb_inside(const uint8_t *img, uint64_t size, const void *ptr, uint64_t len) {
+static inline int gb_inside(const uint8_t *img, uint64_t size, const void *ptr, uint64_t len) {
     const uint8_t *p = ptr;
     if (!p || p < img) return 0;
     uint64_t at = (uint64_t)(p - img);
     return at <= size && len <= size - at;
 }
 
-static unsigned gb_scalar_size(uint32_t t) {
+static inline unsigned gb_scalar_size(uint32_t t) {
     static const unsigned sizes[] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
     return t < 13 ? sizes[t] : 0;
 }
 
 /* Returns NULL if g is internally consistent with the image, else what is wrong. */
-static const char *gb_check_consistent(const bn_gguf *g, const uint8_t *img, uint64_t size) {
+static inline const char *gb_check_consistent(const bn_gguf *g, const uint8_t *img, uint64_t size) {
     if (g->image != img || g->image_size != size) return "image pointer/size";
     if (g->version != 2 && g->version != 3) return "version";
     if (!g->alignment || (g->alignment & (g->alignment - 1))) return "alignment";
