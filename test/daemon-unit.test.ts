@@ -1,0 +1,289 @@
+// Unit tests of the daemon's pure parts: config layering, request validation and rendering,
+// the scheduler, reply coalescing, health and discovery. No broker, no model.
+import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { ConfigError, describeConfig, loadConfig } from '../src/daemon/config.js';
+import { cpuTemperature } from '../src/daemon/health.js';
+import { discoveryMessages, discoveryRemovals } from '../src/daemon/discovery.js';
+import { Scheduler, type AbortReason, type Job } from '../src/daemon/queue.js';
+import { ReplyStream, type PublishOptions } from '../src/daemon/replies.js';
+import { isRejection, parseRequest, renderForModel, type Rejection, type Request } from '../src/daemon/request.js';
+import { topicsFor } from '../src/daemon/topics.js';
+import { startEmbeddedBroker } from '../src/daemon/broker.js';
+
+const tmp = mkdtempSync(path.join(os.tmpdir(), 'bonsai-unit-'));
+afterEach(() => vi.useRealTimers());
+process.on('exit', () => rmSync(tmp, { recursive: true, force: true }));
+
+describe('config', () => {
+  it('has a default and a description for every key it documents', () => {
+    const keys = describeConfig();
+    expect(keys.length).toBeGreaterThan(30);
+    for (const k of keys) expect(k.description, k.key).not.toBe('');
+    expect(keys.find((k) => k.key === 'queue.max')).toMatchObject({ env: 'BONSAI_QUEUE_MAX', default: '8' });
+    expect(keys.find((k) => k.key === 'replies.chunkIntervalMs')?.env).toBe('BONSAI_REPLIES_CHUNK_INTERVAL_MS');
+  });
+
+  it('layers defaults < file < environment < flags', () => {
+    const file = path.join(tmp, 'c.json');
+    writeFileSync(file, JSON.stringify({ queue: { max: 3 }, mqtt: { url: 'mqtt://file:1883', qos: 0 }, topics: { node: 'from-file' } }));
+    const c = loadConfig({ file, env: { BONSAI_MQTT_URL: 'mqtt://env:1883', BONSAI_HOMEASSISTANT_DISCOVERY: 'false', BONSAI_TOPICS_NODE: 'from-env' }, flags: { 'topics.node': 'from-flag', 'model.path': undefined } });
+    expect(c.queue.max).toBe(3);
+    expect(c.mqtt.qos).toBe(0);
+    expect(c.mqtt.url).toBe('mqtt://env:1883');
+    expect(c.homeassistant.discovery).toBe(false);
+    expect(c.topics.node).toBe('from-flag');
+    expect(c.sampling.maxTokens).toBe(256);
+    expect(c.topics.node).not.toBe('');
+  });
+
+  it('rejects unknown keys, wrong types and unreadable files with the key named', () => {
+    const bad = path.join(tmp, 'bad.json');
+    writeFileSync(bad, JSON.stringify({ queue: { maxx: 3 } }));
+    expect(() => loadConfig({ file: bad })).toThrow(/maxx/);
+    expect(() => loadConfig({ env: { BONSAI_QUEUE_MAX: 'lots' } })).toThrow(/queue\.max/);
+    expect(() => loadConfig({ file: path.join(tmp, 'missing.json') })).toThrow(ConfigError);
+    writeFileSync(bad, '{ not json');
+    expect(() => loadConfig({ file: bad })).toThrow(/not valid JSON/);
+  });
+});
+
+describe('requests', () => {
+  const config = loadConfig({ flags: { 'topics.node': 'n1' } });
+  const topics = topicsFor('bonsai', 'n1');
+  const parse = (payload: string | Buffer, extra: { responseTopic?: string; correlationData?: Buffer } = {}) =>
+    parseRequest({ payload: typeof payload === 'string' ? Buffer.from(payload) : payload, ...extra }, config, topics.response);
+  const ok = (r: Request | Rejection): Request => {
+    if (isRejection(r)) throw new Error(`rejected: ${r.message}`);
+    return r;
+  };
+
+  it('takes plain text as a prompt with defaults and generates an id', () => {
+    const r = ok(parse('Once upon a time'));
+    expect(r.input).toEqual({ prompt: 'Once upon a time' });
+    expect(r.options.maxTokens).toBe(256);
+    expect(r.route.topic).toBe(`bonsai/n1/response/${r.route.id}`);
+    expect(r.route.id).toMatch(/^[0-9a-f-]{36}$/);
+    expect(r.stream).toBe(true);
+  });
+
+  it('maps JSON fields to engine options', () => {
+    const r = ok(parse(JSON.stringify({ id: 'a1', prompt: 'x', max_tokens: 5, temperature: 0, top_k: 3, top_p: 0.5, min_p: 0.1, seed: 7, stop: ['.'], stream: false, priority: 2, deadline_ms: 1000, reply_to: 'my/replies' })));
+    expect(r.route).toEqual({ id: 'a1', topic: 'my/replies' });
+    expect(r.options).toEqual({ maxTokens: 5, stop: ['.'], sampling: { temperature: 0, topK: 3, topP: 0.5, minP: 0.1, seed: 7 } });
+    expect(r.priority).toBe(2);
+    expect(r.deadline! - r.receivedAt).toBe(1000);
+    expect(r.stream).toBe(false);
+  });
+
+  it('lets MQTT 5 response topic and correlation data override reply_to and id', () => {
+    const corr = Buffer.from([0xff, 0x00, 0x10]);
+    const r = ok(parse(JSON.stringify({ id: 'a1', prompt: 'x', reply_to: 'mine' }), { responseTopic: 'v5/replies', correlationData: corr }));
+    expect(r.route.topic).toBe('v5/replies');
+    expect(r.route.correlationData).toBe(corr);
+    expect(r.route.id).toBe('ff0010');
+    expect(ok(parse('hi', { correlationData: Buffer.from('req-7') })).route.id).toBe('req-7');
+  });
+
+  it.each([
+    ['invalid UTF-8', Buffer.from([0x7b, 0xc3, 0x28]), 'bad_request', /UTF-8/],
+    ['broken JSON', '{"prompt": ', 'bad_request', /not valid JSON/],
+    ['empty payload', '', 'bad_request', /empty prompt/],
+    ['wrong type', '{"prompt": 5}', 'bad_request', /prompt/],
+    ['unknown field', '{"prompt": "x", "max_token": 5}', 'bad_request', /unknown field.*max_token/],
+    ['both prompt and messages', '{"prompt": "x", "messages": [{"role":"user","content":"y"}]}', 'bad_request', /exactly one/],
+    ['neither', '{"id": "q"}', 'bad_request', /exactly one/],
+    ['wildcard reply_to', '{"prompt": "x", "reply_to": "a/#"}', 'bad_request', /reply_to/],
+    ['too many tokens', '{"prompt": "x", "max_tokens": 100000}', 'too_large', /max_tokens/],
+    ['too large', Buffer.alloc(300_000, 0x61), 'too_large', /payload is 300000 bytes/],
+    ['array', '{"prompt": ["x"]}', 'bad_request', /prompt/],
+  ])('rejects %s with a clear error', (_name, payload, code, message) => {
+    const r = parse(payload);
+    expect(isRejection(r)).toBe(true);
+    expect(r).toMatchObject({ code, message: expect.stringMatching(message) });
+  });
+
+  it('still answers an invalid request on its own id and reply_to when those are valid', () => {
+    const r = parse('{"id": "k9", "reply_to": "x/y", "prompt": 1}') as Rejection;
+    expect(r.route).toEqual({ id: 'k9', topic: 'x/y' });
+    const bad = parse('{"id": "a/b", "prompt": 1}') as Rejection;
+    expect(bad.route.topic).toBe(`bonsai/n1/response/${bad.route.id}`);
+    expect(bad.route.id).not.toBe('a/b');
+  });
+
+  it('renders messages through the chat template only when the model has one', () => {
+    const r = ok(parse(JSON.stringify({ system: 'Be brief.', messages: [{ role: 'user', content: 'Hi' }, { role: 'assistant', content: 'Hello' }, { role: 'user', content: 'Bye' }] })));
+    expect(renderForModel(r, { chatTemplate: undefined }).prompt).toBe('Be brief.\n\nHi\n\nHello\n\nBye');
+    const chat = renderForModel(r, { chatTemplate: '{{ x }}' });
+    expect(chat.prompt).toBeUndefined();
+    expect(chat.messages?.[0]).toEqual({ role: 'system', content: 'Be brief.' });
+    expect(chat.messages).toHaveLength(4);
+    const plain = ok(parse(JSON.stringify({ prompt: 'Once', system: 'Story:' })));
+    expect(renderForModel(plain, { chatTemplate: '{{ x }}' })).toMatchObject({ prompt: 'Story:\n\nOnce' });
+  });
+});
+
+describe('scheduler', () => {
+  interface TJob extends Job {
+    name: string;
+  }
+  function setup(max: number, maxRunMs = 10_000) {
+    const started: string[] = [];
+    const dropped: [string, AbortReason][] = [];
+    const finish = new Map<string, () => void>();
+    const signals = new Map<string, AbortSignal>();
+    const s = new Scheduler<TJob>({
+      max,
+      maxRunMs,
+      run: (job, signal) => {
+        started.push(job.name);
+        signals.set(job.name, signal);
+        return new Promise<void>((resolve) => {
+          finish.set(job.name, resolve);
+          signal.addEventListener('abort', () => resolve());
+        });
+      },
+      dropped: (job, reason) => dropped.push([job.name, reason]),
+    });
+    const job = (name: string, priority = 0, deadline?: number): TJob => ({ key: name, id: name, name, priority, deadline });
+    return { s, started, dropped, finish, signals, job };
+  }
+  const tick = () => new Promise((r) => setTimeout(r, 0));
+
+  it('runs one at a time, by priority then arrival, and answers busy when full', async () => {
+    const { s, started, finish, job } = setup(3);
+    expect(s.submit(job('a'))).toBe('queued');
+    expect(s.submit(job('b'))).toBe('queued');
+    expect(s.submit(job('c', 5))).toBe('queued');
+    expect(s.submit(job('d'))).toBe('queued');
+    expect(s.submit(job('e'))).toBe('busy');
+    expect(s.depth).toBe(3);
+    expect(started).toEqual(['a']);
+    for (const name of ['a', 'c', 'b']) {
+      finish.get(name)!();
+      await tick();
+    }
+    expect(started).toEqual(['a', 'c', 'b', 'd']);
+  });
+
+  it('never accepts a key that is queued or running', () => {
+    const { s, job } = setup(3);
+    s.submit(job('a'));
+    s.submit(job('b'));
+    expect(s.submit(job('a'))).toBe('duplicate');
+    expect(s.submit(job('b'))).toBe('duplicate');
+  });
+
+  it('cancels queued jobs (dropped) and running ones (aborted)', async () => {
+    const { s, dropped, signals, job } = setup(3);
+    s.submit(job('a'));
+    s.submit(job('b'));
+    expect(s.cancel('b')).toBe(1);
+    expect(dropped).toEqual([['b', 'cancelled']]);
+    expect(s.cancel('a')).toBe(1);
+    expect(signals.get('a')!.reason).toBe('cancelled');
+    expect(s.cancel('zzz')).toBe(0);
+  });
+
+  it('enforces deadlines while queued and while running', async () => {
+    vi.useFakeTimers();
+    const { s, dropped, signals, job } = setup(3);
+    const now = Date.now();
+    s.submit(job('a', 0, now + 100));
+    s.submit(job('b', 0, now + 50));
+    vi.advanceTimersByTime(60);
+    expect(dropped).toEqual([['b', 'timeout']]);
+    vi.advanceTimersByTime(50);
+    expect(signals.get('a')!.reason).toBe('timeout');
+  });
+
+  it('stops: drops the queue, finishes or cancels the running job', async () => {
+    const { s, dropped, signals, finish, job } = setup(3);
+    s.submit(job('a'));
+    s.submit(job('b'));
+    const stopped = s.stop(false, 10_000);
+    expect(dropped).toEqual([['b', 'shutdown']]);
+    expect(signals.get('a')!.aborted).toBe(false);
+    expect(s.submit(job('c'))).toBe('stopped');
+    finish.get('a')!();
+    await stopped;
+    const second = setup(1);
+    second.s.submit(second.job('x'));
+    await second.s.stop(true, 10_000);
+    expect(second.signals.get('x')!.reason).toBe('shutdown');
+  });
+});
+
+describe('reply stream', () => {
+  function capture() {
+    const sent: { topic: string; body: Record<string, unknown>; options: PublishOptions }[] = [];
+    return { sent, publish: (topic: string, payload: string, options: PublishOptions) => sent.push({ topic, body: JSON.parse(payload), options }) };
+  }
+
+  it('coalesces fast text into at most one chunk per interval, in order, then done', () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance'] });
+    const { sent, publish } = capture();
+    const corr = Buffer.from([1, 2]);
+    const r = new ReplyStream({ id: 'x', topic: 't', correlationData: corr }, publish, { stream: true, chunkIntervalMs: 50, chunkExpirySec: 60 });
+    r.start();
+    for (let i = 0; i < 100; i++) {
+      r.text(`${i} `);
+      vi.advanceTimersByTime(1);
+    }
+    r.done({ text: 'all', finish_reason: 'length', usage: { prompt_tokens: 1, completion_tokens: 100 }, timings: { queue_ms: 0, ttft_ms: 0, tokens_per_s: 1 } });
+    r.error('internal', 'too late');
+    const types = sent.map((s) => s.body.type);
+    expect(types[0]).toBe('start');
+    expect(types.at(-1)).toBe('done');
+    expect(types.filter((t) => t === 'chunk').length).toBeLessThanOrEqual(3);
+    const chunks = sent.filter((s) => s.body.type === 'chunk');
+    expect(chunks.map((c) => c.body.seq)).toEqual(chunks.map((_, i) => i));
+    expect(chunks.map((c) => c.body.text).join('')).toBe(Array.from({ length: 100 }, (_, i) => `${i} `).join(''));
+    expect(chunks.every((c) => c.options.expirySec === 60 && c.options.correlationData === corr)).toBe(true);
+    expect(sent.at(-1)!.options.expirySec).toBeUndefined();
+  });
+
+  it('sends only the final reply when not streaming', () => {
+    const { sent, publish } = capture();
+    const r = new ReplyStream({ id: 'x', topic: 't' }, publish, { stream: false, chunkIntervalMs: 50, chunkExpirySec: 60 });
+    r.start();
+    r.text('abc');
+    r.error('timeout', 'late');
+    expect(sent.map((s) => s.body)).toEqual([{ id: 'x', type: 'error', code: 'timeout', message: 'late' }]);
+  });
+});
+
+describe('health and discovery', () => {
+  it('reads the CPU thermal zone when the board has one', () => {
+    const dir = path.join(tmp, 'thermal');
+    for (const [zone, type, milli] of [['thermal_zone0', 'gpu-thermal', '40000'], ['thermal_zone1', 'cpu-thermal', '61234']]) {
+      mkdirSync(path.join(dir, zone!), { recursive: true });
+      writeFileSync(path.join(dir, zone!, 'type'), `${type}\n`);
+      writeFileSync(path.join(dir, zone!, 'temp'), `${milli}\n`);
+    }
+    expect(cpuTemperature(dir)).toBe(61.2);
+    expect(cpuTemperature(path.join(tmp, 'nothing'))).toBeUndefined();
+  });
+
+  it('describes one device with availability from the status topic, and removes it all', () => {
+    const ctx = { prefix: 'homeassistant', node: 'pi 5', topics: topicsFor('bonsai', 'pi 5'), model: 'm', version: '1' };
+    const msgs = discoveryMessages({ ...ctx, hasTemperature: false });
+    expect(msgs.map((m) => m.topic)).toContain('homeassistant/text/bonsai_pi_5/prompt/config');
+    for (const m of msgs) {
+      const body = JSON.parse(m.payload);
+      expect(body.availability_topic).toBe('bonsai/pi 5/status');
+      expect(body.device.identifiers).toEqual(['bonsai_pi_5']);
+    }
+    const removals = discoveryRemovals(ctx);
+    expect(removals.length).toBe(msgs.length + 1);
+    expect(removals.every((m) => m.payload === '')).toBe(true);
+  });
+});
+
+describe('embedded broker', () => {
+  it('refuses to listen beyond loopback without credentials', async () => {
+    await expect(startEmbeddedBroker({ host: '0.0.0.0', port: 0 })).rejects.toThrow(/needs embedded.username and embedded.password/);
+  });
+});
