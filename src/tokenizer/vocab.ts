@@ -5,7 +5,7 @@ import type { GgufValue } from '../native.js';
 export type Metadata = Record<string, GgufValue>;
 
 /** GGUF tokenizer.ggml.token_type values. */
-export const enum TokenType {
+export enum TokenType {
   Undefined = 0,
   Normal = 1,
   Unknown = 2,
@@ -118,7 +118,9 @@ export class Vocab {
       const text = this.tokens[id]!;
       specials.push({ id, text, rstrip: phi3 && !noRstrip.has(text) });
     });
-    return specials.sort((a, b) => b.text.length - a.text.length || a.id - b.id);
+    // llama.cpp orders by length in UTF-8 bytes; that decides which of two overlapping specials wins.
+    const bytes = new Map(specials.map((s) => [s.id, Buffer.byteLength(s.text)]));
+    return specials.sort((a, b) => bytes.get(b.id)! - bytes.get(a.id)! || a.id - b.id);
   }
 }
 
