@@ -282,13 +282,14 @@ static int find_duplicate(named *items, uint64_t n, uint64_t *first, uint64_t *s
     return 0;
 }
 
-/* kind is "metadata key" or "tensor"; names[] is parallel to the entries (stride apart). */
-static int refuse_duplicates(parser *P, const char *kind, const uint8_t *entries, size_t stride, uint64_t n) {
+/* kind is "metadata key" or "tensor"; first_name points at entry 0's bn_str name and the next
+ * entries' names follow stride bytes apart (kv and tensor records share this check). */
+static int refuse_duplicates(parser *P, const char *kind, const uint8_t *first_name, size_t stride, uint64_t n) {
     if (n < 2) return 0;
     named *items = malloc((size_t)n * sizeof *items);
     if (!items) return bn_fail(P->err, P->errlen, "out of memory checking %" PRIu64 " %s names", n, kind);
     for (uint64_t i = 0; i < n; i++) {
-        memcpy(&items[i].name, entries + i * stride, sizeof(bn_str));
+        memcpy(&items[i].name, first_name + i * stride, sizeof(bn_str));
         items[i].index = i;
     }
     uint64_t first, second;
@@ -297,7 +298,7 @@ static int refuse_duplicates(parser *P, const char *kind, const uint8_t *entries
     if (dup) {
         char quoted[MAX_QUOTED_NAME + 8];
         bn_str name;
-        memcpy(&name, entries + second * stride, sizeof name);
+        memcpy(&name, first_name + second * stride, sizeof name);
         quote_name(name, quoted, sizeof quoted);
         rc = bn_fail(P->err, P->errlen, "%s #%" PRIu64 " %s duplicates %s #%" PRIu64, kind, second, quoted, kind,
                      first);
