@@ -56,6 +56,8 @@ type Fragment = string | number;
 interface Model {
   readonly addSpacePrefix: boolean;
   readonly cleanSpaces: boolean;
+  /** Whether BOS is added when the metadata has no tokenizer.ggml.add_bos_token. */
+  readonly addBosDefault: boolean;
   /** Appends the ids of one text fragment; `afterSpecial` is true at the start and after a special token. */
   encodeText(text: string, afterSpecial: boolean, out: number[]): void;
 }
@@ -68,13 +70,13 @@ export function createTokenizer(metadata: Metadata): Tokenizer {
   const isSpm = model === 'llama';
   const vocab = new Vocab(metadata, isSpm);
   const impl = isSpm ? spmModel(vocab, metadata) : bpeModel(vocab, metadata);
-  // SentencePiece vocabs add BOS unless told otherwise; BPE ones only for llama3-style pre-tokenizers.
-  const addBos = boolKey(metadata, 'add_bos_token', isSpm || impl.addBosDefault);
+  const addBos = boolKey(metadata, 'add_bos_token', impl.addBosDefault);
   const addEos = boolKey(metadata, 'add_eos_token', false);
   const pieces = new Pieces(vocab, isSpm);
 
   const decodeBytes = (ids: number[], special: boolean, stripFirst: boolean): string => {
-    const parts = ids.map((id, i) => (i === 0 && stripFirst ? lstrip(pieces.bytes(id, { special })) : pieces.bytes(id, { special })));
+    const parts = ids.map((id) => pieces.bytes(id, { special }));
+    if (stripFirst && parts.length > 0) parts[0] = lstrip(parts[0]!);
     const text = utf8.decode(Buffer.concat(parts));
     return impl.cleanSpaces ? cleanSpaces(text) : text;
   };
@@ -121,7 +123,7 @@ export function createTokenizer(metadata: Metadata): Tokenizer {
   };
 }
 
-function spmModel(vocab: Vocab, metadata: Metadata): Model & { addBosDefault: boolean } {
+function spmModel(vocab: Vocab, metadata: Metadata): Model {
   const spm = new SpmModel(vocab);
   const addSpacePrefix = boolKey(metadata, 'add_space_prefix', true);
   return {
@@ -136,7 +138,7 @@ function spmModel(vocab: Vocab, metadata: Metadata): Model & { addBosDefault: bo
   };
 }
 
-function bpeModel(vocab: Vocab, metadata: Metadata): Model & { addBosDefault: boolean } {
+function bpeModel(vocab: Vocab, metadata: Metadata): Model {
   const pre = metadata['tokenizer.ggml.pre'];
   const pt = preTokenizer(typeof pre === 'string' && pre !== '' ? pre : undefined);
   const merges = metadata['tokenizer.ggml.merges'];
@@ -147,6 +149,7 @@ function bpeModel(vocab: Vocab, metadata: Metadata): Model & { addBosDefault: bo
   return {
     addSpacePrefix: boolKey(metadata, 'add_space_prefix', false),
     cleanSpaces: pt.cleanSpaces,
+    // Only llama3-style pre-tokenizers default to adding BOS in llama.cpp.
     addBosDefault: pt.addBos,
     encodeText(text, _afterSpecial, out) {
       for (const word of pt.split(text)) bpe.encodeWord(word, out);
