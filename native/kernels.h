@@ -58,7 +58,8 @@ void bn_scratch_free(bn_scratch *s);
  * x is [n_tokens][cols] F32, y is [n_tokens][rows] F32 (row stride = rows).
  * Quantized weights see x quantized exactly as llama.cpp's CPU backend does (Q8_0 per 32 for
  * Q1_0/Q8_0/Q4_0, Q8_K per 256 for TQ1_0/TQ2_0, F16 for F16 weights), so results match it
- * within float rounding. Runs on all threads of pool. Returns 0, or -1 on allocation failure. */
+ * within float rounding. Runs on all threads of pool (NULL: the calling thread alone).
+ * Returns 0, or -1 on allocation failure. */
 int bn_matmul(bn_threadpool *pool, bn_isa isa, const bn_matrix *w, const float *x, int n_tokens,
               float *y, bn_scratch *scratch);
 

@@ -179,14 +179,30 @@ static void q8_K_from_float(const float *src, void *dst, int64_t n) {
 /* ---- TQ2_0: 2-bit codes {0,1,2} -> {-1,0,+1}; byte m of each 32-byte half holds elements
  * m, m+32, m+64, m+96 of that half's 128 ---- */
 
-static void tq2_0_to_float(const void *src, float *dst, int64_t n) {
-    const bn_block_tq2_0 *b = src;
-    for (int64_t i = 0; i < n / BN_QK_K; i++) {
-        float d = bn_fp16_to_fp32(b[i].d);
-        for (int j = 0; j < 64; j += 32)
-            for (int l = 0; l < 4; l++)
-                for (int m = 0; m < 32; m++) *dst++ = (float)(((b[i].qs[j + m] >> (2 * l)) & 3) - 1) * d;
+void bn_tq2_0_trits(const void *block, int8_t out[BN_QK_K]) {
+    const bn_block_tq2_0 *b = block;
+    for (int j = 0; j < 64; j += 32)
+        for (int l = 0; l < 4; l++)
+            for (int m = 0; m < 32; m++) *out++ = (int8_t)(((b->qs[j + m] >> (2 * l)) & 3) - 1);
+}
+
+/* Ternary blocks dequantize as trit * d, the trits in element order; both ternary types
+ * store their fp16 d as the block's last two bytes. */
+static void ternary_to_float(const void *src, float *dst, int64_t n, size_t block_bytes,
+                             void (*trits)(const void *, int8_t[BN_QK_K])) {
+    int8_t t[BN_QK_K];
+    const uint8_t *blk = src;
+    for (int64_t i = 0; i < n / BN_QK_K; i++, blk += block_bytes, dst += BN_QK_K) {
+        uint16_t h;
+        memcpy(&h, blk + block_bytes - 2, 2);
+        float d = bn_fp16_to_fp32(h);
+        trits(blk, t);
+        for (int j = 0; j < BN_QK_K; j++) dst[j] = (float)t[j] * d;
     }
+}
+
+static void tq2_0_to_float(const void *src, float *dst, int64_t n) {
+    ternary_to_float(src, dst, n, sizeof(bn_block_tq2_0), bn_tq2_0_trits);
 }
 
 /* Ternary code of x scaled by id: -1, 0, +1 -> 0, 1, 2 (lroundf: ties away from zero, as ggml). */
@@ -215,26 +231,26 @@ static void tq2_0_from_float(const float *src, void *dst, int64_t n) {
 
 static const uint8_t pow3[6] = {1, 3, 9, 27, 81, 243};
 
-static float trit_value(uint8_t byte, int n, float d) {
-    uint8_t q = (uint8_t)(byte * pow3[n]);
-    return (float)((int)(((uint16_t)q * 3) >> 8) - 1) * d;
+/* Decodes `width` bytes holding `trits` groups of `width` elements each. */
+static int8_t *tq1_0_span_trits(const uint8_t *q, int width, int trits, int8_t *out) {
+    for (int n = 0; n < trits; n++) {
+        for (int m = 0; m < width; m++) {
+            uint8_t v = (uint8_t)(q[m] * pow3[n]);
+            *out++ = (int8_t)((((uint16_t)v * 3) >> 8) - 1);
+        }
+    }
+    return out;
 }
 
-/* Dequantizes `width` bytes holding `trits` groups of `width` elements each. */
-static float *tq1_0_span_to_float(const uint8_t *q, int width, int trits, float d, float *dst) {
-    for (int n = 0; n < trits; n++)
-        for (int m = 0; m < width; m++) *dst++ = trit_value(q[m], n, d);
-    return dst;
+void bn_tq1_0_trits(const void *block, int8_t out[BN_QK_K]) {
+    const bn_block_tq1_0 *b = block;
+    out = tq1_0_span_trits(b->qs, 32, 5, out);
+    out = tq1_0_span_trits(b->qs + 32, 16, 5, out);
+    tq1_0_span_trits(b->qh, 4, 4, out);
 }
 
 static void tq1_0_to_float(const void *src, float *dst, int64_t n) {
-    const bn_block_tq1_0 *b = src;
-    for (int64_t i = 0; i < n / BN_QK_K; i++) {
-        float d = bn_fp16_to_fp32(b[i].d);
-        dst = tq1_0_span_to_float(b[i].qs, 32, 5, d, dst);
-        dst = tq1_0_span_to_float(b[i].qs + 32, 16, 5, d, dst);
-        dst = tq1_0_span_to_float(b[i].qh, 4, 4, d, dst);
-    }
+    ternary_to_float(src, dst, n, sizeof(bn_block_tq1_0), bn_tq1_0_trits);
 }
 
 /* Packs `trits` groups of `width` elements of x into `width` bytes; fewer than 5 trits are

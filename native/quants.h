@@ -52,6 +52,11 @@ uint16_t bn_fp32_to_fp16(float f);   /* round-to-nearest-even, as ggml */
 float bn_bf16_to_fp32(uint16_t h);
 uint16_t bn_fp32_to_bf16(float f);   /* as ggml_compute_fp32_to_bf16 */
 
+/* The 256 weights of one bn_block_tq1_0 / bn_block_tq2_0 as -1/0/+1 in element order
+ * (dequantized = trit * d); shared by the dequantizers and the scalar dot products. */
+void bn_tq1_0_trits(const void *block, int8_t out[BN_QK_K]);
+void bn_tq2_0_trits(const void *block, int8_t out[BN_QK_K]);
+
 /* Bytes of a row of n elements of type t; 0 if n is not a multiple of the block size or t unknown. */
 uint64_t bn_row_bytes(uint32_t type, uint64_t n);
 

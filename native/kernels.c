@@ -1,0 +1,276 @@
+/* The kernel layer: instruction-set selection, the per-type kernel table, weight matrices and
+ * the threaded matmul. Adding a SIMD path for a type is one entry in kernel_table plus the
+ * function in kernels_<isa>.c; anything left NULL falls back along isa_parent to scalar. */
+#define _GNU_SOURCE
+#include <stdlib.h>
+#include <string.h>
+#include "common.h"
+#include "kernels_impl.h"
+#include "quants.h"
+
+#if defined(__linux__) && (defined(__aarch64__) || defined(__arm__))
+#include <sys/auxv.h>
+#endif
+
+/* ---- instruction sets ---- */
+
+static const char *const isa_names[BN_ISA_COUNT] = {
+    [BN_ISA_SCALAR] = "scalar", [BN_ISA_NEON] = "neon", [BN_ISA_DOTPROD] = "dotprod",
+    [BN_ISA_I8MM] = "i8mm",     [BN_ISA_AVX2] = "avx2", [BN_ISA_AVX512] = "avx512",
+};
+
+/* Each path may also use the kernels of the path it extends. */
+static const bn_isa isa_parent[BN_ISA_COUNT] = {
+    [BN_ISA_SCALAR] = BN_ISA_SCALAR, [BN_ISA_NEON] = BN_ISA_SCALAR, [BN_ISA_DOTPROD] = BN_ISA_NEON,
+    [BN_ISA_I8MM] = BN_ISA_DOTPROD,  [BN_ISA_AVX2] = BN_ISA_SCALAR, [BN_ISA_AVX512] = BN_ISA_AVX2,
+};
+
+const char *bn_isa_name(bn_isa isa) { return (unsigned)isa < BN_ISA_COUNT ? isa_names[isa] : "unknown"; }
+
+#if defined(__x86_64__) || defined(__i386__)
+static int cpu_has(bn_isa isa) {
+    __builtin_cpu_init();
+    switch (isa) {
+    case BN_ISA_AVX2:
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case BN_ISA_AVX512:
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+    default:
+        return 0;
+    }
+}
+#elif defined(__aarch64__)
+/* Linux hwcap bits, spelled out for older kernel headers. */
+#define BN_HWCAP_ASIMD (1UL << 1)
+#define BN_HWCAP_ASIMDDP (1UL << 20)
+#define BN_HWCAP2_I8MM (1UL << 13)
+static int cpu_has(bn_isa isa) {
+#if defined(__linux__)
+    unsigned long hw = getauxval(AT_HWCAP), hw2 = getauxval(AT_HWCAP2);
+#else
+    unsigned long hw = BN_HWCAP_ASIMD, hw2 = 0; /* Advanced SIMD is mandatory on AArch64 */
+#endif
+    switch (isa) {
+    case BN_ISA_NEON: return (hw & BN_HWCAP_ASIMD) != 0;
+    case BN_ISA_DOTPROD: return (hw & BN_HWCAP_ASIMDDP) != 0;
+    case BN_ISA_I8MM: return (hw2 & BN_HWCAP2_I8MM) != 0;
+    default: return 0;
+    }
+}
+#elif defined(__arm__) && defined(__linux__)
+static int cpu_has(bn_isa isa) { return isa == BN_ISA_NEON && (getauxval(AT_HWCAP) & (1UL << 12)) != 0; }
+#else
+static int cpu_has(bn_isa isa) { (void)isa; return 0; }
+#endif
+
+/* A path is usable when the CPU has its features and those of every path it extends. */
+int bn_isa_supported(bn_isa isa) {
+    if ((unsigned)isa >= BN_ISA_COUNT) return 0;
+    if (isa == BN_ISA_SCALAR) return 1;
+    return cpu_has(isa) && bn_isa_supported(isa_parent[isa]);
+}
+
+int bn_isa_select(bn_isa *out, char *err, size_t errlen) {
+    const char *forced = getenv("BONSAI_KERNELS");
+    if (forced && *forced) {
+        for (int i = 0; i < BN_ISA_COUNT; i++) {
+            if (strcmp(forced, isa_names[i]) != 0) continue;
+            if (!bn_isa_supported((bn_isa)i))
+                return bn_fail(err, errlen, "BONSAI_KERNELS=%s: this CPU does not support %s", forced, forced);
+            *out = (bn_isa)i;
+            return 0;
+        }
+        return bn_fail(err, errlen, "BONSAI_KERNELS=%s: unknown (use scalar, neon, dotprod, i8mm, avx2 or avx512)",
+                       forced);
+    }
+    /* a CPU supports at most one family, whose best member has the highest id */
+    for (int i = BN_ISA_COUNT - 1; i > 0; i--) {
+        if (bn_isa_supported((bn_isa)i)) {
+            *out = (bn_isa)i;
+            return 0;
+        }
+    }
+    *out = BN_ISA_SCALAR;
+    return 0;
+}
+
+/* ---- the kernel table: one row per weight type, one column per instruction set ---- */
+
+typedef struct bn_kernel_row {
+    uint32_t type; /* the activation type is bn_type_get(type)->vec_dot_type */
+    bn_kernel_ops ops[BN_ISA_COUNT];
+} bn_kernel_row;
+
+static const bn_kernel_row kernel_table[] = {
+    {BN_TYPE_F32, {[BN_ISA_SCALAR] = {bn_vec_dot_f32_scalar, NULL, NULL}}},
+    {BN_TYPE_F16, {[BN_ISA_SCALAR] = {bn_vec_dot_f16_scalar, NULL, NULL}}},
+    {BN_TYPE_BF16, {[BN_ISA_SCALAR] = {bn_vec_dot_bf16_scalar, NULL, NULL}}},
+    {BN_TYPE_Q4_0, {[BN_ISA_SCALAR] = {bn_vec_dot_q4_0_q8_0_scalar, NULL, NULL}}},
+    {BN_TYPE_Q8_0, {[BN_ISA_SCALAR] = {bn_vec_dot_q8_0_q8_0_scalar, NULL, NULL}}},
+    {BN_TYPE_Q1_0, {[BN_ISA_SCALAR] = {bn_vec_dot_q1_0_q8_0_scalar, NULL, NULL}}},
+    {BN_TYPE_TQ1_0, {[BN_ISA_SCALAR] = {bn_vec_dot_tq1_0_q8_K_scalar, NULL, NULL}}},
+    {BN_TYPE_TQ2_0, {[BN_ISA_SCALAR] = {bn_vec_dot_tq2_0_q8_K_scalar, NULL, NULL}}},
+};
+
+static const bn_kernel_row *kernel_row(uint32_t type) {
+    for (size_t i = 0; i < sizeof kernel_table / sizeof kernel_table[0]; i++)
+        if (kernel_table[i].type == type) return &kernel_table[i];
+    return NULL;
+}
+
+int bn_kernel_ops_get(uint32_t type, bn_isa isa, bn_kernel_ops *out) {
+    const bn_kernel_row *row = kernel_row(type);
+    if (!row || (unsigned)isa >= BN_ISA_COUNT) return -1;
+    *out = row->ops[isa];
+    /* walk up to scalar, taking each missing entry from the nearest path that has it */
+    for (bn_isa p = isa; p != BN_ISA_SCALAR;) {
+        p = isa_parent[p];
+        if (!out->vec_dot) out->vec_dot = row->ops[p].vec_dot;
+        if (!out->gemm) out->gemm = row->ops[p].gemm;
+        if (!out->pack) out->pack = row->ops[p].pack;
+    }
+    return 0;
+}
+
+/* ---- weight matrices ---- */
+
+int bn_matrix_init(bn_matrix *m, uint32_t type, int64_t rows, int64_t cols, const void *data,
+                   char *err, size_t errlen) {
+    memset(m, 0, sizeof *m);
+    const bn_type_traits *t = bn_type_get(type);
+    if (!t || !kernel_row(type)) return bn_fail(err, errlen, "no kernels for weight type %u", (unsigned)type);
+    if (rows <= 0 || cols <= 0 || cols % t->block_size)
+        return bn_fail(err, errlen, "bad %s matrix shape %lld x %lld (block size %u)", t->name, (long long)rows,
+                       (long long)cols, t->block_size);
+    if (!data) return bn_fail(err, errlen, "%s matrix has no data", t->name);
+    m->type = type;
+    m->rows = rows;
+    m->cols = cols;
+    m->data = data;
+    m->row_bytes = (size_t)bn_row_bytes(type, (uint64_t)cols);
+    return 0;
+}
+
+int bn_matrix_prepare(bn_matrix *m, bn_isa isa, char *err, size_t errlen) {
+    bn_kernel_ops ops;
+    if (bn_kernel_ops_get(m->type, isa, &ops) != 0) return bn_fail(err, errlen, "no kernels for type %u", m->type);
+    return ops.pack && !m->packed ? ops.pack(m, err, errlen) : 0;
+}
+
+void bn_matrix_release(bn_matrix *m) {
+    free(m->packed);
+    m->packed = NULL;
+    m->packed_bytes = 0;
+    m->packed_layout = 0;
+}
+
+void bn_matrix_get_row(const bn_matrix *m, int64_t r, float *out) {
+    bn_type_get(m->type)->to_float(m->data + (size_t)r * m->row_bytes, out, m->cols);
+}
+
+/* ---- scratch ---- */
+
+/* 64-byte aligned so SIMD paths can use aligned loads on activation rows. */
+static int scratch_reserve(bn_scratch *s, size_t bytes) {
+    if (s->size >= bytes) return 0;
+    size_t size = (bytes + 63) & ~(size_t)63;
+    void *buf = aligned_alloc(64, size);
+    if (!buf) return -1;
+    free(s->buf);
+    s->buf = buf;
+    s->size = size;
+    return 0;
+}
+
+void bn_scratch_free(bn_scratch *s) {
+    free(s->buf);
+    s->buf = NULL;
+    s->size = 0;
+}
+
+/* ---- matmul ---- */
+
+/* Output rows are split in multiples of 16 so that threads never share a cache line of y. */
+#define BN_ROW_ALIGN 16
+/* Activation rows kept hot while a weight row is streamed across them. */
+#define BN_TOKEN_TILE 8
+
+typedef struct {
+    const bn_matrix *w;
+    bn_kernel_ops ops;
+    const float *x;
+    int n_tokens;
+    float *y;
+    bn_from_float_fn quantize; /* NULL when activations are used as F32 */
+    uint32_t act_block;        /* elements per activation block */
+    size_t act_block_bytes;
+    size_t act_stride;         /* bytes per activation row */
+    uint8_t *qbuf;             /* quantized activations (scratch) */
+    const uint8_t *act;        /* what the dots read: qbuf, or x itself */
+} matmul_job;
+
+/* Converts this thread's share of the activation blocks. The rows are contiguous and cols is a
+ * multiple of the block size, so the whole batch quantizes as one flat array. */
+static void quantize_task(void *arg, int ith, int nth) {
+    matmul_job *j = arg;
+    long b0, b1;
+    long blocks = (long)(j->n_tokens * (j->w->cols / (int64_t)j->act_block));
+    bn_split_range(blocks, 1, ith, nth, &b0, &b1);
+    if (b0 < b1)
+        j->quantize(j->x + b0 * (long)j->act_block, j->qbuf + (size_t)b0 * j->act_block_bytes,
+                    (b1 - b0) * (int64_t)j->act_block);
+}
+
+static void vec_dot_rows(const matmul_job *j, int64_t r0, int64_t r1) {
+    const bn_matrix *w = j->w;
+    for (int t0 = 0; t0 < j->n_tokens; t0 += BN_TOKEN_TILE) {
+        int t1 = t0 + BN_TOKEN_TILE < j->n_tokens ? t0 + BN_TOKEN_TILE : j->n_tokens;
+        for (int64_t r = r0; r < r1; r++) {
+            const uint8_t *wr = w->data + (size_t)r * w->row_bytes;
+            for (int t = t0; t < t1; t++)
+                j->ops.vec_dot(w->cols, &j->y[(int64_t)t * w->rows + r], wr, j->act + (size_t)t * j->act_stride);
+        }
+    }
+}
+
+static void dot_task(void *arg, int ith, int nth) {
+    matmul_job *j = arg;
+    long r0, r1;
+    bn_split_range((long)j->w->rows, BN_ROW_ALIGN, ith, nth, &r0, &r1);
+    if (r0 >= r1) return;
+    if (j->ops.gemm)
+        j->ops.gemm(j->w, r0, r1, j->act, j->act_stride, j->n_tokens, j->y, j->w->rows);
+    else
+        vec_dot_rows(j, r0, r1);
+}
+
+/* The pool, or the calling thread alone when there is none. */
+static void run(bn_threadpool *pool, bn_task_fn fn, void *arg) {
+    if (pool)
+        bn_threadpool_run(pool, fn, arg);
+    else
+        fn(arg, 0, 1);
+}
+
+int bn_matmul(bn_threadpool *pool, bn_isa isa, const bn_matrix *w, const float *x, int n_tokens,
+              float *y, bn_scratch *scratch) {
+    matmul_job j = {.w = w, .x = x, .n_tokens = n_tokens, .y = y};
+    if (n_tokens <= 0) return 0;
+    if (bn_kernel_ops_get(w->type, isa, &j.ops) != 0) return -1;
+    uint32_t act_type = bn_type_get(w->type)->vec_dot_type;
+    const bn_type_traits *at = bn_type_get(act_type);
+    j.act_block = at->block_size;
+    j.act_block_bytes = at->block_bytes;
+    j.act_stride = (size_t)bn_row_bytes(act_type, (uint64_t)w->cols);
+    if (act_type == BN_TYPE_F32) {
+        j.act = (const uint8_t *)x; /* F32 weights dot the activations as they are */
+    } else {
+        if (scratch_reserve(scratch, j.act_stride * (size_t)n_tokens) != 0) return -1;
+        j.quantize = at->from_float;
+        j.act = j.qbuf = scratch->buf;
+        run(pool, quantize_task, &j);
+    }
+    run(pool, dot_task, &j);
+    return 0;
+}

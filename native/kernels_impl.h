@@ -1,0 +1,42 @@
+/* Private interface of the kernel layer: what one weight type offers on one instruction set.
+ * kernels.c holds one table row per weight type; each kernels_<isa>.c file provides the
+ * functions of one column. A NULL entry falls back to the scalar column, which is complete. */
+#ifndef BN_KERNELS_IMPL_H
+#define BN_KERNELS_IMPL_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include "kernels.h"
+
+/* *s = dot of n elements: one weight row `w` against one activation row `a`, the activation
+ * already converted to the weight type's vec_dot_type. */
+typedef void (*bn_vec_dot_fn)(int64_t n, float *s, const void *w, const void *a);
+
+/* Rows [r0, r1) of w against n_tokens activation rows (act + t * act_stride), writing
+ * y[t * y_stride + r]. A GEMM reuses each weight block across the batch; it may read w->packed. */
+typedef void (*bn_gemm_fn)(const bn_matrix *w, int64_t r0, int64_t r1, const void *act, size_t act_stride,
+                           int n_tokens, float *y, int64_t y_stride);
+
+/* Load-time re-layout of m into m->packed (sets packed_bytes and packed_layout). */
+typedef int (*bn_pack_fn)(bn_matrix *m, char *err, size_t errlen);
+
+typedef struct bn_kernel_ops {
+    bn_vec_dot_fn vec_dot; /* GEMV building block */
+    bn_gemm_fn gemm;       /* batched product; NULL = vec_dot per row and token */
+    bn_pack_fn pack;       /* NULL = the row-major ggml layout is used as is */
+} bn_kernel_ops;
+
+/* Scalar reference: ggml's generic vec_dot for each pair, same accumulation order. */
+void bn_vec_dot_f32_scalar(int64_t n, float *s, const void *w, const void *a);
+void bn_vec_dot_f16_scalar(int64_t n, float *s, const void *w, const void *a);
+void bn_vec_dot_bf16_scalar(int64_t n, float *s, const void *w, const void *a);
+void bn_vec_dot_q1_0_q8_0_scalar(int64_t n, float *s, const void *w, const void *a);
+void bn_vec_dot_q8_0_q8_0_scalar(int64_t n, float *s, const void *w, const void *a);
+void bn_vec_dot_q4_0_q8_0_scalar(int64_t n, float *s, const void *w, const void *a);
+void bn_vec_dot_tq1_0_q8_K_scalar(int64_t n, float *s, const void *w, const void *a);
+void bn_vec_dot_tq2_0_q8_K_scalar(int64_t n, float *s, const void *w, const void *a);
+
+/* The ops of weight `type` on `isa`, scalar fallbacks filled in; -1 for a type without kernels. */
+int bn_kernel_ops_get(uint32_t type, bn_isa isa, bn_kernel_ops *out);
+
+#endif
