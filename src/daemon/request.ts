@@ -185,7 +185,7 @@ function generationOptions(r: RequestBody, config: DaemonConfig): Request['optio
     minP: r.min_p ?? s.minP,
   };
   if (r.seed !== undefined) sampling.seed = r.seed;
-  return { maxTokens: r.max_tokens ?? s.maxTokens, sampling, ...(r.stop ? { stop: r.stop } : {}) };
+  return { maxTokens: r.max_tokens ?? Math.min(s.maxTokens, config.limits.maxTokens), sampling, ...(r.stop ? { stop: r.stop } : {}) };
 }
 
 /**
