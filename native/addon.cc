@@ -11,6 +11,7 @@ extern "C" {
 #include "engine.h"
 #include "gguf.h"
 #include "kernels.h"
+#include "membw.h"
 #include "quants.h"
 }
 
@@ -555,12 +556,34 @@ Napi::Value Context::Generate(const Napi::CallbackInfo &info) {
     return w->Promise();
 }
 
+// ---- Memory bandwidth probe (bonsai bench) ----
+// Synchronous: the bench calls it before any model is loaded, when there is nothing else to run.
+Napi::Value MemoryBandwidth(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsNumber()) {
+        throw Napi::TypeError::New(env, "memoryBandwidth(bytes, threads, reps): numbers expected");
+    }
+    const double bytes = info[0].As<Napi::Number>().DoubleValue();
+    if (!(bytes >= 0 && bytes <= static_cast<double>(kMaxSafeInteger))) throw Napi::RangeError::New(env, "bytes out of range");
+    bn_membw_result r = {};
+    char err[kErrLen] = {0};
+    if (bn_membw_measure(static_cast<size_t>(bytes), info[1].As<Napi::Number>().Int32Value(),
+                         info[2].As<Napi::Number>().Int32Value(), &r, err, sizeof err) != 0) {
+        throw Napi::Error::New(env, err);
+    }
+    auto out = Napi::Object::New(env);
+    out.Set("bestGBps", Napi::Number::New(env, r.best_gbps));
+    out.Set("meanGBps", Napi::Number::New(env, r.mean_gbps));
+    return out;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
     Model::Init(env);
     Context::Init(env);
     exports.Set("ggufRead", Napi::Function::New(env, GgufRead));
     exports.Set("loadModel", Napi::Function::New(env, LoadModel));
     exports.Set("kernelPaths", Napi::Function::New(env, KernelPaths));
+    exports.Set("memoryBandwidth", Napi::Function::New(env, MemoryBandwidth));
     return exports;
 }
 

@@ -124,6 +124,8 @@ export interface NativeAddon {
   loadModel(file: string, options: { kernels?: string }): Promise<NativeModel>;
   /** Kernel paths this CPU supports, best last, and the one that would be chosen now. */
   kernelPaths(): { supported: string[]; selected: string };
+  /** Memory read bandwidth (1e9 bytes/s): `threads` threads sum `bytes` of memory, best and mean of `reps` passes. */
+  memoryBandwidth(bytes: number, threads: number, reps: number): { bestGBps: number; meanGBps: number };
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));
