@@ -32,7 +32,7 @@ static int cpu_has(bn_isa isa) {
     __builtin_cpu_init();
     switch (isa) {
     case BN_ISA_AVX2:
-        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
     case BN_ISA_AVX512:
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
@@ -102,13 +102,21 @@ typedef struct bn_kernel_row {
     bn_kernel_ops ops[BN_ISA_COUNT];
 } bn_kernel_row;
 
+/* Column entries for paths that exist only on some architectures. */
+#if defined(BN_HAVE_AVX2_KERNELS)
+#define BN_AVX2_OPS(vec_dot) [BN_ISA_AVX2] = {vec_dot, NULL, NULL},
+#else
+#define BN_AVX2_OPS(vec_dot)
+#endif
+
 static const bn_kernel_row kernel_table[] = {
     {BN_TYPE_F32, {[BN_ISA_SCALAR] = {bn_vec_dot_f32_scalar, NULL, NULL}}},
     {BN_TYPE_F16, {[BN_ISA_SCALAR] = {bn_vec_dot_f16_scalar, NULL, NULL}}},
     {BN_TYPE_BF16, {[BN_ISA_SCALAR] = {bn_vec_dot_bf16_scalar, NULL, NULL}}},
     {BN_TYPE_Q4_0, {[BN_ISA_SCALAR] = {bn_vec_dot_q4_0_q8_0_scalar, NULL, NULL}}},
     {BN_TYPE_Q8_0, {[BN_ISA_SCALAR] = {bn_vec_dot_q8_0_q8_0_scalar, NULL, NULL}}},
-    {BN_TYPE_Q1_0, {[BN_ISA_SCALAR] = {bn_vec_dot_q1_0_q8_0_scalar, NULL, NULL}}},
+    {BN_TYPE_Q1_0, {[BN_ISA_SCALAR] = {bn_vec_dot_q1_0_q8_0_scalar, NULL, NULL},
+                    BN_AVX2_OPS(bn_vec_dot_q1_0_q8_0_avx2)}},
     {BN_TYPE_TQ1_0, {[BN_ISA_SCALAR] = {bn_vec_dot_tq1_0_q8_K_scalar, NULL, NULL}}},
     {BN_TYPE_TQ2_0, {[BN_ISA_SCALAR] = {bn_vec_dot_tq2_0_q8_K_scalar, NULL, NULL}}},
 };

@@ -36,6 +36,12 @@ void bn_vec_dot_q4_0_q8_0_scalar(int64_t n, float *s, const void *w, const void 
 void bn_vec_dot_tq1_0_q8_K_scalar(int64_t n, float *s, const void *w, const void *a);
 void bn_vec_dot_tq2_0_q8_K_scalar(int64_t n, float *s, const void *w, const void *a);
 
+/* x86 AVX2 + FMA + F16C (kernels_avx2.c: compiled on x86-64 only, chosen at run time). */
+#if defined(__x86_64__) && defined(__GNUC__)
+#define BN_HAVE_AVX2_KERNELS 1
+void bn_vec_dot_q1_0_q8_0_avx2(int64_t n, float *s, const void *w, const void *a);
+#endif
+
 /* The ops of weight `type` on `isa`, scalar fallbacks filled in; -1 for a type without kernels. */
 int bn_kernel_ops_get(uint32_t type, bn_isa isa, bn_kernel_ops *out);
 

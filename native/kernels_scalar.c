@@ -5,6 +5,14 @@
 #include "kernels_impl.h"
 #include "quants.h"
 
+/* Every product is rounded before it is added, as in ggml's x86 build that produced the
+ * fixtures: without this, compilers fuse multiply-adds on ARM and the reference drifts. */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
+
 /* Plain float formats: products in f32, summed in double, as ggml's ggml_vec_dot_f32/f16/bf16
  * do without SIMD. Inlined with a constant loader, so each caller gets its own tight loop. */
 static inline float load_f32(const void *p, int64_t i) { return ((const float *)p)[i]; }

@@ -33,9 +33,9 @@ static double dot_magnitude(uint32_t type, const void *wrow, uint32_t act_type, 
     return m;
 }
 
-/* One ggml-kernels case: scalar vec_dot vs ggml generic (bit-exact expected), vs ggml SIMD
- * and vs the exact dot (relative 1e-5 of the magnitude). */
-static void check_ggml_case(uint32_t type, int n) {
+/* One ggml-kernels case on one path: vec_dot vs ggml generic (bit-exact required of scalar),
+ * vs ggml SIMD and vs the exact dot (relative 1e-5 of the magnitude). */
+static void check_ggml_case(bn_isa isa, uint32_t type, int n) {
     const bn_type_traits *t = bn_type_get(type);
     uint32_t act_type = t->vec_dot_type;
     char path[256];
@@ -56,7 +56,7 @@ static void check_ggml_case(uint32_t type, int n) {
     CHECK(asize == arow * N_ACT && gsize == rows * N_ACT * 4 && ssize == gsize && esize == 2 * gsize,
           "%s n%d fixture sizes", t->name, n);
     bn_kernel_ops ops;
-    bn_kernel_ops_get(type, BN_ISA_SCALAR, &ops);
+    bn_kernel_ops_get(type, isa, &ops);
     int bit_exact = 0, bad_generic = 0, bad_simd = 0, bad_exact = 0;
     double worst = 0;
     for (size_t r = 0; r < rows; r++) {
@@ -73,11 +73,12 @@ static void check_ggml_case(uint32_t type, int n) {
         }
     }
     int total = (int)rows * N_ACT;
-    CHECK(bad_generic == 0 && bad_simd == 0 && bad_exact == 0,
-          "%s n%d: %d/%d/%d beyond 1e-5 vs generic/simd/exact", t->name, n, bad_generic, bad_simd, bad_exact);
-    CHECK(bit_exact == total, "%s n%d: %d of %d bit-exact vs ggml generic", t->name, n, bit_exact, total);
-    printf("  %-5s n=%-4d %3d/%d bit-exact vs ggml generic, max |err| vs exact %.2e of sum|w*a|\n", t->name, n,
-           bit_exact, total, worst);
+    CHECK(bad_generic == 0 && bad_simd == 0 && bad_exact == 0, "%s n%d on %s: %d/%d/%d beyond 1e-5 vs "
+          "generic/simd/exact", t->name, n, bn_isa_name(isa), bad_generic, bad_simd, bad_exact);
+    if (isa == BN_ISA_SCALAR)
+        CHECK(bit_exact == total, "%s n%d: %d of %d bit-exact vs ggml generic", t->name, n, bit_exact, total);
+    printf("  %-7s %-5s n=%-4d %3d/%d bit-exact vs ggml generic, max |err| vs exact %.2e of sum|w*a|\n",
+           bn_isa_name(isa), t->name, n, bit_exact, total, worst);
     free(w);
     free(a);
     free(generic);
@@ -85,12 +86,20 @@ static void check_ggml_case(uint32_t type, int n) {
     free(exact);
 }
 
+/* Every supported path whose dot differs from the scalar one is checked too. */
 static void test_ggml_vectors(void) {
     static const int sizes[] = {128, 256, 512, 2048};
     static const uint32_t types[] = {BN_TYPE_Q1_0, BN_TYPE_Q8_0, BN_TYPE_TQ1_0, BN_TYPE_TQ2_0};
-    for (size_t i = 0; i < 4; i++)
-        for (size_t s = 0; s < 4; s++)
-            if (sizes[s] % (int)bn_type_get(types[i])->block_size == 0) check_ggml_case(types[i], sizes[s]);
+    for (size_t i = 0; i < 4; i++) {
+        bn_kernel_ops scalar, ops;
+        bn_kernel_ops_get(types[i], BN_ISA_SCALAR, &scalar);
+        for (int isa = 0; isa < BN_ISA_COUNT; isa++) {
+            bn_kernel_ops_get(types[i], (bn_isa)isa, &ops);
+            if (!bn_isa_supported((bn_isa)isa) || (isa != BN_ISA_SCALAR && ops.vec_dot == scalar.vec_dot)) continue;
+            for (size_t s = 0; s < 4; s++)
+                if (sizes[s] % (int)bn_type_get(types[i])->block_size == 0) check_ggml_case((bn_isa)isa, types[i], sizes[s]);
+        }
+    }
 }
 
 /* ---- bn_matmul ---- */
