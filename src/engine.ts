@@ -5,6 +5,7 @@ import { native, type GgufFileInfo, type ModelHparams, type NativeContext, type 
 import { readGguf } from './gguf.js';
 import { createTokenizer, type Tokenizer } from './tokenizer/index.js';
 import { EngineError } from './errors.js';
+import { availableParallelism } from 'node:os';
 
 export type { SamplingParams, FinishReason } from './native.js';
 
@@ -265,7 +266,7 @@ function rate(tokens: number, ms: number): number {
 }
 
 export function defaultThreads(): number {
-  return Math.max(1, Math.min(4, navigator.hardwareConcurrency || 1));
+  return Math.max(1, Math.min(4, availableParallelism()));
 }
 
 /** Holds back text that could be the start of a stop string, and cuts at the first full match. */
