@@ -5,6 +5,7 @@ import { native, type GgufFileInfo, type ModelHparams, type NativeContext, type 
 import { readGguf } from './gguf.js';
 import { createTokenizer, type Tokenizer } from './tokenizer/index.js';
 import { EngineError } from './errors.js';
+import { ChatTemplate, CHATML_TEMPLATE, opensThinking, ThinkSplitter, type ChatMessage } from './chat.js';
 import { availableParallelism } from 'node:os';
 
 export type { SamplingParams, FinishReason } from './native.js';
@@ -18,32 +19,40 @@ export interface LoadOptions {
   kernels?: string;
 }
 
-export interface ChatMessage {
-  role: 'system' | 'user' | 'assistant' | 'tool';
-  content: string;
-}
+export type { ChatMessage } from './chat.js';
 
 export interface GenerateRequest {
   /** Plain completion of this text (BOS added per the model's tokenizer). */
   prompt?: string;
-  /** Chat messages, rendered with the model's chat template. */
+  /** Chat messages, rendered with the model's chat template (ChatML if it has none). */
   messages?: ChatMessage[];
+  /**
+   * Chat only: let a model with a thinking switch (Qwen3) reason first. The reasoning comes back
+   * in `thinking` and onThinking, never in `text`. Default false: no reasoning reaches the user.
+   */
+  enableThinking?: boolean;
   /** Token ids to continue from, used as is (no BOS added). */
   promptIds?: number[];
   maxTokens: number;
   sampling?: Partial<SamplingParams>;
   /** Generation ends when the text contains one of these; the stop string is not returned. */
   stop?: string[];
+  /** Keep generating past end-of-generation tokens (benchmarks, like llama.cpp's --ignore-eos). */
+  ignoreEog?: boolean;
 }
 
 export interface GenerateOptions {
   signal?: AbortSignal;
   /** Called with each new piece of text as soon as it is complete UTF-8. */
   onText?: (text: string) => void;
+  /** Chat with enableThinking: called with each new piece of the model's reasoning. */
+  onThinking?: (text: string) => void;
 }
 
 export interface GenerateResult {
   text: string;
+  /** The reasoning, when the request enabled thinking. */
+  thinking?: string;
   finishReason: FinishReason;
   promptIds: number[];
   ids: number[];
@@ -67,6 +76,8 @@ export const DEFAULT_SAMPLING: SamplingParams = {
 
 export class Model {
   private busy = false;
+  private chat: ChatTemplate | undefined;
+  private eog: number[] | undefined;
 
   private constructor(
     readonly file: string,
@@ -117,9 +128,7 @@ export class Model {
   /** The token ids a request's prompt becomes. */
   promptIds(request: GenerateRequest): number[] {
     if (request.promptIds) return request.promptIds;
-    if (request.messages) {
-      throw new EngineError('bad_request', 'chat messages are not supported by this model yet');
-    }
+    if (request.messages) return this.chatPrompt(request.messages, request.enableThinking).ids;
     const ids = this.tokenizer.encode(request.prompt ?? '', { addSpecial: true });
     if (ids.length === 0) {
       if (this.tokenizer.bos === undefined) throw new EngineError('bad_request', 'empty prompt and the model has no BOS token');
@@ -128,8 +137,31 @@ export class Model {
     return ids;
   }
 
+  /**
+   * A chat rendered with the model's template, ending with the opening of the assistant's turn,
+   * and its ids (special tokens in the rendered text are parsed; BOS is added unless the
+   * template wrote it).
+   */
+  chatPrompt(messages: ChatMessage[], enableThinking = false): { text: string; ids: number[] } {
+    const tk = this.tokenizer;
+    const bosText = tk.bos === undefined ? undefined : tk.tokenText(tk.bos);
+    this.chat ??= new ChatTemplate(this.chatTemplate ?? CHATML_TEMPLATE, {
+      bosToken: bosText,
+      eosToken: tk.eos === undefined ? undefined : tk.tokenText(tk.eos),
+    });
+    let text: string;
+    try {
+      text = this.chat.render(messages, { enableThinking });
+    } catch (e) {
+      throw new EngineError('bad_request', `chat template: ${(e as Error).message}`);
+    }
+    const templateAddedBos = bosText !== undefined && text.startsWith(bosText);
+    return { text, ids: tk.encode(text, { addSpecial: !templateAddedBos, parseSpecial: true }) };
+  }
+
   async generate(request: GenerateRequest, options: GenerateOptions = {}): Promise<GenerateResult> {
-    const promptIds = this.promptIds(request);
+    const chat = request.messages ? this.chatPrompt(request.messages, request.enableThinking) : undefined;
+    const promptIds = chat ? chat.ids : this.promptIds(request);
     if (promptIds.length >= this.context.nCtx) {
       throw new EngineError('too_large', `prompt has ${promptIds.length} tokens, context holds ${this.context.nCtx}`);
     }
@@ -146,6 +178,18 @@ export class Model {
         return text;
       };
       const stop = new StopMatcher(request.stop ?? []);
+      // Chat replies may open with reasoning: it goes to onThinking if asked for, else nowhere.
+      const splitter = chat ? new ThinkSplitter(opensThinking(chat.text)) : undefined;
+      let thinking = '';
+      const answerOf = (piece: string, end = false): string => {
+        if (!splitter) return piece;
+        const parts = end ? splitter.flush(piece) : splitter.push(piece);
+        if (parts.thinking && request.enableThinking) {
+          thinking += parts.thinking;
+          options.onThinking?.(parts.thinking);
+        }
+        return parts.answer;
+      };
       const ids: number[] = [];
       const onAbort = () => this.context.cancel();
       options.signal?.addEventListener('abort', onAbort);
@@ -156,14 +200,14 @@ export class Model {
           Int32Array.from(promptIds),
           {
             maxTokens: request.maxTokens,
-            stopIds: Int32Array.from(this.eogIds()),
+            stopIds: Int32Array.from(request.ignoreEog ? [] : this.eogIds()),
             sampling: { ...DEFAULT_SAMPLING, ...request.sampling },
           },
           (token) => {
             if (stoppedByString) return;
             ids.push(token);
             if (this.tokenizer.isEog(token)) return;
-            const emitted = stop.push(nextText(token));
+            const emitted = stop.push(answerOf(nextText(token)));
             if (emitted) options.onText?.(emitted);
             if (stop.matched) {
               stoppedByString = true;
@@ -172,12 +216,13 @@ export class Model {
           },
         );
         if (!stoppedByString) {
-          const rest = stop.finish(decoder.flush());
+          const rest = stop.finish(answerOf(decoder.flush(), true));
           if (rest) options.onText?.(rest);
         }
         const finishReason: FinishReason = stoppedByString ? 'stop' : stats.finish;
         return {
           text: stop.text,
+          ...(request.enableThinking && chat ? { thinking } : {}),
           finishReason,
           promptIds,
           ids,
@@ -235,10 +280,13 @@ export class Model {
     this.nativeModel.close();
   }
 
+  /** Every end-of-generation token (Qwen3: <|im_end|> and <|endoftext|>), found once. */
   private eogIds(): number[] {
-    const ids = new Set<number>();
-    for (const id of [this.tokenizer.eos, this.tokenizer.eot]) if (id !== undefined) ids.add(id);
-    return [...ids];
+    if (!this.eog) {
+      this.eog = [];
+      for (let id = 0; id < this.tokenizer.vocabSize; id++) if (this.tokenizer.isEog(id)) this.eog.push(id);
+    }
+    return this.eog;
   }
 
   private async exclusive<T>(work: () => Promise<T>): Promise<T> {
