@@ -39,9 +39,14 @@ void bn_vec_dot_q1_0_q8_0_scalar(int64_t n, float *s, const void *w, const void 
         float partial = 0.0f;
         for (int k = 0; k < 4; k++) {
             const bn_block_q8_0 *yb = &y[i * 4 + k];
-            const uint8_t *bits = &x[i].qs[k * 4];
+            const uint8_t *b = &x[i].qs[k * 4];
+            uint32_t bits = b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
             int isum = 0;
-            for (int j = 0; j < BN_QK8_0; j++) isum += (bits[j / 8] >> (j % 8)) & 1 ? yb->qs[j] : -yb->qs[j];
+            for (int j = 0; j < BN_QK8_0; j++) {
+                /* branch-free +-q (neg is 0 or -1), which compilers vectorize */
+                int neg = (int)((bits >> j) & 1) - 1;
+                isum += (yb->qs[j] ^ neg) - neg;
+            }
             partial += bn_fp16_to_fp32(yb->d) * (float)isum;
         }
         sumf += bn_fp16_to_fp32(x[i].d) * partial;
