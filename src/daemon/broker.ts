@@ -41,7 +41,8 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
       done(null, ok);
     };
   }
-  const server = net.createServer(broker.handle);
+  // noDelay: small MQTT packets must not wait for delayed ACKs (see connect.ts).
+  const server = net.createServer({ noDelay: true }, broker.handle);
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err) => reject(new BrokerError(`embedded broker cannot listen on ${options.host}:${options.port}: ${err.message}`)));
     server.listen(options.port, options.host, () => resolve());

@@ -2,6 +2,7 @@
 // the broker refuses 5 (aedes, old brokers), TLS from PEM files, and reconnects with exponential
 // backoff and jitter so that a fleet of boards does not hammer a broker that just restarted.
 import { readFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
 import mqtt, { type IClientOptions, type IConnackPacket, type MqttClient } from 'mqtt';
 import type { DaemonConfig } from './config.js';
 
@@ -107,6 +108,7 @@ function attempt(options: MqttConnectOptions, tls: Partial<IClientOptions>, vers
     ...(options.will ? { will: options.will } : {}),
   });
   applyBackoff(client, min, options.reconnectMaxMs ?? 30_000);
+  disableNagle(client);
   // Later errors (a dropped connection) are followed by reconnects; without a listener the
   // EventEmitter would throw them.
   client.on('error', () => undefined);
@@ -141,6 +143,14 @@ function attempt(options: MqttConnectOptions, tls: Partial<IClientOptions>, vers
     client.on('connect', onConnect);
     client.on('error', onError);
   });
+}
+
+/**
+ * Replies are small messages written back to back; with Nagle's algorithm each can wait for the
+ * peer's delayed ACK (~40 ms on Linux). MQTT.js makes a new socket per connection, so set it on each.
+ */
+function disableNagle(client: MqttClient): void {
+  client.on('connect', () => (client.stream as Partial<Socket>).setNoDelay?.(true));
 }
 
 /**

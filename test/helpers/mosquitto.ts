@@ -48,7 +48,7 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
   // mosquitto started as root drops to its own user, which must still read these files.
   chmodSync(dir, 0o755);
   const port = await freePort();
-  const lines = [`listener ${port} 127.0.0.1`, 'persistence false', 'log_dest none', 'max_queued_messages 10000'];
+  const lines = [`listener ${port} 127.0.0.1`, 'persistence false', 'log_dest none', 'max_queued_messages 10000', 'set_tcp_nodelay true'];
   if (options.users) {
     lines.push('allow_anonymous false', `password_file ${await passwordFile(dir, options.users)}`);
     if (options.acl) lines.push(`acl_file ${write(dir, 'acl', options.acl)}`);
