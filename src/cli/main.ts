@@ -7,6 +7,7 @@ import { register as registerTokenize } from './tokenize.js';
 import { register as registerInspect } from './inspect.js';
 import { register as registerLogits } from './logits.js';
 import { register as registerPerplexity } from './perplexity.js';
+import { register as registerSynth } from './synth.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -17,7 +18,7 @@ export function buildProgram(): Command {
     .option('--verbose', 'print stack traces with errors')
     .showHelpAfterError()
     .exitOverride();
-  for (const register of [registerRun, registerTokenize, registerInspect, registerLogits, registerPerplexity]) {
+  for (const register of [registerRun, registerTokenize, registerInspect, registerLogits, registerPerplexity, registerSynth]) {
     register(program);
   }
   for (const cmd of program.commands) cmd.exitOverride();
