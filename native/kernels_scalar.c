@@ -29,6 +29,23 @@ void bn_vec_dot_f32_scalar(int64_t n, float *s, const void *w, const void *a) { 
 void bn_vec_dot_f16_scalar(int64_t n, float *s, const void *w, const void *a) { *s = dot_floats(n, w, a, load_f16); }
 void bn_vec_dot_bf16_scalar(int64_t n, float *s, const void *w, const void *a) { *s = dot_floats(n, w, a, load_bf16); }
 
+/* bit_bytes[v][i] = bit i of v: the 8 weights of a Q1_0 byte as 0/1 bytes, ready for an
+ * int8 multiply-add (a table in L1 instead of per-bit shifts, which SSE2 cannot vectorize). */
+#define BN_BITS1(v) {(v) & 1, (v) >> 1 & 1, (v) >> 2 & 1, (v) >> 3 & 1, (v) >> 4 & 1, (v) >> 5 & 1, (v) >> 6 & 1, (v) >> 7 & 1}
+#define BN_BITS4(v) BN_BITS1(v), BN_BITS1((v) + 1), BN_BITS1((v) + 2), BN_BITS1((v) + 3)
+#define BN_BITS16(v) BN_BITS4(v), BN_BITS4((v) + 4), BN_BITS4((v) + 8), BN_BITS4((v) + 12)
+#define BN_BITS64(v) BN_BITS16(v), BN_BITS16((v) + 16), BN_BITS16((v) + 32), BN_BITS16((v) + 48)
+static const uint8_t bit_bytes[256][8] = {BN_BITS64(0), BN_BITS64(64), BN_BITS64(128), BN_BITS64(192)};
+
+/* sum_j (bit_j ? q_j : -q_j) over 32 weights, as 2 * sum(bit * q) - sum(q). */
+static inline int signed_sum_32(const uint8_t bits[4], const int8_t q[32]) {
+    int sum_on = 0, sum_all = 0;
+    for (int b = 0; b < 4; b++)
+        for (int i = 0; i < 8; i++) sum_on += bit_bytes[bits[b]][i] * q[8 * b + i];
+    for (int j = 0; j < 32; j++) sum_all += q[j];
+    return 2 * sum_on - sum_all;
+}
+
 /* Q1_0 x Q8_0: one Q1_0 block spans four Q8_0 blocks. Per Q8_0 block an exact integer sum of
  * +-q, scaled by that block's d into a float partial; the partial is scaled by the Q1_0 d. */
 void bn_vec_dot_q1_0_q8_0_scalar(int64_t n, float *s, const void *w, const void *a) {
@@ -39,15 +56,7 @@ void bn_vec_dot_q1_0_q8_0_scalar(int64_t n, float *s, const void *w, const void 
         float partial = 0.0f;
         for (int k = 0; k < 4; k++) {
             const bn_block_q8_0 *yb = &y[i * 4 + k];
-            const uint8_t *b = &x[i].qs[k * 4];
-            uint32_t bits = b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
-            int isum = 0;
-            for (int j = 0; j < BN_QK8_0; j++) {
-                /* branch-free +-q (neg is 0 or -1), which compilers vectorize */
-                int neg = (int)((bits >> j) & 1) - 1;
-                isum += (yb->qs[j] ^ neg) - neg;
-            }
-            partial += bn_fp16_to_fp32(yb->d) * (float)isum;
+            partial += bn_fp16_to_fp32(yb->d) * (float)signed_sum_32(&x[i].qs[k * 4], yb->qs);
         }
         sumf += bn_fp16_to_fp32(x[i].d) * partial;
     }
