@@ -114,11 +114,13 @@ static const bn_kernel_row kernel_table[] = {
     {BN_TYPE_F16, {[BN_ISA_SCALAR] = {bn_vec_dot_f16_scalar, NULL, NULL}}},
     {BN_TYPE_BF16, {[BN_ISA_SCALAR] = {bn_vec_dot_bf16_scalar, NULL, NULL}}},
     {BN_TYPE_Q4_0, {[BN_ISA_SCALAR] = {bn_vec_dot_q4_0_q8_0_scalar, NULL, NULL}}},
-    {BN_TYPE_Q8_0, {[BN_ISA_SCALAR] = {bn_vec_dot_q8_0_q8_0_scalar, NULL, NULL}}},
+    {BN_TYPE_Q8_0, {[BN_ISA_SCALAR] = {bn_vec_dot_q8_0_q8_0_scalar, NULL, NULL},
+                    BN_AVX2_OPS(bn_vec_dot_q8_0_q8_0_avx2)}},
     {BN_TYPE_Q1_0, {[BN_ISA_SCALAR] = {bn_vec_dot_q1_0_q8_0_scalar, NULL, NULL},
                     BN_AVX2_OPS(bn_vec_dot_q1_0_q8_0_avx2)}},
     {BN_TYPE_TQ1_0, {[BN_ISA_SCALAR] = {bn_vec_dot_tq1_0_q8_K_scalar, NULL, NULL}}},
-    {BN_TYPE_TQ2_0, {[BN_ISA_SCALAR] = {bn_vec_dot_tq2_0_q8_K_scalar, NULL, NULL}}},
+    {BN_TYPE_TQ2_0, {[BN_ISA_SCALAR] = {bn_vec_dot_tq2_0_q8_K_scalar, NULL, NULL},
+                     BN_AVX2_OPS(bn_vec_dot_tq2_0_q8_K_avx2)}},
 };
 
 static const bn_kernel_row *kernel_row(uint32_t type) {

@@ -7,6 +7,10 @@
 #include <immintrin.h>
 #include "quants.h"
 
+/* Scalar float steps round as written (explicit _fmadd_ intrinsics are unaffected), so a
+ * kernel that keeps the reference's float sequence stays bit-identical to it. */
+#pragma GCC optimize("fp-contract=off")
+
 #define BN_AVX2 __attribute__((target("avx2,fma,f16c")))
 
 /* Sign masks of one Q1_0 block: byte j of clear[k] is 0xFF where weight 32k + j has its bit
@@ -54,6 +58,58 @@ BN_AVX2 void bn_vec_dot_q1_0_q8_0_avx2(int64_t n, float *s, const void *w, const
     acc = _mm_add_ps(acc, _mm_movehl_ps(acc, acc));
     acc = _mm_add_ss(acc, _mm_shuffle_ps(acc, acc, 1));
     *s = _mm_cvtss_f32(acc);
+}
+
+/* Sum of the eight int32 lanes. */
+static inline BN_AVX2 int hsum_i32(__m256i v) {
+    __m128i x = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    x = _mm_add_epi32(x, _mm_shuffle_epi32(x, _MM_SHUFFLE(1, 0, 3, 2)));
+    x = _mm_add_epi32(x, _mm_shuffle_epi32(x, _MM_SHUFFLE(2, 3, 0, 1)));
+    return _mm_cvtsi128_si32(x);
+}
+
+/* Q8_0 x Q8_0: |w| times a with w's sign moved onto a (vpmaddubsw needs one unsigned side),
+ * float lanes accumulated as in ggml's SIMD path. */
+BN_AVX2 void bn_vec_dot_q8_0_q8_0_avx2(int64_t n, float *s, const void *w, const void *a) {
+    const bn_block_q8_0 *x = w, *y = a;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n / BN_QK8_0; i++) {
+        __m256i qx = _mm256_loadu_si256((const __m256i *)x[i].qs);
+        __m256i qy = _mm256_loadu_si256((const __m256i *)y[i].qs);
+        __m256i pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(qx, qx), _mm256_sign_epi8(qy, qx));
+        __m256i isum = _mm256_madd_epi16(pairs, _mm256_set1_epi16(1));
+        __m256 d = _mm256_set1_ps(_cvtsh_ss(x[i].d) * _cvtsh_ss(y[i].d));
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(isum), acc);
+    }
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
+    *s = _mm_cvtss_f32(h);
+}
+
+/* TQ2_0 x Q8_K: codes c in {0,1,2} stand for c - 1, so the block's integer dot is
+ * sum(c * q) - sum(q), the second term read from Q8_K's bsums. The float step is the
+ * reference's, so the result is bit-identical to the scalar path. */
+BN_AVX2 void bn_vec_dot_tq2_0_q8_K_avx2(int64_t n, float *s, const void *w, const void *a) {
+    const bn_block_tq2_0 *x = w;
+    const bn_block_q8_K *y = a;
+    const __m256i three = _mm256_set1_epi8(3), ones16 = _mm256_set1_epi16(1);
+    float sumf = 0.0f;
+    for (int64_t i = 0; i < n / BN_QK_K; i++) {
+        __m256i acc = _mm256_setzero_si256();
+        for (int half = 0; half < 2; half++) {
+            __m256i packed = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * half));
+            for (int l = 0; l < 4; l++) {
+                __m256i codes = _mm256_and_si256(_mm256_srli_epi16(packed, 2 * l), three);
+                __m256i q = _mm256_loadu_si256((const __m256i *)(y[i].qs + 128 * half + 32 * l));
+                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(codes, q), ones16));
+            }
+        }
+        __m256i bsums = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[i].bsums), ones16);
+        int isum = hsum_i32(acc) - hsum_i32(bsums);
+        sumf += (float)isum * (_cvtsh_ss(x[i].d) * y[i].d);
+    }
+    *s = sumf;
 }
 
 #endif

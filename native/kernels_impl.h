@@ -40,6 +40,8 @@ void bn_vec_dot_tq2_0_q8_K_scalar(int64_t n, float *s, const void *w, const void
 #if defined(__x86_64__) && defined(__GNUC__)
 #define BN_HAVE_AVX2_KERNELS 1
 void bn_vec_dot_q1_0_q8_0_avx2(int64_t n, float *s, const void *w, const void *a);
+void bn_vec_dot_q8_0_q8_0_avx2(int64_t n, float *s, const void *w, const void *a);
+void bn_vec_dot_tq2_0_q8_K_avx2(int64_t n, float *s, const void *w, const void *a);
 #endif
 
 /* The ops of weight `type` on `isa`, scalar fallbacks filled in; -1 for a type without kernels. */
