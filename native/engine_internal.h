@@ -30,7 +30,7 @@ typedef struct bn_acts {
     float *q, *k, *v, *att;   /* [n_head*hd], [n_kv*hd], [n_kv*hd], [n_head*hd] */
     float *gate, *up;         /* [n_ff] */
     float *rope;              /* [n_rot] cos/sin per token */
-    float *scores;            /* [n_threads][n_ctx] attention weights */
+    float *scores;            /* per thread: [n_head/n_head_kv][n_ctx] weights + [head_dim] */
     int scores_threads;
 } bn_acts;
 

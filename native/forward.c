@@ -13,6 +13,13 @@ void bn_acts_free(bn_acts *a) {
     memset(a, 0, sizeof *a);
 }
 
+/* Per thread: attention weights of one GQA group (group rows of n_ctx) and one F16 cache row
+ * converted to F32. */
+static size_t attn_scratch_floats(const bn_context *c) {
+    const bn_hparams *hp = &c->m->hp;
+    return (size_t)(hp->n_head / hp->n_head_kv) * c->n_ctx + hp->head_dim;
+}
+
 /* Grows the activation block to hold n tokens and the pool's threads' attention rows. */
 static int acts_reserve(bn_context *c, int n) {
     bn_acts *a = &c->acts;
@@ -22,9 +29,7 @@ static int acts_reserve(bn_context *c, int n) {
     const size_t per_token[] = {hp->n_embd, hp->n_embd, hp->n_embd, q, kv, kv, q, hp->n_ff, hp->n_ff, hp->n_rot};
     float **arrays[] = {&a->x, &a->xb, &a->xb2, &a->q, &a->k, &a->v, &a->att, &a->gate, &a->up, &a->rope};
     const int n_arrays = sizeof arrays / sizeof *arrays;
-    /* Each thread's attention row holds the scores plus one dequantized F16 cache row. */
-    const size_t score_row = (size_t)c->n_ctx + hp->head_dim;
-    size_t total = score_row * c->max_threads;
+    size_t total = attn_scratch_floats(c) * c->max_threads;
     for (int i = 0; i < n_arrays; i++) total += per_token[i] * n;
     float *block = malloc(total * sizeof(float));
     if (!block) return -1;
@@ -70,34 +75,40 @@ typedef struct attn_task {
     int il, n, p0;
 } attn_task;
 
-/* out = softmax(q . K[0..n_kv) / sqrt(hd)) . V for one head of one token. */
-static void attend_head(const attn_task *a, int t, int h, float *scores, float *tmp) {
+/* Attention of every query head that shares kv head kvh (GQA group), for one token:
+ * out_h = softmax(q_h . K[0..n_kv) / sqrt(hd)) . V. Each cached K/V row is read (and, for an
+ * F16 cache, converted) once for the whole group. scores holds group rows of n_ctx. */
+static void attend_group(const attn_task *a, int t, int kvh, float *scores, float *tmp) {
     const bn_context *c = a->c;
     const bn_hparams *hp = &c->m->hp;
-    const int hd = hp->head_dim, q_dim = hp->n_head * hd;
-    const int kvh = h / (hp->n_head / hp->n_head_kv);
+    const int hd = hp->head_dim, q_dim = hp->n_head * hd, group = hp->n_head / hp->n_head_kv;
     const int n_kv = a->p0 + t + 1; /* causal: this token and everything before it */
-    const float *q = c->acts.q + (size_t)t * q_dim + (size_t)h * hd;
-    for (int j = 0; j < n_kv; j++)
-        scores[j] = bn_dot_f32(q, kv_load(c, c->k_cache[a->il], j, kvh, tmp), hd);
-    bn_softmax_scaled(scores, n_kv, 1.0f / sqrtf((float)hd));
-    float *out = c->acts.att + (size_t)t * q_dim + (size_t)h * hd;
-    memset(out, 0, (size_t)hd * sizeof(float));
+    const float *q = c->acts.q + (size_t)t * q_dim + (size_t)kvh * group * hd;
+    float *out = c->acts.att + (size_t)t * q_dim + (size_t)kvh * group * hd;
+    for (int j = 0; j < n_kv; j++) {
+        const float *k = kv_load(c, c->k_cache[a->il], j, kvh, tmp);
+        for (int g = 0; g < group; g++) scores[(size_t)g * c->n_ctx + j] = bn_dot_f32(q + g * hd, k, hd);
+    }
+    for (int g = 0; g < group; g++) bn_softmax_scaled(scores + (size_t)g * c->n_ctx, n_kv, 1.0f / sqrtf((float)hd));
+    memset(out, 0, (size_t)group * hd * sizeof(float));
     for (int j = 0; j < n_kv; j++) {
         const float *v = kv_load(c, c->v_cache[a->il], j, kvh, tmp);
-        const float p = scores[j];
-        for (int i = 0; i < hd; i++) out[i] += p * v[i];
+        for (int g = 0; g < group; g++) {
+            const float p = scores[(size_t)g * c->n_ctx + j];
+            float *o = out + g * hd;
+            for (int i = 0; i < hd; i++) o[i] += p * v[i];
+        }
     }
 }
 
 static void attn_worker(void *arg, int ith, int nth) {
     const attn_task *a = arg;
-    const int n_head = a->c->m->hp.n_head;
-    float *scores = a->c->acts.scores + (size_t)ith * (a->c->n_ctx + a->c->m->hp.head_dim);
-    float *tmp = scores + a->c->n_ctx;
+    const int n_kv_head = a->c->m->hp.n_head_kv;
+    float *scores = a->c->acts.scores + (size_t)ith * attn_scratch_floats(a->c);
+    float *tmp = scores + attn_scratch_floats(a->c) - a->c->m->hp.head_dim;
     long begin, end;
-    bn_split_range((long)a->n * n_head, 1, ith, nth, &begin, &end);
-    for (long i = begin; i < end; i++) attend_head(a, (int)(i / n_head), (int)(i % n_head), scores, tmp);
+    bn_split_range((long)a->n * n_kv_head, 1, ith, nth, &begin, &end);
+    for (long i = begin; i < end; i++) attend_group(a, (int)(i / n_kv_head), (int)(i % n_kv_head), scores, tmp);
 }
 
 /* Per-head QK-norm (qwen3) and RoPE of the projected q and k, then k and v into the cache. */
