@@ -1,5 +1,5 @@
 /* The forward pass of llama/qwen3 decoders over a batch of tokens: every projection is one
- * bn_matmul over all tokens of the batch; attention runs per (token, head) on the thread pool. */
+ * bn_matmul over all tokens of the batch; attention runs per (token, kv head group) on the thread pool. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
