@@ -92,9 +92,12 @@ describe.skipIf(!RUN)('bonsai serve / bonsai ask', () => {
     expect(await s.exited).toBe(0);
   });
 
-  it('refuses an embedded broker beyond loopback without credentials', async () => {
-    const s = serve(['--embedded-port', String(await freePort())], { BONSAI_EMBEDDED_HOST: '0.0.0.0' });
-    expect(await s.exited).toBe(1);
+  it('exits 1 (not hanging on its embedded broker) on an open embedded broker or an unloadable model', async () => {
+    const open = serve(['--embedded-port', String(await freePort())], { BONSAI_EMBEDDED_HOST: '0.0.0.0' });
+    expect(await open.exited).toBe(1);
+    const child = spawn(process.execPath, [CLI, 'serve', '--model', '/nonexistent.gguf', '--embedded-port', String(await freePort())], { env: ENV, stdio: 'ignore' });
+    children.push(child);
+    expect(await new Promise((resolve) => child.once('exit', resolve))).toBe(1);
   });
 
   for (const mode of ['finish', 'cancel'] as const) {

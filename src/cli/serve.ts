@@ -72,19 +72,26 @@ async function serve(config: DaemonConfig): Promise<void> {
     logger.info({ url: broker.url }, 'embedded broker listening');
   }
   let model: { close(): void } | undefined;
-  const daemon = await Daemon.start({
-    config,
-    brokerUrl: config.mqtt.url ?? broker!.url,
-    logger,
-    version: packageVersion(),
-    loadEngine: async () => {
-      // Imported here so that the rest of the CLI works where the native addon is not built.
-      const { Model } = await import('../engine.js');
-      const loaded = await Model.load(modelPath, { threads: config.model.threads, contextSize: config.model.contextSize });
-      model = loaded;
-      return loaded;
-    },
-  });
+  let daemon: Daemon;
+  try {
+    daemon = await Daemon.start({
+      config,
+      brokerUrl: config.mqtt.url ?? broker!.url,
+      logger,
+      version: packageVersion(),
+      loadEngine: async () => {
+        // Imported here so that the rest of the CLI works where the native addon is not built.
+        const { Model } = await import('../engine.js');
+        const loaded = await Model.load(modelPath, { threads: config.model.threads, contextSize: config.model.contextSize });
+        model = loaded;
+        return loaded;
+      },
+    });
+  } catch (err) {
+    // An open embedded broker would keep the process alive after the error is reported.
+    await broker?.close();
+    throw err;
+  }
   const stop = async (signal: string) => {
     logger.info({ signal }, 'signal received');
     await daemon.stop();
