@@ -166,17 +166,9 @@ export class Model {
       throw new EngineError('too_large', `prompt has ${promptIds.length} tokens, context holds ${this.context.nCtx}`);
     }
     return this.exclusive(async () => {
-      const decoder = this.tokenizer.createStreamDecoder();
-      // SentencePiece marks word starts with a space; text that starts right after BOS drops it.
-      let dropLeadingSpace = this.tokenizer.model === 'llama' && promptIds.length === 1 && promptIds[0] === this.tokenizer.bos;
-      const nextText = (token: number): string => {
-        let text = decoder.push(token);
-        if (dropLeadingSpace && text) {
-          if (text.startsWith(' ')) text = text.slice(1);
-          dropLeadingSpace = false;
-        }
-        return text;
-      };
+      // Text generated right after BOS starts the text: SentencePiece drops its leading space there.
+      const startOfText = promptIds.length === 1 && promptIds[0] === this.tokenizer.bos;
+      const decoder = this.tokenizer.createStreamDecoder({ startOfText });
       const stop = new StopMatcher(request.stop ?? []);
       // Chat replies may open with reasoning: it goes to onThinking if asked for, else nowhere.
       const splitter = chat ? new ThinkSplitter(opensThinking(chat.text)) : undefined;
@@ -207,7 +199,7 @@ export class Model {
             if (stoppedByString) return;
             ids.push(token);
             if (this.tokenizer.isEog(token)) return;
-            const emitted = stop.push(answerOf(nextText(token)));
+            const emitted = stop.push(answerOf(decoder.push(token)));
             if (emitted) options.onText?.(emitted);
             if (stop.matched) {
               stoppedByString = true;
