@@ -108,7 +108,7 @@ async function removeDiscovery(config: DaemonConfig): Promise<void> {
   if (!config.mqtt.url) throw new Error('--remove-discovery needs the broker Home Assistant uses: --broker URL (or mqtt.url)');
   const { topics, homeassistant } = config;
   const { client } = await connectMqtt({ ...connectOptionsFrom(config, config.mqtt.url, '-remove'), timeoutMs: 15_000 });
-  const removals = discoveryRemovals({ prefix: homeassistant.prefix, node: topics.node, topics: topicsFor(topics.base, topics.node), model: '', version: '' });
+  const removals = discoveryRemovals({ prefix: homeassistant.prefix, node: topics.node, topics: topicsFor(topics.base, topics.node) });
   await publishRetained(client, removals);
   await client.endAsync();
   console.log(`removed ${removals.length} Home Assistant discovery entries for node ${topics.node}`);

@@ -97,6 +97,6 @@ export function discoveryMessages(ctx: DiscoveryContext): RetainedMessage[] {
 }
 
 /** Empty retained payloads for every entity this node may have published (HA then deletes them). */
-export function discoveryRemovals(ctx: Omit<DiscoveryContext, 'hasTemperature'>): RetainedMessage[] {
-  return discoveryMessages({ ...ctx, hasTemperature: true }).map((m) => ({ topic: m.topic, payload: '' }));
+export function discoveryRemovals(ctx: Pick<DiscoveryContext, 'prefix' | 'node' | 'topics'>): RetainedMessage[] {
+  return discoveryMessages({ ...ctx, model: '', version: '', hasTemperature: true }).map((m) => ({ topic: m.topic, payload: '' }));
 }
