@@ -40,6 +40,8 @@ void bn_vec_dot_tq2_0_q8_K_scalar(int64_t n, float *s, const void *w, const void
 #if defined(__x86_64__) && defined(__GNUC__)
 #define BN_HAVE_AVX2_KERNELS 1
 void bn_vec_dot_q1_0_q8_0_avx2(int64_t n, float *s, const void *w, const void *a);
+void bn_gemm_q1_0_q8_0_avx2(const bn_matrix *w, int64_t r0, int64_t r1, const void *act, size_t act_stride,
+                            int n_tokens, float *y, int64_t y_stride);
 void bn_vec_dot_q8_0_q8_0_avx2(int64_t n, float *s, const void *w, const void *a);
 void bn_vec_dot_tq2_0_q8_K_avx2(int64_t n, float *s, const void *w, const void *a);
 #endif
