@@ -8,6 +8,7 @@ import { register as registerInspect } from './inspect.js';
 import { register as registerLogits } from './logits.js';
 import { register as registerPerplexity } from './perplexity.js';
 import { register as registerSynth } from './synth.js';
+import { register as registerBench } from './bench.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -18,7 +19,7 @@ export function buildProgram(): Command {
     .option('--verbose', 'print stack traces with errors')
     .showHelpAfterError()
     .exitOverride();
-  for (const register of [registerRun, registerTokenize, registerInspect, registerLogits, registerPerplexity, registerSynth]) {
+  for (const register of [registerRun, registerTokenize, registerInspect, registerLogits, registerPerplexity, registerSynth, registerBench]) {
     register(program);
   }
   for (const cmd of program.commands) cmd.exitOverride();

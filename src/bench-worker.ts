@@ -1,0 +1,190 @@
+// One side of `bonsai bench`, run in its own process so each engine's peak RSS is its own: this
+// engine or the peer (node-llama-cpp). Takes a WorkerSpec as JSON in argv[2], sends one
+// WorkerReply over IPC, and exits.
+import { Model } from './engine.js';
+
+export interface WorkerSpec {
+  engine: 'bonsai' | 'peer';
+  model: string;
+  threads: number[];
+  /** Prompt tokens for the pp test and generated tokens for tg (0 skips the test). */
+  prompt: number;
+  gen: number;
+  reps: number;
+  contextSize: number;
+  kvType: 'f32' | 'f16';
+  /** Vocabulary size: random prompt ids are drawn below it. */
+  vocab: number;
+}
+
+export interface WorkerRun {
+  test: string;
+  threads: number;
+  /** tokens/s of each repetition (after one warm-up run that is not counted). */
+  samples: number[];
+}
+
+export interface WorkerResult {
+  loadMs: number;
+  /** Load, then one token from a one-token prompt: what a user waits for at start-up. */
+  firstTokenMs: number;
+  rssMb: number;
+  kernels: string;
+  runs: WorkerRun[];
+}
+
+export type WorkerReply = { ok: true; result: WorkerResult } | { ok: false; error: string };
+
+/** The operations a benchmark needs, implemented by each engine. */
+interface Engine {
+  kernels: string;
+  setThreads(n: number): Promise<void>;
+  /** Evaluates a fresh sequence of these ids; returns milliseconds. */
+  prompt(ids: number[]): Promise<number>;
+  /** Generates n tokens after a one-token fresh sequence; returns milliseconds for the n. */
+  generate(first: number, n: number): Promise<number>;
+  close(): Promise<void>;
+}
+
+/** Opens an engine on the model; loadMs times the model load alone, not library start-up. */
+type Opener = (spec: WorkerSpec) => Promise<{ engine: Engine; loadMs: number }>;
+
+async function measure(spec: WorkerSpec, open: Opener): Promise<WorkerResult> {
+  const { engine, loadMs } = await open(spec);
+  const ids = new TokenSource(spec.vocab);
+  const t0 = performance.now();
+  await engine.setThreads(spec.threads[0]!);
+  await engine.generate(ids.sequence(1)[0]!, 1);
+  const firstTokenMs = loadMs + performance.now() - t0;
+  const runs: WorkerRun[] = [];
+  for (const threads of spec.threads) {
+    await engine.setThreads(threads);
+    if (spec.prompt > 0) {
+      runs.push({ test: `pp${spec.prompt}`, threads, samples: await repeat(spec.reps, () => engine.prompt(ids.sequence(spec.prompt)), spec.prompt) });
+    }
+    if (spec.gen > 0) {
+      runs.push({ test: `tg${spec.gen}`, threads, samples: await repeat(spec.reps, () => engine.generate(ids.sequence(1)[0]!, spec.gen), spec.gen) });
+    }
+  }
+  await engine.close();
+  return { loadMs, firstTokenMs, rssMb: process.resourceUsage().maxRSS / 1024, kernels: engine.kernels, runs };
+}
+
+/** One warm-up run, then `reps` timed ones, as tokens/s. */
+async function repeat(reps: number, run: () => Promise<number>, tokens: number): Promise<number[]> {
+  await run();
+  const out: number[] = [];
+  for (let r = 0; r < reps; r++) out.push((tokens * 1000) / (await run()));
+  return out;
+}
+
+/** Random token ids, as llama-bench uses; an LCG is plenty for that. */
+class TokenSource {
+  private state = 0x2545f491;
+  private lastFirst = -1;
+  constructor(private readonly vocab: number) {}
+
+  /** n ids whose first differs from the previous sequence's: no engine can reuse a cached prefix. */
+  sequence(n: number): number[] {
+    const ids = Array.from({ length: n }, () => this.random());
+    while (ids[0] === this.lastFirst) ids[0] = this.random();
+    this.lastFirst = ids[0]!;
+    return ids;
+  }
+
+  private random(): number {
+    this.state = (Math.imul(this.state, 1103515245) + 12345) >>> 0;
+    return (this.state >>> 8) % this.vocab;
+  }
+}
+
+async function openBonsai(spec: WorkerSpec): Promise<{ engine: Engine; loadMs: number }> {
+  const model = await Model.load(spec.model, { threads: spec.threads[0]!, contextSize: spec.contextSize, kvType: spec.kvType });
+  const greedy = { temperature: 0 };
+  const engine: Engine = {
+    kernels: model.kernels,
+    setThreads: async (n) => model.setThreads(n),
+    prompt: async (ids) => (await model.generate({ promptIds: ids, maxTokens: 0, sampling: greedy })).timings.promptMs,
+    // n + 1 samples make n evaluations: the last sampled token is never evaluated.
+    generate: async (first, n) => (await model.generate({ promptIds: [first], maxTokens: n + 1, ignoreEog: true, sampling: greedy })).timings.genMs,
+    close: async () => model.close(),
+  };
+  return { engine, loadMs: model.loadMs };
+}
+
+/** The slice of node-llama-cpp's API used here (it is an optional dependency: no compile-time types). */
+interface PeerSequence {
+  clearHistory(): Promise<void>;
+  evaluateWithoutGeneratingNewTokens(tokens: number[]): Promise<void>;
+  evaluate(tokens: number[], options: { temperature: number }): AsyncGenerator<number, void, void>;
+}
+interface PeerContext {
+  getSequence(): PeerSequence;
+  dispose(): Promise<void>;
+}
+interface PeerModel {
+  createContext(o: { contextSize: number; threads: number; batchSize: number }): Promise<PeerContext>;
+  dispose(): Promise<void>;
+}
+interface PeerModule {
+  getLlama(o: Record<string, unknown>): Promise<{ loadModel(o: { modelPath: string; gpuLayers: number }): Promise<PeerModel>; buildType: string }>;
+}
+
+async function openPeer(spec: WorkerSpec): Promise<{ engine: Engine; loadMs: number }> {
+  const moduleName = 'node-llama-cpp';
+  let peer: PeerModule;
+  try {
+    peer = (await import(moduleName)) as PeerModule;
+  } catch (e) {
+    throw new Error(`node-llama-cpp is not installed (${(e as Error).message.split('\n')[0]})`);
+  }
+  // Prebuilt CPU binary only: never download or compile llama.cpp; maxThreads 0 makes `threads` exact.
+  const llama = await peer.getLlama({ gpu: false, build: 'never', maxThreads: 0, logLevel: 'error', progressLogs: false });
+  const started = performance.now();
+  const model = await llama.loadModel({ modelPath: spec.model, gpuLayers: 0 });
+  const loadMs = performance.now() - started;
+  let context: PeerContext | undefined;
+  let sequence: PeerSequence | undefined;
+  const engine: Engine = {
+    kernels: `llama.cpp (${llama.buildType})`,
+    async setThreads(n) {
+      await context?.dispose();
+      context = await model.createContext({ contextSize: spec.contextSize, threads: n, batchSize: Math.max(1, Math.min(spec.prompt, 512)) });
+      sequence = context.getSequence();
+    },
+    async prompt(ids) {
+      await sequence!.clearHistory();
+      const t0 = performance.now();
+      await sequence!.evaluateWithoutGeneratingNewTokens(ids);
+      return performance.now() - t0;
+    },
+    async generate(first, n) {
+      await sequence!.clearHistory();
+      const tokens = sequence!.evaluate([first], { temperature: 0 });
+      await tokens.next(); // evaluates the one-token prompt and samples the first token
+      const t0 = performance.now();
+      for (let i = 0; i < n; i++) await tokens.next();
+      const ms = performance.now() - t0;
+      await tokens.return();
+      return ms;
+    },
+    async close() {
+      await context?.dispose();
+      await model.dispose();
+    },
+  };
+  return { engine, loadMs };
+}
+
+async function main(): Promise<void> {
+  const spec = JSON.parse(process.argv[2] ?? '') as WorkerSpec;
+  let reply: WorkerReply;
+  try {
+    reply = { ok: true, result: await measure(spec, spec.engine === 'bonsai' ? openBonsai : openPeer) };
+  } catch (e) {
+    reply = { ok: false, error: (e as Error).message };
+  }
+  process.send!(reply, () => process.exit(0));
+}
+
+if (process.send) await main();

@@ -1,0 +1,55 @@
+// `bonsai bench`: llama-bench-style speed figures, against the bandwidth roofline and the peer.
+import { InvalidArgumentError, type Command } from 'commander';
+import { benchJson, formatBench, runBench } from '../bench.js';
+import { defaultThreads } from '../engine.js';
+import { intOption } from './options.js';
+
+interface BenchCliOptions {
+  model: string;
+  nPrompt: number;
+  nGen: number;
+  threads: number[];
+  repetitions: number;
+  kvType: string;
+  json?: boolean;
+  vsPeer?: boolean;
+}
+
+export function register(program: Command): void {
+  program
+    .command('bench')
+    .description(
+      'measure prompt (pp) and generation (tg) tokens/s, load time and peak RSS, as fractions of the memory bandwidth roofline measured in the same run',
+    )
+    .requiredOption('-m, --model <file>', 'GGUF model file')
+    .option('-p, --n-prompt <n>', 'prompt tokens for the pp test (0 = skip)', intOption('n-prompt', 0, 1 << 16), 512)
+    .option('-n, --n-gen <n>', 'generated tokens for the tg test (0 = skip)', intOption('n-gen', 0, 1 << 16), 128)
+    .option('-t, --threads <list>', 'comma-separated thread counts, e.g. 1,2', threadsOption, [defaultThreads()])
+    .option('-r, --repetitions <n>', 'timed repetitions per test (after one warm-up)', intOption('repetitions', 1, 1000), 3)
+    .option('--kv-type <type>', "KV cache type: f16 (llama.cpp's default) or f32", 'f16')
+    .option('--vs-peer', 'also run node-llama-cpp (llama.cpp) on the same file, threads and context, and show the ratio')
+    .option('--json', 'print one JSON object instead of the table')
+    .action(async (opts: BenchCliOptions) => {
+      if (opts.kvType !== 'f32' && opts.kvType !== 'f16') throw new InvalidArgumentError(`--kv-type must be f32 or f16, not '${opts.kvType}'`);
+      if (opts.nPrompt === 0 && opts.nGen === 0) throw new InvalidArgumentError('nothing to measure: -p and -n are both 0');
+      const report = await runBench({
+        model: opts.model,
+        prompt: opts.nPrompt,
+        gen: opts.nGen,
+        threads: opts.threads,
+        reps: opts.repetitions,
+        kvType: opts.kvType,
+        vsPeer: opts.vsPeer ?? false,
+        onProgress: (m) => process.stderr.write(`bonsai bench: ${m}\n`),
+      });
+      process.stdout.write(opts.json ? `${JSON.stringify(benchJson(report))}\n` : formatBench(report));
+    });
+}
+
+function threadsOption(value: string): number[] {
+  const parts = value.split(',').map((s) => s.trim());
+  if (parts.some((p) => !/^\d+$/.test(p) || Number(p) < 1 || Number(p) > 256)) {
+    throw new InvalidArgumentError('threads must be comma-separated integers from 1 to 256, e.g. 1,2');
+  }
+  return parts.map(Number);
+}
