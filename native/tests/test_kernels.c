@@ -215,7 +215,7 @@ static void test_matmul_semantics(void) {
         bn_matrix m;
         uint8_t *w = make_weights(type, rows, cols);
         float *x = make_acts(1, cols), y[8], wr[512], xr[512];
-        uint8_t a[1024];
+        uint8_t a[512 * 4]; /* the largest activation row: F32 */
         bn_scratch scratch = {0};
         bn_matrix_init(&m, type, rows, cols, w, err, sizeof err);
         bn_matmul(NULL, BN_ISA_SCALAR, &m, x, 1, y, &scratch);
