@@ -9,6 +9,8 @@ import { register as registerLogits } from './logits.js';
 import { register as registerPerplexity } from './perplexity.js';
 import { register as registerSynth } from './synth.js';
 import { register as registerBench } from './bench.js';
+import { register as registerServe } from './serve.js';
+import { register as registerAsk } from './ask.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -19,7 +21,18 @@ export function buildProgram(): Command {
     .option('--verbose', 'print stack traces with errors')
     .showHelpAfterError()
     .exitOverride();
-  for (const register of [registerRun, registerTokenize, registerInspect, registerLogits, registerPerplexity, registerSynth, registerBench]) {
+  const commands = [
+    registerServe,
+    registerAsk,
+    registerRun,
+    registerTokenize,
+    registerInspect,
+    registerLogits,
+    registerPerplexity,
+    registerSynth,
+    registerBench,
+  ];
+  for (const register of commands) {
     register(program);
   }
   for (const cmd of program.commands) cmd.exitOverride();
