@@ -181,7 +181,7 @@ void bn_matrix_get_row(const bn_matrix *m, int64_t r, float *out) {
 
 /* ---- scratch ---- */
 
-/* 64-byte aligned so SIMD paths can use aligned loads on activation rows. */
+/* Cache-line aligned, so the batch never shares a line with unrelated data. */
 static int scratch_reserve(bn_scratch *s, size_t bytes) {
     if (s->size >= bytes) return 0;
     size_t size = (bytes + 63) & ~(size_t)63;
