@@ -133,12 +133,15 @@ int bn_kernel_ops_get(uint32_t type, bn_isa isa, bn_kernel_ops *out) {
     const bn_kernel_row *row = kernel_row(type);
     if (!row || (unsigned)isa >= BN_ISA_COUNT) return -1;
     *out = row->ops[isa];
-    /* walk up to scalar, taking each missing entry from the nearest path that has it */
+    /* walk up to scalar, taking each missing entry from the nearest path that has it; a gemm
+     * and the layout it reads are inherited together */
     for (bn_isa p = isa; p != BN_ISA_SCALAR;) {
         p = isa_parent[p];
         if (!out->vec_dot) out->vec_dot = row->ops[p].vec_dot;
-        if (!out->gemm) out->gemm = row->ops[p].gemm;
-        if (!out->pack) out->pack = row->ops[p].pack;
+        if (!out->gemm && !out->pack) {
+            out->gemm = row->ops[p].gemm;
+            out->pack = row->ops[p].pack;
+        }
     }
     return 0;
 }

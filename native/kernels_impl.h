@@ -1,6 +1,7 @@
 /* Private interface of the kernel layer: what one weight type offers on one instruction set.
  * kernels.c holds one table row per weight type; each kernels_<isa>.c file provides the
- * functions of one column. A NULL entry falls back to the scalar column, which is complete. */
+ * functions of one column. A NULL entry is taken from the path the ISA extends (avx512 ->
+ * avx2 -> scalar, i8mm -> dotprod -> neon -> scalar); the scalar column is complete. */
 #ifndef BN_KERNELS_IMPL_H
 #define BN_KERNELS_IMPL_H
 
@@ -17,7 +18,8 @@ typedef void (*bn_vec_dot_fn)(int64_t n, float *s, const void *w, const void *a)
 typedef void (*bn_gemm_fn)(const bn_matrix *w, int64_t r0, int64_t r1, const void *act, size_t act_stride,
                            int n_tokens, float *y, int64_t y_stride);
 
-/* Load-time re-layout of m into m->packed (sets packed_bytes and packed_layout). */
+/* Load-time re-layout of m into m->packed (sets packed_bytes and packed_layout), read by the
+ * gemm of the same column; vec_dot always reads the ggml rows in m->data. */
 typedef int (*bn_pack_fn)(bn_matrix *m, char *err, size_t errlen);
 
 typedef struct bn_kernel_ops {
