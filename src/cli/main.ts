@@ -9,6 +9,7 @@ import { register as registerLogits } from './logits.js';
 import { register as registerPerplexity } from './perplexity.js';
 import { register as registerSynth } from './synth.js';
 import { register as registerBench } from './bench.js';
+import { register as registerChat } from './chat.js';
 import { register as registerServe } from './serve.js';
 import { register as registerAsk } from './ask.js';
 
@@ -31,6 +32,7 @@ export function buildProgram(): Command {
     registerPerplexity,
     registerSynth,
     registerBench,
+    registerChat,
   ];
   for (const register of commands) {
     register(program);
@@ -40,6 +42,11 @@ export function buildProgram(): Command {
 }
 
 async function main(): Promise<void> {
+  // A reader that goes away (`bonsai run ... | head`) is a normal end, not a crash.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EPIPE') throw e;
+    process.exit(process.exitCode ?? 0);
+  });
   const program = buildProgram();
   try {
     await program.parseAsync(process.argv);
