@@ -1,5 +1,6 @@
 // Chat templates against llama.cpp's token ids for a Qwen3 chat turn, the thinking switch, and the
 // streaming <think> splitter; end to end on a synthetic Bonsai-1.7B-shaped model (one layer).
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -8,6 +9,7 @@ import { CHATML_TEMPLATE, ChatTemplate, opensThinking, ThinkSplitter, type ChatM
 import { Model } from '../src/engine.js';
 import { readGguf } from '../src/gguf.js';
 import { synthesize } from '../src/synth.js';
+import { CLI, runCli } from './helpers/cli.js';
 import { HAVE_FIXTURES, fixture } from './helpers/fixtures.js';
 
 const VOCAB = fixture('qwen3-vocab/ggml-vocab-qwen3.gguf');
@@ -136,9 +138,9 @@ describe('ThinkSplitter', () => {
 
 describe.skipIf(!HAVE_FIXTURES)('chat on a synthetic Bonsai-1.7B-shaped model (1 layer, real Qwen3 vocab)', () => {
   const tmp = mkdtempSync(path.join(tmpdir(), 'bonsai-chat-'));
+  const file = path.join(tmp, 'bonsai-1.7b-1layer.gguf');
   let model: Model;
   beforeAll(async () => {
-    const file = path.join(tmp, 'bonsai-1.7b-1layer.gguf');
     await synthesize(file, { shape: '1.7b', layers: 1, vocabFrom: VOCAB, seed: 7 });
     model = await Model.load(file, { threads: 2, contextSize: 256 });
   }, 120_000);
@@ -170,3 +172,47 @@ describe.skipIf(!HAVE_FIXTURES)('chat on a synthetic Bonsai-1.7B-shaped model (1
     expect(r.finishReason).toBe('length');
   });
 });
+
+describe.skipIf(!HAVE_FIXTURES)('bonsai run --chat and bonsai chat (synthetic 1.7B shape, 1 layer)', () => {
+  const tmp = mkdtempSync(path.join(tmpdir(), 'bonsai-chat-cli-'));
+  const file = path.join(tmp, 'bonsai-1.7b-1layer.gguf');
+  beforeAll(() => synthesize(file, { shape: '1.7b', layers: 1, vocabFrom: VOCAB, seed: 7 }), 120_000);
+  afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+  it("bonsai run --system renders the chat and prompts with llama.cpp's ids", async () => {
+    const args = ['run', '-m', file, '-c', '128', '-t', '1', '--temp', '0', '-n', '2', '--json'];
+    const r = await runCli([...args, '--system', CONVERSATION[0]!.content, '-p', CONVERSATION[1]!.content]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.stdout) as { prompt_tokens: number[]; tokens: number[] };
+    expect(out.prompt_tokens).toEqual(qwen3Turn().ids.slice(0, 29));
+    expect(out.tokens).toHaveLength(2);
+    // --chat alone: the user turn without a system message.
+    const plain = JSON.parse((await runCli([...args, '--chat', '-p', 'Hi'])).stdout) as { prompt_tokens: number[] };
+    expect(plain.prompt_tokens.slice(0, 3)).toEqual([151644, 872, 198]); // <|im_start|>user\n
+  });
+
+  it('bonsai chat answers each piped line, and /reset and /exit work', async () => {
+    const r = await chatCli(['chat', '-m', file, '-c', '256', '-t', '1', '--temp', '0', '-n', '3'], 'Hello\n/reset\nAgain\n/exit\nnot read\n');
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout.split('\n').length).toBeGreaterThanOrEqual(3);
+  });
+});
+
+/** Runs the CLI with text on stdin. */
+function chatCli(args: string[], input: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill(), 60_000);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code: code ?? 1, stdout, stderr });
+    });
+    child.stdin.end(input);
+  });
+}

@@ -1,5 +1,6 @@
 // `bonsai run`: generate text from a prompt, streaming it to stdout.
 import type { Command } from 'commander';
+import type { ChatMessage } from '../engine.js';
 import { addModelOptions, floatOption, intOption, loadModel, type ModelCliOptions } from './options.js';
 
 interface RunOptions extends ModelCliOptions {
@@ -13,6 +14,8 @@ interface RunOptions extends ModelCliOptions {
   repeatLastN: number;
   seed?: number;
   json?: boolean;
+  system?: string;
+  chat?: boolean;
 }
 
 export function register(program: Command): void {
@@ -27,13 +30,15 @@ export function register(program: Command): void {
     .option('--repeat-last-n <n>', 'how many recent tokens the penalty considers', intOption('repeat-last-n', 0), 64)
     .option('--seed <s>', 'random seed (default: random)', intOption('seed', 0, 2 ** 53 - 1))
     .option('--json', 'print one JSON object with ids, text and timings at the end instead of streaming')
+    .option('--chat', "send the prompt as a user message through the model's chat template (thinking off)")
+    .option('--system <text>', 'a system message before the prompt (implies --chat)')
     .action(async (opts: RunOptions) => {
       const model = await loadModel(opts);
       try {
         const seed = opts.seed ?? Math.floor(Math.random() * 2 ** 32);
         const result = await model.generate(
           {
-            prompt: opts.prompt,
+            ...(opts.chat || opts.system !== undefined ? { messages: chatMessages(opts) } : { prompt: opts.prompt }),
             maxTokens: opts.nPredict,
             sampling: {
               temperature: opts.temp,
@@ -73,6 +78,11 @@ export function register(program: Command): void {
         model.close();
       }
     });
+}
+
+function chatMessages(opts: RunOptions): ChatMessage[] {
+  const system: ChatMessage[] = opts.system !== undefined ? [{ role: 'system', content: opts.system }] : [];
+  return [...system, { role: 'user', content: opts.prompt }];
 }
 
 function round(x: number): number {
