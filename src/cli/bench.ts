@@ -30,8 +30,8 @@ export function register(program: Command): void {
     .option('--vs-peer', 'also run node-llama-cpp (llama.cpp) on the same file, threads and context, and show the ratio')
     .option('--json', 'print one JSON object instead of the table')
     .action(async (opts: BenchCliOptions) => {
-      if (opts.kvType !== 'f32' && opts.kvType !== 'f16') throw new InvalidArgumentError(`--kv-type must be f32 or f16, not '${opts.kvType}'`);
-      if (opts.nPrompt === 0 && opts.nGen === 0) throw new InvalidArgumentError('nothing to measure: -p and -n are both 0');
+      if (opts.kvType !== 'f32' && opts.kvType !== 'f16') throw new Error(`--kv-type must be f32 or f16, not '${opts.kvType}'`);
+      if (opts.nPrompt === 0 && opts.nGen === 0) throw new Error('nothing to measure: -p and -n are both 0');
       const report = await runBench({
         model: opts.model,
         prompt: opts.nPrompt,

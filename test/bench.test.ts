@@ -1,0 +1,111 @@
+// bonsai bench: its statistics, the weight traffic it attributes to a token, the exact --json
+// document, and a run against the peer. Functional only: no assertion on speed.
+import { createRequire } from 'node:module';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { benchJson, formatBench, meanSd, weightStats, type BenchReport } from '../src/bench.js';
+import { readGguf } from '../src/gguf.js';
+import { native } from '../src/native.js';
+import { synthesize } from '../src/synth.js';
+import { runCli } from './helpers/cli.js';
+
+const tmp = mkdtempSync(path.join(tmpdir(), 'bonsai-bench-'));
+const MODEL = path.join(tmp, 'tiny-1layer.gguf');
+beforeAll(() => synthesize(MODEL, { shape: 'tiny', layers: 1, seed: 11 }));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+const JSON_KEYS = ['bandwidth_gbps', 'load_ms', 'rss_mb', 'peer_rss_mb', 'results'];
+const RESULT_KEYS = ['test', 'threads', 'tokens_per_s', 'sd', 'bw_fraction', 'peer_tokens_per_s', 'ratio'];
+
+function peerInstalled(): boolean {
+  try {
+    createRequire(import.meta.url).resolve('node-llama-cpp');
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe('bench figures', () => {
+  it('mean and sample standard deviation as llama-bench reports them', () => {
+    expect(meanSd([2, 4, 4, 4, 5, 5, 7, 9])).toEqual({ mean: 5, sd: Math.sqrt(32 / 7) });
+    expect(meanSd([3])).toEqual({ mean: 3, sd: 0 });
+  });
+
+  it('a generated token reads every weight once but only one row of the token embedding', () => {
+    const info = readGguf(MODEL);
+    const s = weightStats(info);
+    const embd = info.tensors.find((t) => t.name === 'token_embd.weight')!;
+    expect(s.bytes).toBe(info.tensors.reduce((a, t) => a + t.bytes, 0));
+    expect(s.bytesPerToken).toBe(s.bytes - embd.bytes + embd.bytes / embd.dims[1]!);
+    expect(s.vocab).toBe(151936);
+  });
+
+  it('the memory bandwidth probe measures something and refuses nonsense', () => {
+    const r = native.memoryBandwidth(32 * 2 ** 20, 2, 2);
+    expect(r.bestGBps).toBeGreaterThan(0);
+    expect(r.bestGBps).toBeGreaterThanOrEqual(r.meanGBps);
+    expect(() => native.memoryBandwidth(1024, 0, 1)).toThrow(/threads must be/);
+  });
+
+  it('the --json document has exactly the keys of issue #4, the table has a row per result', () => {
+    const worker = { loadMs: 12.34, firstTokenMs: 20, rssMb: 100.06, kernels: 'avx2', runs: [] };
+    const report: BenchReport = {
+      model: 'm.gguf',
+      params: 2e9,
+      weightBytes: 2 ** 28,
+      bytesPerToken: 2 ** 27,
+      contextSize: 768,
+      kvType: 'f16',
+      bandwidth: [{ threads: 1, gbps: 30 }],
+      bandwidthGbps: 30,
+      bonsai: worker,
+      peer: { ...worker, rssMb: 300, kernels: 'llama.cpp (prebuilt)' },
+      peerUnavailable: null,
+      rows: [{ test: 'tg128', threads: 1, tokensPerS: 100, sd: 1, weightGBps: 13.4, bwFraction: 0.4473, peerTokensPerS: 50, peerSd: 2, ratio: 2 }],
+    };
+    const json = benchJson(report) as Record<string, unknown>;
+    expect(Object.keys(json)).toEqual(JSON_KEYS);
+    expect(json).toMatchObject({ bandwidth_gbps: 30, load_ms: 12.3, rss_mb: 100.1, peer_rss_mb: 300 });
+    expect(json.results).toEqual([{ test: 'tg128', threads: 1, tokens_per_s: 100, sd: 1, bw_fraction: 0.4473, peer_tokens_per_s: 50, ratio: 2 }]);
+    const text = formatBench(report);
+    expect(text).toMatch(/\| tg128 \| 1 +\| +100\.00 ± 1\.00 \| +13\.40 \| +44\.7% \| +50\.00 ± 2\.00 \| +2\.00x \|/);
+    expect(text).toContain('peak RSS 300.0 MiB');
+  });
+});
+
+describe('bonsai bench (command line)', () => {
+  it('measures pp and tg for each thread count and prints the JSON document', async () => {
+    const r = await runCli(['bench', '-m', MODEL, '-p', '16', '-n', '4', '-t', '1,2', '-r', '2', '--json'], 120_000);
+    expect(r.code).toBe(0);
+    const json = JSON.parse(r.stdout) as { results: Record<string, unknown>[] } & Record<string, unknown>;
+    expect(Object.keys(json)).toEqual(JSON_KEYS);
+    expect(json.peer_rss_mb).toBeNull();
+    expect(json.results.map((x) => [x.test, x.threads])).toEqual([
+      ['pp16', 1],
+      ['tg4', 1],
+      ['pp16', 2],
+      ['tg4', 2],
+    ]);
+    for (const x of json.results) {
+      expect(Object.keys(x)).toEqual(RESULT_KEYS);
+      expect(x.tokens_per_s).toBeGreaterThan(0);
+      expect(x.ratio).toBeNull();
+    }
+  });
+
+  it.skipIf(!peerInstalled())('--vs-peer runs node-llama-cpp on the same file and gives the ratio', async () => {
+    const r = await runCli(['bench', '-m', MODEL, '-p', '16', '-n', '4', '-t', '1', '-r', '1', '--vs-peer'], 180_000);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/\| tg4 +\| 1 +\|.*\| +[\d.]+ ± [\d.]+ \| +[\d.]+x \|/);
+    expect(r.stdout).toMatch(/peer: +load \d+ ms, first token \d+ ms after start, peak RSS [\d.]+ MiB/);
+  });
+
+  it('refuses a run with nothing to measure', async () => {
+    const r = await runCli(['bench', '-m', MODEL, '-p', '0', '-n', '0']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toMatch(/nothing to measure/);
+  });
+});
