@@ -145,10 +145,14 @@ export class Model {
   chatPrompt(messages: ChatMessage[], enableThinking = false): { text: string; ids: number[] } {
     const tk = this.tokenizer;
     const bosText = tk.bos === undefined ? undefined : tk.tokenText(tk.bos);
-    this.chat ??= new ChatTemplate(this.chatTemplate ?? CHATML_TEMPLATE, {
-      bosToken: bosText,
-      eosToken: tk.eos === undefined ? undefined : tk.tokenText(tk.eos),
-    });
+    try {
+      this.chat ??= new ChatTemplate(this.chatTemplate ?? CHATML_TEMPLATE, {
+        bosToken: bosText,
+        eosToken: tk.eos === undefined ? undefined : tk.tokenText(tk.eos),
+      });
+    } catch (e) {
+      throw new EngineError('model_error', `the model's chat template does not parse: ${(e as Error).message}`);
+    }
     let text: string;
     try {
       text = this.chat.render(messages, { enableThinking });

@@ -79,6 +79,11 @@ describe('ChatML fallback template', () => {
     expect(text).toBe('<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n');
   });
 
+  it("passes a template's raise_exception on as an error", () => {
+    const t = new ChatTemplate("{% if messages[0].role != 'user' %}{{ raise_exception('roles must alternate') }}{% endif %}ok");
+    expect(() => t.render([{ role: 'assistant', content: 'x' }])).toThrow('roles must alternate');
+  });
+
   it('refuses an empty conversation', () => {
     expect(() => new ChatTemplate(CHATML_TEMPLATE).render([])).toThrow(/at least one message/);
   });
