@@ -52,6 +52,7 @@ static inline BN_AVX2 __m128 q1_0_block_dot(const __m256i clear[4], __m128 dw, c
     return _mm_fmadd_ps(_mm_mul_ps(d8, dw), _mm_cvtepi32_ps(isum), acc);
 }
 
+/* (v0 + v2) + (v1 + v3) */
 static inline BN_AVX2 float hsum_ps128(__m128 v) {
     v = _mm_add_ps(v, _mm_movehl_ps(v, v));
     return _mm_cvtss_f32(_mm_add_ss(v, _mm_shuffle_ps(v, v, 1)));
@@ -104,14 +105,6 @@ BN_AVX2 void bn_gemm_q1_0_q8_0_avx2(const bn_matrix *w, int64_t r0, int64_t r1, 
     }
 }
 
-/* Sum of the eight int32 lanes. */
-static inline BN_AVX2 int hsum_i32(__m256i v) {
-    __m128i x = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    x = _mm_add_epi32(x, _mm_shuffle_epi32(x, _MM_SHUFFLE(1, 0, 3, 2)));
-    x = _mm_add_epi32(x, _mm_shuffle_epi32(x, _MM_SHUFFLE(2, 3, 0, 1)));
-    return _mm_cvtsi128_si32(x);
-}
-
 /* Q8_0 x Q8_0: |w| times a with w's sign moved onto a (vpmaddubsw needs one unsigned side),
  * float lanes accumulated as in ggml's SIMD path. */
 BN_AVX2 void bn_vec_dot_q8_0_q8_0_avx2(int64_t n, float *s, const void *w, const void *a) {
@@ -128,29 +121,32 @@ BN_AVX2 void bn_vec_dot_q8_0_q8_0_avx2(int64_t n, float *s, const void *w, const
     *s = hsum_ps128(_mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1)));
 }
 
-/* TQ2_0 x Q8_K: codes c in {0,1,2} stand for c - 1, so the block's integer dot is
- * sum(c * q) - sum(q), the second term read from Q8_K's bsums. The float step is the
- * reference's, so the result is bit-identical to the scalar path. */
+/* TQ2_0 x Q8_K in the scalar reference's lane order (llama.cpp's x86 order): codes c in
+ * {0,1,2} feed vpmaddubsw directly, the int16 lanes drop Q8_K's bsums (sum(c * q) - sum(q) =
+ * sum(trit * q)), and vpmaddwd pairs them into the reference's eight lanes. Bit-identical to
+ * bn_vec_dot_tq2_0_q8_K_scalar. */
 BN_AVX2 void bn_vec_dot_tq2_0_q8_K_avx2(int64_t n, float *s, const void *w, const void *a) {
     const bn_block_tq2_0 *x = w;
     const bn_block_q8_K *y = a;
-    const __m256i three = _mm256_set1_epi8(3), ones16 = _mm256_set1_epi16(1);
-    float sumf = 0.0f;
+    const __m256i three = _mm256_set1_epi8(3);
+    __m256 acc = _mm256_setzero_ps();
     for (int64_t i = 0; i < n / BN_QK_K; i++) {
-        __m256i acc = _mm256_setzero_si256();
+        /* int16 is enough: a lane sums 16 products of at most 2 * 127 */
+        __m256i s16 = _mm256_setzero_si256();
         for (int half = 0; half < 2; half++) {
             __m256i packed = _mm256_loadu_si256((const __m256i *)(x[i].qs + 32 * half));
             for (int l = 0; l < 4; l++) {
                 __m256i codes = _mm256_and_si256(_mm256_srli_epi16(packed, 2 * l), three);
                 __m256i q = _mm256_loadu_si256((const __m256i *)(y[i].qs + 128 * half + 32 * l));
-                acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(codes, q), ones16));
+                s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(codes, q));
             }
         }
-        __m256i bsums = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)y[i].bsums), ones16);
-        int isum = hsum_i32(acc) - hsum_i32(bsums);
-        sumf += (float)isum * (_cvtsh_ss(x[i].d) * y[i].d);
+        s16 = _mm256_sub_epi16(s16, _mm256_loadu_si256((const __m256i *)y[i].bsums));
+        __m256i lanes = _mm256_madd_epi16(s16, _mm256_set1_epi16(1));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), _mm256_set1_ps(y[i].d * _cvtsh_ss(x[i].d)), acc);
     }
-    *s = sumf;
+    /* the reference's reduction: (l0+l4 + l2+l6) + (l1+l5 + l3+l7) */
+    *s = hsum_ps128(_mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1)));
 }
 
 #endif

@@ -1,6 +1,8 @@
-/* Scalar dot products: the reference every SIMD path is tested against. Each follows ggml's
- * generic code's accumulation order (exact integer sums per block, then the float scaling in
- * the same sequence), so results equal llama.cpp's scalar build bit for bit. */
+/* Scalar dot products: the reference every SIMD path is tested against. Q1_0, Q8_0, Q4_0 and
+ * the float formats follow ggml's generic code's accumulation order (exact integer sums per
+ * block, then the float scaling in the same sequence), so they equal llama.cpp's scalar build
+ * bit for bit; the ternary types follow llama.cpp's x86 order (see dot_ternary). */
+#include <math.h>
 #include <string.h>
 #include "kernels_impl.h"
 #include "quants.h"
@@ -90,20 +92,42 @@ void bn_vec_dot_q4_0_q8_0_scalar(int64_t n, float *s, const void *w, const void 
     *s = sumf;
 }
 
-/* Ternary x Q8_K: an exact integer sum over the whole 256-block, scaled once by d_w * d_a. */
+/* Ternary x Q8_K in the float order of llama.cpp's x86 build (its AVX2 kernels for both
+ * ternary types), not of ggml's generic code. The two differ in the last bits, and that is
+ * enough to flip a later Q8_K rounding and move logits by ~0.05 on qwen3-tiny; the x86 order
+ * is the one llama.cpp's published outputs come from, so every CPU reproduces them.
+ * Eight integer lanes: lane k sums code * q over the elements at offsets 4k..4k+3 of each
+ * 32-element group (code = trit + 1 in {0,1,2}) minus bsums[2k] + bsums[2k+1], which makes the
+ * lanes add up to sum(trit * q). Each lane is scaled by d_w * d_a into its own float
+ * accumulator with a fused multiply-add (as the compiler fuses llama.cpp's mul + add); the
+ * eight are reduced pairwise at the end. */
+#define BN_TQ_LANES 8
+
+static void ternary_lanes(const int8_t t[BN_QK_K], const bn_block_q8_K *y, int lanes[BN_TQ_LANES]) {
+    for (int k = 0; k < BN_TQ_LANES; k++) lanes[k] = -(y->bsums[2 * k] + y->bsums[2 * k + 1]);
+    for (int e = 0; e < BN_QK_K; e++) lanes[(e % 32) / 4] += (t[e] + 1) * y->qs[e];
+}
+
+static float reduce_lanes(const float acc[BN_TQ_LANES]) {
+    float r[4];
+    for (int k = 0; k < 4; k++) r[k] = acc[k + 4] + acc[k];
+    return (r[0] + r[2]) + (r[1] + r[3]);
+}
+
 static inline float dot_ternary(int64_t n, const uint8_t *w, size_t block_bytes, const bn_block_q8_K *y,
                                 void (*trits)(const void *, int8_t[BN_QK_K])) {
-    float sumf = 0.0f;
+    float acc[BN_TQ_LANES] = {0};
     int8_t t[BN_QK_K];
+    int lanes[BN_TQ_LANES];
     for (int64_t i = 0; i < n / BN_QK_K; i++, w += block_bytes) {
         uint16_t h;
         memcpy(&h, w + block_bytes - 2, 2); /* both ternary types keep their d last */
         trits(w, t);
-        int isum = 0;
-        for (int j = 0; j < BN_QK_K; j++) isum += t[j] * y[i].qs[j];
-        sumf += (float)isum * (bn_fp16_to_fp32(h) * y[i].d);
+        ternary_lanes(t, &y[i], lanes);
+        float d = y[i].d * bn_fp16_to_fp32(h);
+        for (int k = 0; k < BN_TQ_LANES; k++) acc[k] = fmaf((float)lanes[k], d, acc[k]);
     }
-    return sumf;
+    return reduce_lanes(acc);
 }
 
 void bn_vec_dot_tq1_0_q8_K_scalar(int64_t n, float *s, const void *w, const void *a) {
