@@ -48,6 +48,16 @@ void bn_vec_dot_q8_0_q8_0_avx2(int64_t n, float *s, const void *w, const void *a
 void bn_vec_dot_tq2_0_q8_K_avx2(int64_t n, float *s, const void *w, const void *a);
 #endif
 
+/* aarch64 NEON (kernels_neon.c: compiled on aarch64 only; plain armv8.0, every board). */
+#if defined(__aarch64__) && defined(__GNUC__)
+#define BN_HAVE_NEON_KERNELS 1
+int bn_pack_q1_0_neon(bn_matrix *m, char *err, size_t errlen);
+void bn_gemm_q1_0_q8_0_neon(const bn_matrix *w, int64_t r0, int64_t r1, const void *act, size_t act_stride,
+                            int n_tokens, float *y, int64_t y_stride);
+void bn_vec_dot_q8_0_q8_0_neon(int64_t n, float *s, const void *w, const void *a);
+void bn_vec_dot_tq2_0_q8_K_neon(int64_t n, float *s, const void *w, const void *a);
+#endif
+
 /* The ops of weight `type` on `isa`, scalar fallbacks filled in; -1 for a type without kernels. */
 int bn_kernel_ops_get(uint32_t type, bn_isa isa, bn_kernel_ops *out);
 
