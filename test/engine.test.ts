@@ -1,0 +1,119 @@
+// The engine's JavaScript boundary on a real model (stories260K): streaming, cancellation,
+// stop strings, errors, and inference off the main thread. Expected text comes from run.c.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Model } from '../src/engine.js';
+import { EngineError } from '../src/errors.js';
+import { HAVE_FIXTURES, fixture, readJson } from './helpers/fixtures.js';
+
+interface Golden {
+  prompt: string;
+  text: string;
+  tokens: number[];
+}
+
+describe.skipIf(!HAVE_FIXTURES)('Model on stories260K', () => {
+  let model: Model;
+  const golden = () => readJson<Golden>('stories260K/golden/greedy_once_upon_a_time_n64.json');
+  const greedy = { temperature: 0 };
+
+  beforeAll(async () => {
+    model = await Model.load(fixture('stories260K/stories260K.gguf'), { threads: 1, contextSize: 512 });
+  });
+  afterAll(() => model?.close());
+
+  it('streams text pieces before the generation resolves, adding up to the result', async () => {
+    const pieces: string[] = [];
+    let resolved = false;
+    const pending = model.generate({ prompt: 'Once upon a time', maxTokens: 60, sampling: greedy }, { onText: (t) => pieces.push(t) });
+    pending.then(() => (resolved = true), () => undefined);
+    const result = await pending;
+    expect(resolved).toBe(true);
+    expect(pieces.length).toBeGreaterThan(10);
+    expect(pieces.join('')).toBe(result.text);
+    expect(result.text).toBe(golden().text.slice(golden().prompt.length));
+    expect([...result.promptIds, ...result.ids]).toEqual(golden().tokens);
+  });
+
+  it('keeps the event loop free while a generation runs on a worker thread', async () => {
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 1);
+    try {
+      for (let i = 0; i < 3; i++) await model.generate({ prompt: '', maxTokens: 500, sampling: greedy });
+    } finally {
+      clearInterval(timer);
+    }
+    // Blocking inference would let the timer fire only between the three calls.
+    expect(ticks).toBeGreaterThan(20);
+  });
+
+  it('stops between tokens when the signal aborts, and reports cancelled', async () => {
+    const controller = new AbortController();
+    let pieces = 0;
+    const result = await model.generate(
+      { prompt: 'Once upon a time', maxTokens: 400, sampling: greedy },
+      {
+        signal: controller.signal,
+        onText: () => {
+          if (++pieces === 5) controller.abort();
+        },
+      },
+    );
+    expect(result.finishReason).toBe('cancelled');
+    expect(result.ids.length).toBeLessThan(400);
+    expect(result.ids.length).toBeGreaterThanOrEqual(5);
+    // The next request is unaffected by the earlier cancel.
+    const next = await model.generate({ prompt: 'Once upon a time', maxTokens: 60, sampling: greedy });
+    expect(next.finishReason).toBe('length');
+    expect(next.text).toBe(golden().text.slice(golden().prompt.length));
+  });
+
+  it('does not start when the signal is already aborted', async () => {
+    const controller = new AbortController();
+    controller.abort();
+    const result = await model.generate({ prompt: 'Once upon a time', maxTokens: 50, sampling: greedy }, { signal: controller.signal });
+    expect(result.finishReason).toBe('cancelled');
+    expect(result.ids.length).toBeLessThanOrEqual(1);
+  });
+
+  it('ends at a stop string and leaves it out of the text', async () => {
+    const pieces: string[] = [];
+    const result = await model.generate(
+      { prompt: 'Once upon a time', maxTokens: 60, sampling: greedy, stop: ['Lily'] },
+      { onText: (t) => pieces.push(t) },
+    );
+    const expected = golden().text.slice(golden().prompt.length);
+    expect(result.finishReason).toBe('stop');
+    expect(result.text).toBe(expected.slice(0, expected.indexOf('Lily')));
+    expect(pieces.join('')).toBe(result.text);
+  });
+
+  it('refuses a second generation while one runs (busy), then works again', async () => {
+    const first = model.generate({ prompt: '', maxTokens: 200, sampling: greedy });
+    await expect(model.generate({ prompt: 'x', maxTokens: 5 })).rejects.toMatchObject({ code: 'busy' });
+    await first;
+    const after = await model.generate({ prompt: 'Once upon a time', maxTokens: 3, sampling: greedy });
+    expect(after.ids).toEqual(golden().tokens.slice(5, 8));
+  });
+
+  it('refuses a prompt longer than the context with too_large', async () => {
+    const long = 'Once upon a time '.repeat(200);
+    await expect(model.generate({ prompt: long, maxTokens: 1 })).rejects.toBeInstanceOf(EngineError);
+    await expect(model.generate({ prompt: long, maxTokens: 1 })).rejects.toMatchObject({ code: 'too_large' });
+  });
+
+  it('gives the same greedy tokens after the thread count changes', async () => {
+    model.setThreads(2);
+    const result = await model.generate({ prompt: 'Once upon a time', maxTokens: 60, sampling: greedy });
+    model.setThreads(1);
+    expect([...result.promptIds, ...result.ids]).toEqual(golden().tokens);
+  });
+
+  it('samples reproducibly for a seed', async () => {
+    const request = { prompt: 'Once upon a time', maxTokens: 40, sampling: { temperature: 1, seed: 7 } };
+    const a = await model.generate(request);
+    const b = await model.generate(request);
+    const c = await model.generate({ ...request, sampling: { temperature: 1, seed: 8 } });
+    expect(b.ids).toEqual(a.ids);
+    expect(c.ids).not.toEqual(a.ids);
+  });
+});
