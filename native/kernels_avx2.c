@@ -5,6 +5,7 @@
 
 #if defined(BN_HAVE_AVX2_KERNELS)
 #include <immintrin.h>
+#include <string.h>
 #include "quants.h"
 
 /* Scalar float steps round as written (explicit _fmadd_ intrinsics are unaffected), so a
@@ -70,37 +71,171 @@ BN_AVX2 void bn_vec_dot_q1_0_q8_0_avx2(int64_t n, float *s, const void *w, const
     *s = hsum_ps128(acc);
 }
 
-/* Rows handled per pass over the batch: their weights (16 x 576 B at 4096 columns) stay in L1
- * while every token tile streams by. */
-#define BN_Q1_ROW_TILE 16
-/* Tokens sharing one expansion of a weight block's sign masks. */
-#define BN_Q1_TOKEN_TILE 4
+/* ---- Q1_0 GEMV and GEMM by lookup tables (the weights in 16-row tiles, see kernels_impl.h) ----
+ * Instead of expanding sign bits per weight, each group of 4 activations gets a 16-entry table
+ * of its signed sums (entry e = sum_i (bit i of e ? q_i : -q_i), |entry| <= 508): one vpshufb
+ * then looks up one group for 16 rows, whose 4 bits are one nibble of a plane byte. The int16
+ * entries are split into a low-byte and a high-byte table (vpshufb reads bytes) and rejoined by
+ * interleaving the two lookups. A 256-bit step covers one plane (8 weights of 16 rows: the low
+ * nibbles against group 2j in the low lane, the high ones against group 2j+1 in the high lane).
+ * Integer sums are exact and the float steps are the scalar reference's, in its order, so the
+ * results are bit-identical to it. */
 
-/* A batch of tokens: each weight block's sign masks are expanded once and applied to up to
- * four activation rows, with the same per-row arithmetic as the GEMV above. */
-static BN_AVX2 void q1_0_rows_tokens(const bn_matrix *w, int64_t r, const uint8_t *act, size_t act_stride,
-                                     int nt, float *y, int64_t y_stride) {
-    const bn_block_q1_0 *x = (const bn_block_q1_0 *)(w->data + (size_t)r * w->row_bytes);
-    __m128 acc[BN_Q1_TOKEN_TILE] = {_mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps(), _mm_setzero_ps()};
-    for (int64_t i = 0; i < w->cols / BN_QK1_0; i++) {
-        __m256i clear[4];
-        sign_masks(x[i].qs, clear);
-        __m128 dw = _mm_set1_ps(_cvtsh_ss(x[i].d));
-        for (int t = 0; t < nt; t++)
-            acc[t] = q1_0_block_dot(clear, dw, (const bn_block_q8_0 *)(act + (size_t)t * act_stride) + 4 * i, acc[t]);
+/* Tables of one plane j for one token: [low bytes of group 2j | of 2j+1], then the high bytes. */
+#define Q1_STEP_BYTES 64
+#define Q1_BLOCK_TABLE_BYTES (BN_Q1_PLANES * Q1_STEP_BYTES)
+/* Block-token tables built per pass (64 KiB: they stay in L2 while the rows stream by). */
+#define Q1_TABLE_BLOCKS 64
+/* Tokens sharing one pass over a chunk of weights (kept in L1 meanwhile). */
+#define Q1_TOKEN_TILE 4
+
+/* Entry e of the table of q[g..g+3], as int16 lane e: two vpmaddubsw of |q| against +-1 sign
+ * patterns that carry q's own sign (|q| <= 127, so the unsigned operand is exact). */
+static inline BN_AVX2 __m256i subset_sums(__m256i q8, int g) {
+#define Q1_PAIR(a) a, a + 1
+#define Q1_PAIRS(a) Q1_PAIR(a), Q1_PAIR(a), Q1_PAIR(a), Q1_PAIR(a), Q1_PAIR(a), Q1_PAIR(a), Q1_PAIR(a), Q1_PAIR(a)
+    static const int8_t pick[2][2][32] = {{{Q1_PAIRS(0), Q1_PAIRS(0)}, {Q1_PAIRS(2), Q1_PAIRS(2)}},
+                                          {{Q1_PAIRS(4), Q1_PAIRS(4)}, {Q1_PAIRS(6), Q1_PAIRS(6)}}};
+#undef Q1_PAIRS
+#undef Q1_PAIR
+    /* lane e: signs of bits (0, 1) and (2, 3) of e */
+#define Q1_S(e, b) (((e) >> (b) & 1) ? 1 : -1)
+#define Q1_E(e, b) Q1_S(e, b), Q1_S(e, b + 1)
+#define Q1_E16(b) Q1_E(0, b), Q1_E(1, b), Q1_E(2, b), Q1_E(3, b), Q1_E(4, b), Q1_E(5, b), Q1_E(6, b), Q1_E(7, b), \
+                  Q1_E(8, b), Q1_E(9, b), Q1_E(10, b), Q1_E(11, b), Q1_E(12, b), Q1_E(13, b), Q1_E(14, b), Q1_E(15, b)
+    static const int8_t signs[2][32] = {{Q1_E16(0)}, {Q1_E16(2)}};
+#undef Q1_E16
+#undef Q1_E
+#undef Q1_S
+    __m256i sum = _mm256_setzero_si256();
+    for (int h = 0; h < 2; h++) {
+        __m256i q = _mm256_shuffle_epi8(q8, _mm256_loadu_si256((const __m256i *)pick[g][h]));
+        __m256i s = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)signs[h]), q);
+        sum = _mm256_add_epi16(sum, _mm256_maddubs_epi16(_mm256_abs_epi8(q), s));
     }
-    for (int t = 0; t < nt; t++) y[t * y_stride + r] = hsum_ps128(acc[t]);
+    return sum;
+}
+
+/* The tables of one token for blocks [i0, i0 + nblk) of its Q8_0 row, and the Q8_0 scales. */
+static BN_AVX2 void q1_build_tables(const bn_block_q8_0 *a, int64_t i0, int64_t nblk, uint8_t *tab, float *d8) {
+    const __m256i low = _mm256_set1_epi16(0xff);
+    for (int64_t b = 0; b < 4 * nblk; b++) {
+        const bn_block_q8_0 *blk = &a[4 * i0 + b];
+        d8[b] = _cvtsh_ss(blk->d);
+        for (int s = 0; s < 4; s++, tab += Q1_STEP_BYTES) {
+            int64_t eight;
+            memcpy(&eight, blk->qs + 8 * s, 8);
+            const __m256i q8 = _mm256_set1_epi64x(eight);
+            const __m256i x = subset_sums(q8, 0), y = subset_sums(q8, 1);
+            /* packing works per 128-bit lane: entries 0-7 of x and y, then 8-15; vpermq restores order */
+            const __m256i lo = _mm256_packus_epi16(_mm256_and_si256(x, low), _mm256_and_si256(y, low));
+            const __m256i hi = _mm256_packs_epi16(_mm256_srai_epi16(x, 8), _mm256_srai_epi16(y, 8));
+            _mm256_store_si256((__m256i *)tab, _mm256_permute4x64_epi64(lo, 0xd8));
+            _mm256_store_si256((__m256i *)(tab + 32), _mm256_permute4x64_epi64(hi, 0xd8));
+        }
+    }
+}
+
+/* Where the tables of nt tokens for one chunk of block columns are (token t at tab + t * stride). */
+typedef struct {
+    const uint8_t *tab;
+    const float *d8;
+    size_t tab_stride, d8_stride;
+} q1_tables;
+
+/* Int16 lanes to float: each lane summed one parity of groups for rows 0-7 (lo) or 8-15 (hi);
+ * adding the lanes gives the 16 rows' dots of a sub-block, returned as [rows 0-7], [rows 8-15]. */
+static inline BN_AVX2 void q1_rows_to_float(__m256i lo, __m256i hi, __m256 out[2]) {
+    const __m256i sum = _mm256_add_epi16(_mm256_permute2x128_si256(lo, hi, 0x20), _mm256_permute2x128_si256(lo, hi, 0x31));
+    out[0] = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(sum)));
+    out[1] = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(sum, 1)));
+}
+
+/* One tile's 16 rows against nt tokens over nblk block columns, continuing sumf[t]: per token,
+ * partial = sum_k d8_k * isum_k, then sumf += d_w * partial, as the scalar reference. Each
+ * plane's nibbles are isolated once for all nt tokens; nt is a constant where this is inlined. */
+static inline __attribute__((always_inline)) BN_AVX2 void
+q1_tile_tokens(const uint8_t *tb, int64_t nblk, q1_tables tt, int nt, float sumf[][BN_Q1_TILE]) {
+    const __m256i nibble = _mm256_set1_epi8(15), shift = _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4);
+    for (int64_t i = 0; i < nblk; i++, tb += BN_Q1_TILE_BLOCK) {
+        _mm_prefetch((const char *)(tb + 4 * BN_Q1_TILE_BLOCK), _MM_HINT_T0);
+        __m256 part[Q1_TOKEN_TILE][2];
+        for (int k = 0; k < 4; k++) {
+            __m256i lo[Q1_TOKEN_TILE], hi[Q1_TOKEN_TILE];
+            for (int t = 0; t < nt; t++) lo[t] = hi[t] = _mm256_setzero_si256();
+            for (int s = 0; s < 4; s++) {
+                const int j = 4 * k + s;
+                const __m256i p = _mm256_broadcastsi128_si256(_mm_load_si128((const __m128i *)(tb + BN_Q1_TILE * j)));
+                const __m256i idx = _mm256_and_si256(_mm256_srlv_epi32(p, shift), nibble);
+                for (int t = 0; t < nt; t++) {
+                    const uint8_t *tab = tt.tab + t * tt.tab_stride + (size_t)(i * BN_Q1_PLANES + j) * Q1_STEP_BYTES;
+                    const __m256i l = _mm256_shuffle_epi8(_mm256_load_si256((const __m256i *)tab), idx);
+                    const __m256i h = _mm256_shuffle_epi8(_mm256_load_si256((const __m256i *)(tab + 32)), idx);
+                    lo[t] = _mm256_add_epi16(lo[t], _mm256_unpacklo_epi8(l, h));
+                    hi[t] = _mm256_add_epi16(hi[t], _mm256_unpackhi_epi8(l, h));
+                }
+            }
+            for (int t = 0; t < nt; t++) {
+                __m256 v[2];
+                q1_rows_to_float(lo[t], hi[t], v);
+                const __m256 d = _mm256_set1_ps(tt.d8[t * tt.d8_stride + 4 * i + k]);
+                for (int h = 0; h < 2; h++) {
+                    if (k == 0) part[t][h] = _mm256_setzero_ps();
+                    part[t][h] = _mm256_add_ps(part[t][h], _mm256_mul_ps(d, v[h]));
+                }
+            }
+        }
+        const __m256i dh = _mm256_loadu_si256((const __m256i *)(tb + BN_Q1_PLANES * BN_Q1_TILE));
+        const __m256 dw[2] = {_mm256_cvtph_ps(_mm256_castsi256_si128(dh)), _mm256_cvtph_ps(_mm256_extracti128_si256(dh, 1))};
+        for (int t = 0; t < nt; t++)
+            for (int h = 0; h < 2; h++)
+                _mm256_storeu_ps(sumf[t] + 8 * h, _mm256_add_ps(_mm256_loadu_ps(sumf[t] + 8 * h), _mm256_mul_ps(dw[h], part[t][h])));
+    }
+}
+
+/* Rows [r0, r1) for nt tokens over blocks [i0, i0 + nblk), the sums so far carried in y. A
+ * range that cuts a tile computes the whole tile and writes only its own rows. */
+static BN_AVX2 void q1_rows_chunk(const bn_matrix *w, int64_t r0, int64_t r1, int64_t i0, int64_t nblk, q1_tables tt,
+                                  int nt, float *y, int64_t y_stride) {
+    const int64_t nb = w->cols / BN_QK1_0;
+    for (int64_t row = r0 - r0 % BN_Q1_TILE; row < r1; row += BN_Q1_TILE) {
+        const uint8_t *tb = (const uint8_t *)w->packed + (size_t)(row / BN_Q1_TILE * nb + i0) * BN_Q1_TILE_BLOCK;
+        const int64_t first = row > r0 ? row : r0, end = row + BN_Q1_TILE < r1 ? row + BN_Q1_TILE : r1;
+        const size_t n = (size_t)(end - first) * sizeof(float);
+        float sumf[Q1_TOKEN_TILE][BN_Q1_TILE] = {{0}};
+        for (int t = 0; t < nt && i0 > 0; t++) memcpy(sumf[t] + (first - row), y + t * y_stride + first, n);
+        switch (nt) { /* one specialization per token count */
+        case 1: q1_tile_tokens(tb, nblk, tt, 1, sumf); break;
+        case 2: q1_tile_tokens(tb, nblk, tt, 2, sumf); break;
+        case 3: q1_tile_tokens(tb, nblk, tt, 3, sumf); break;
+        default: q1_tile_tokens(tb, nblk, tt, 4, sumf); break;
+        }
+        for (int t = 0; t < nt; t++) memcpy(y + t * y_stride + first, sumf[t] + (first - row), n);
+    }
 }
 
 BN_AVX2 void bn_gemm_q1_0_q8_0_avx2(const bn_matrix *w, int64_t r0, int64_t r1, const void *act, size_t act_stride,
                                     int n_tokens, float *y, int64_t y_stride) {
-    for (int64_t rb = r0; rb < r1; rb += BN_Q1_ROW_TILE) {
-        int64_t re = rb + BN_Q1_ROW_TILE < r1 ? rb + BN_Q1_ROW_TILE : r1;
-        for (int t0 = 0; t0 < n_tokens; t0 += BN_Q1_TOKEN_TILE) {
-            int nt = n_tokens - t0 < BN_Q1_TOKEN_TILE ? n_tokens - t0 : BN_Q1_TOKEN_TILE;
-            for (int64_t r = rb; r < re; r++)
-                q1_0_rows_tokens(w, r, (const uint8_t *)act + (size_t)t0 * act_stride, act_stride, nt,
-                                 y + (int64_t)t0 * y_stride, y_stride);
+    _Alignas(32) uint8_t tab[Q1_TABLE_BLOCKS * Q1_BLOCK_TABLE_BYTES];
+    float d8[4 * Q1_TABLE_BLOCKS];
+    const int64_t nb = w->cols / BN_QK1_0;
+    if (!w->packed || w->packed_layout != BN_Q1_LAYOUT_TILE16) { /* prepared for another path */
+        for (int t = 0; t < n_tokens; t++)
+            for (int64_t r = r0; r < r1; r++)
+                bn_vec_dot_q1_0_q8_0_avx2(w->cols, &y[t * y_stride + r], w->data + (size_t)r * w->row_bytes,
+                                          (const uint8_t *)act + (size_t)t * act_stride);
+        return;
+    }
+    for (int t0 = 0; t0 < n_tokens; t0 += Q1_TOKEN_TILE) {
+        const int nt = n_tokens - t0 < Q1_TOKEN_TILE ? n_tokens - t0 : Q1_TOKEN_TILE;
+        const int64_t chunk = Q1_TABLE_BLOCKS / nt;
+        for (int64_t i0 = 0; i0 < nb; i0 += chunk) {
+            const int64_t nblk = nb - i0 < chunk ? nb - i0 : chunk;
+            const q1_tables tt = {tab, d8, (size_t)nblk * Q1_BLOCK_TABLE_BYTES, (size_t)(4 * nblk)};
+            for (int t = 0; t < nt; t++)
+                q1_build_tables((const bn_block_q8_0 *)((const uint8_t *)act + (size_t)(t0 + t) * act_stride), i0,
+                                nblk, tab + t * tt.tab_stride, d8 + t * tt.d8_stride);
+            q1_rows_chunk(w, r0, r1, i0, nblk, tt, nt, y + t0 * y_stride, y_stride);
         }
     }
 }

@@ -38,6 +38,15 @@ void bn_vec_dot_q4_0_q8_0_scalar(int64_t n, float *s, const void *w, const void 
 void bn_vec_dot_tq1_0_q8_K_scalar(int64_t n, float *s, const void *w, const void *a);
 void bn_vec_dot_tq2_0_q8_K_scalar(int64_t n, float *s, const void *w, const void *a);
 
+/* Q1_0 in 16-row tiles (kernels_q1_tile16.c), read by the lookup-table gemms: tile t holds rows
+ * 16t..16t+15 (zero rows pad the last); per block column, plane j (16 bytes) holds bit-byte j
+ * of the 16 rows, then come their 16 fp16 scales. 18 bytes per row and block, as in the file. */
+#define BN_Q1_TILE 16
+#define BN_Q1_PLANES 16
+#define BN_Q1_TILE_BLOCK (BN_Q1_PLANES * BN_Q1_TILE + 2 * BN_Q1_TILE)
+#define BN_Q1_LAYOUT_TILE16 0x51310016
+int bn_pack_q1_0_tile16(bn_matrix *m, char *err, size_t errlen);
+
 /* x86 AVX2 + FMA + F16C (kernels_avx2.c: compiled on x86-64 only, chosen at run time). */
 #if defined(__x86_64__) && defined(__GNUC__)
 #define BN_HAVE_AVX2_KERNELS 1
