@@ -266,6 +266,11 @@ static void dot_task(void *arg, int ith, int nth) {
         vec_dot_rows(j, r0, r1);
 }
 
+/* Products smaller than this many multiply-adds run on the calling thread alone: they take a few
+ * microseconds on a SIMD path, no longer than waking a second thread and waiting for it (and on
+ * a busy machine that thread may not get a core for much longer). */
+#define BN_MIN_PARALLEL_MACS (1 << 20)
+
 /* The pool, or the calling thread alone when there is none. */
 static void run(bn_threadpool *pool, bn_task_fn fn, void *arg) {
     if (pool)
@@ -278,6 +283,7 @@ int bn_matmul(bn_threadpool *pool, bn_isa isa, const bn_matrix *w, const float *
               float *y, bn_scratch *scratch) {
     matmul_job j = {.w = w, .x = x, .n_tokens = n_tokens, .y = y};
     if (n_tokens <= 0) return 0;
+    if ((double)w->rows * (double)w->cols * n_tokens < BN_MIN_PARALLEL_MACS) pool = NULL;
     if (bn_kernel_ops_get(w->type, isa, &j.ops) != 0) return -1;
     uint32_t act_type = bn_type_get(w->type)->vec_dot_type;
     const bn_type_traits *at = bn_type_get(act_type);
