@@ -10,6 +10,7 @@
 extern "C" {
 #include "engine.h"
 #include "gguf.h"
+#include "kernel_bench.h"
 #include "kernels.h"
 #include "membw.h"
 #include "quants.h"
@@ -577,6 +578,43 @@ Napi::Value MemoryBandwidth(const Napi::CallbackInfo &info) {
     return out;
 }
 
+// ---- Kernel timing (bonsai bench kernels) ----
+// Synchronous, like the bandwidth probe: nothing else runs while the bench does.
+Napi::Value KernelBench(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsObject()) throw Napi::TypeError::New(env, "kernelBench(spec): an object expected");
+    Napi::Object o = info[0].As<Napi::Object>();
+    const std::string type = o.Get("type").ToString(), path = o.Get("path").ToString();
+    bn_kernel_bench_spec s = {};
+    s.type = UINT32_MAX;
+    for (uint32_t t = 0; t < 64; t++) {
+        if (bn_type_get(t) && type == bn_type_get(t)->name) s.type = t;
+    }
+    s.isa = BN_ISA_COUNT;
+    for (int i = 0; i < BN_ISA_COUNT; i++) {
+        if (path == bn_isa_name(static_cast<bn_isa>(i))) s.isa = static_cast<bn_isa>(i);
+    }
+    if (s.type == UINT32_MAX) throw Napi::Error::New(env, "kernelBench: unknown weight type " + type);
+    if (s.isa == BN_ISA_COUNT) throw Napi::Error::New(env, "kernelBench: unknown kernel path " + path);
+    s.rows = o.Get("rows").ToNumber().Int64Value();
+    s.cols = o.Get("cols").ToNumber().Int64Value();
+    s.batch = o.Get("batch").ToNumber().Int32Value();
+    s.threads = o.Get("threads").ToNumber().Int32Value();
+    s.min_ms = o.Get("minMs").ToNumber().DoubleValue();
+    s.stream_bytes = static_cast<size_t>(o.Get("streamBytes").ToNumber().Int64Value());
+    bn_kernel_bench_result r = {};
+    char err[kErrLen] = {0};
+    if (bn_kernel_bench(&s, &r, err, sizeof err) != 0) throw Napi::Error::New(env, err);
+    auto out = Napi::Object::New(env);
+    out.Set("bestMs", r.best_ms);
+    out.Set("gbps", r.gbps);
+    out.Set("nsPerBlock", r.ns_per_block);
+    out.Set("packMs", r.pack_ms);
+    out.Set("packedBytes", static_cast<double>(r.packed_bytes));
+    out.Set("iterations", r.iterations);
+    return out;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
     Model::Init(env);
     Context::Init(env);
@@ -584,6 +622,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     exports.Set("loadModel", Napi::Function::New(env, LoadModel));
     exports.Set("kernelPaths", Napi::Function::New(env, KernelPaths));
     exports.Set("memoryBandwidth", Napi::Function::New(env, MemoryBandwidth));
+    exports.Set("kernelBench", Napi::Function::New(env, KernelBench));
     return exports;
 }
 

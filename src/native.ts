@@ -126,6 +126,37 @@ export interface NativeAddon {
   kernelPaths(): { supported: string[]; selected: string };
   /** Memory read bandwidth (1e9 bytes/s): `threads` threads sum `bytes` of memory, best and mean of `reps` passes. */
   memoryBandwidth(bytes: number, threads: number, reps: number): { bestGBps: number; meanGBps: number };
+  /** Times bn_matmul on random weights (native/kernel_bench.c); throws on an unknown type or path. */
+  kernelBench(spec: KernelBenchSpec): KernelBenchResult;
+}
+
+export interface KernelBenchSpec {
+  /** ggml type name, e.g. "q1_0". */
+  type: string;
+  rows: number;
+  cols: number;
+  /** Tokens per product: 1 = GEMV (decode), more = GEMM (prefill). */
+  batch: number;
+  /** Kernel path name, e.g. "avx2". */
+  path: string;
+  threads: number;
+  /** Repeat until this much time has been measured. */
+  minMs: number;
+  /** GEMV: rotate over copies of the matrix totalling at least this many bytes (defeats the caches). */
+  streamBytes: number;
+}
+
+export interface KernelBenchResult {
+  /** Fastest single product. */
+  bestMs: number;
+  /** Weight bytes x batch per best time, 1e9/s. */
+  gbps: number;
+  /** Best time per 128 weights per token. */
+  nsPerBlock: number;
+  /** Load-time repacking of one matrix for this path (0 and 0 bytes when it reads the file layout). */
+  packMs: number;
+  packedBytes: number;
+  iterations: number;
 }
 
 const here = path.dirname(fileURLToPath(import.meta.url));

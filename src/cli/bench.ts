@@ -3,6 +3,7 @@ import { InvalidArgumentError, type Command } from 'commander';
 import { benchJson, formatBench, runBench } from '../bench.js';
 import { defaultThreads } from '../engine.js';
 import { intOption } from './options.js';
+import { registerKernels } from './bench-kernels.js';
 
 interface BenchCliOptions {
   model: string;
@@ -16,12 +17,13 @@ interface BenchCliOptions {
 }
 
 export function register(program: Command): void {
-  program
+  const bench = program
     .command('bench')
     .description(
       'measure prompt (pp) and generation (tg) tokens/s, load time and peak RSS, as fractions of the memory bandwidth roofline measured in the same run',
     )
-    .requiredOption('-m, --model <file>', 'GGUF model file')
+    // checked in the action, not by commander, which would demand it of `bench kernels` too
+    .option('-m, --model <file>', 'GGUF model file (required)')
     .option('-p, --n-prompt <n>', 'prompt tokens for the pp test (0 = skip)', intOption('n-prompt', 0, 1 << 16), 512)
     .option('-n, --n-gen <n>', 'generated tokens for the tg test (0 = skip)', intOption('n-gen', 0, 1 << 16), 128)
     .option('-t, --threads <list>', 'comma-separated thread counts, e.g. 1,2', threadsOption, [defaultThreads()])
@@ -30,6 +32,7 @@ export function register(program: Command): void {
     .option('--vs-peer', 'also run node-llama-cpp (llama.cpp) on the same file, threads and context, and show the ratio')
     .option('--json', 'print one JSON object instead of the table')
     .action(async (opts: BenchCliOptions) => {
+      if (opts.model === undefined) throw new Error("required option '-m, --model <file>' not specified");
       if (opts.kvType !== 'f32' && opts.kvType !== 'f16') throw new Error(`--kv-type must be f32 or f16, not '${opts.kvType}'`);
       if (opts.nPrompt === 0 && opts.nGen === 0) throw new Error('nothing to measure: -p and -n are both 0');
       const report = await runBench({
@@ -44,6 +47,7 @@ export function register(program: Command): void {
       });
       process.stdout.write(opts.json ? `${JSON.stringify(benchJson(report))}\n` : formatBench(report));
     });
+  registerKernels(bench);
 }
 
 function threadsOption(value: string): number[] {
