@@ -7,6 +7,7 @@ import type { Daemon, DaemonEngine } from '../src/daemon/server.js';
 import type { Reply } from '../src/daemon/replies.js';
 import { HAVE_FIXTURES, isFinal, loadStories, Observer, startDaemon, testConfig } from './helpers/daemon.js';
 import { HAVE_MOSQUITTO, startMosquitto, type Mosquitto } from './helpers/mosquitto.js';
+import { seeded } from './helpers/random.js';
 
 const RUN = HAVE_MOSQUITTO && HAVE_FIXTURES;
 if (!RUN) console.warn('daemon MQTT tests skipped: they need mosquitto and the stories260K fixture');
@@ -290,18 +291,6 @@ describe.skipIf(!RUN)('daemon on mosquitto', () => {
     expect(answer).toMatchObject({ type: 'done', text: expect.any(String) });
   });
 });
-
-/** A small deterministic PRNG so a failing fuzz case can be reproduced. */
-function seeded(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 const WRONG_VALUES: unknown[] = [null, true, -1, 1.5, 1e308, '', 'x', [], [1, 'a'], {}, { a: 1 }, '\u0000', 'a/#'];
 const FIELDS = ['id', 'prompt', 'messages', 'system', 'max_tokens', 'temperature', 'top_p', 'top_k', 'min_p', 'seed', 'stop', 'stream', 'reply_to', 'priority', 'deadline_ms'];

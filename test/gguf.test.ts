@@ -6,21 +6,10 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { GgufError, readGguf, summarize } from '../src/gguf.js';
 import { HAVE_FIXTURES, fixture } from './helpers/fixtures.js';
+import { seeded } from './helpers/random.js';
 
 const tmp = mkdtempSync(path.join(tmpdir(), 'bonsai-gguf-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
-
-/** A deterministic PRNG so failures reproduce (mulberry32). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe.skipIf(!HAVE_FIXTURES)('readGguf', () => {
   it('reads the qwen3 vocabulary with typed arrays and the chat template', () => {
@@ -50,7 +39,7 @@ describe.skipIf(!HAVE_FIXTURES)('readGguf', () => {
 
   it('turns 600 mutated and truncated files into clean errors or consistent results', () => {
     const original = readFileSync(fixture('stories260K/stories260K.gguf'));
-    const random = prng(20261129);
+    const random = seeded(20261129);
     const file = path.join(tmp, 'mutant.gguf');
     let refused = 0;
     for (let i = 0; i < 600; i++) {

@@ -7,12 +7,9 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { readGguf } from '../src/gguf.js';
 import { createTokenizer, type Tokenizer } from '../src/tokenizer/index.js';
 import { cleanSpaces } from '../src/tokenizer/decoder.js';
+import { FIXTURES, HAVE_FIXTURES } from './helpers/fixtures.js';
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const FIXTURES = process.env.BONSAI_FIXTURES ?? path.resolve(repoRoot, '../shared/fixtures');
-const haveFixtures = existsSync(FIXTURES);
-if (!haveFixtures) console.warn(`tokenizer tests skipped: fixtures not found at ${FIXTURES} (set BONSAI_FIXTURES)`);
-
+const haveFixtures = HAVE_FIXTURES;
 const fixture = (...p: string[]) => path.join(FIXTURES, ...p);
 const load = (file: string): Tokenizer => createTokenizer(readGguf(file).metadata);
 
