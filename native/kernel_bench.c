@@ -16,6 +16,8 @@
 #define SOURCE_ROWS 64
 /* Products timed at least, however long they take. */
 #define MIN_SAMPLES 3
+/* A small matrix stays cached however many copies there are: cap them at a bounded setup cost. */
+#define MAX_COPIES 1024
 
 static float rand_normalish(uint32_t *state) {
     float s = 0.0f;
@@ -74,7 +76,8 @@ static void bench_free(bench_state *b) {
 static int bench_setup(const bn_kernel_bench_spec *s, bench_state *b, bn_kernel_bench_result *out, char *err,
                        size_t errlen) {
     const size_t bytes = (size_t)bn_row_bytes(s->type, (uint64_t)s->cols) * (size_t)s->rows;
-    b->copies = s->batch == 1 && s->stream_bytes > bytes ? (int)((s->stream_bytes + bytes - 1) / bytes) : 1;
+    const size_t copies = s->batch == 1 && s->stream_bytes > bytes ? (s->stream_bytes + bytes - 1) / bytes : 1;
+    b->copies = copies < MAX_COPIES ? (int)copies : MAX_COPIES;
     b->data = calloc((size_t)b->copies, sizeof *b->data);
     b->m = calloc((size_t)b->copies, sizeof *b->m);
     b->x = malloc((size_t)s->batch * (size_t)s->cols * sizeof *b->x);
