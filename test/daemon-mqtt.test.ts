@@ -174,7 +174,7 @@ describe.skipIf(!RUN)('daemon on mosquitto', () => {
       const replies = o.repliesFor(id);
       expect(replies.filter((r) => r.type === 'start'), id).toHaveLength(1);
       expect(replies.filter(isFinal).map((r) => r.type), id).toEqual(['done']);
-      const node = (replies.find((r) => r.type === 'start') as { node: string }).node;
+      const node = String(replies.find((r) => r.type === 'start')?.['node']);
       answeredBy.set(node, (answeredBy.get(node) ?? 0) + 1);
     }
     expect([...answeredBy.keys()].sort()).toEqual(daemons.map((d) => d.topics.status.split('/')[1]).sort());

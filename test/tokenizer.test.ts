@@ -1,8 +1,7 @@
 // Tokenizers against llama.cpp's own outputs: its tokenizer test vectors (.inp/.out), Qwen3 ids with
 // and without special-token parsing, and run.c's ids for stories260K (which llama.cpp reproduces).
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { readGguf } from '../src/gguf.js';
 import { createTokenizer, type Tokenizer } from '../src/tokenizer/index.js';
