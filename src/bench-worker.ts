@@ -34,6 +34,10 @@ export interface WorkerResult {
 }
 
 export type WorkerReply = { ok: true; result: WorkerResult } | { ok: false; error: string };
+/** Sent before each test, so a long run shows where it is. */
+export interface WorkerProgress {
+  progress: string;
+}
 
 /** The operations a benchmark needs, implemented by each engine. */
 interface Engine {
@@ -59,10 +63,13 @@ async function measure(spec: WorkerSpec, open: Opener): Promise<WorkerResult> {
   const runs: WorkerRun[] = [];
   for (const threads of spec.threads) {
     await engine.setThreads(threads);
+    const progress = (test: string) => process.send?.({ progress: `${spec.engine}: ${test} with ${threads} thread(s)` } satisfies WorkerProgress);
     if (spec.prompt > 0) {
+      progress(`pp${spec.prompt}`);
       runs.push({ test: `pp${spec.prompt}`, threads, samples: await repeat(spec.reps, () => engine.prompt(ids.sequence(spec.prompt)), spec.prompt) });
     }
     if (spec.gen > 0) {
+      progress(`tg${spec.gen}`);
       runs.push({ test: `tg${spec.gen}`, threads, samples: await repeat(spec.reps, () => engine.generate(ids.sequence(1)[0]!, spec.gen), spec.gen) });
     }
   }

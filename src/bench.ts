@@ -6,7 +6,7 @@ import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { readGguf, type GgufFileInfo } from './gguf.js';
 import { native } from './native.js';
-import type { WorkerReply, WorkerResult, WorkerSpec } from './bench-worker.js';
+import type { WorkerProgress, WorkerReply, WorkerResult, WorkerSpec } from './bench-worker.js';
 
 export interface BenchOptions {
   model: string;
@@ -79,14 +79,12 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     kvType: o.kvType,
     vocab: weights.vocab,
   };
-  progress('running bonsai');
-  const bonsaiReply = await runWorker(spec);
+  const bonsaiReply = await runWorker(spec, progress);
   if (!bonsaiReply.ok) throw new Error(bonsaiReply.error);
   let peer: WorkerResult | null = null;
   let peerUnavailable: string | null = null;
   if (o.vsPeer) {
-    progress('running the peer (node-llama-cpp)');
-    const reply = await runWorker({ ...spec, engine: 'peer' });
+    const reply = await runWorker({ ...spec, engine: 'peer' }, progress);
     if (reply.ok) peer = reply.result;
     else peerUnavailable = reply.error;
   }
@@ -152,14 +150,16 @@ export function meanSd(samples: number[]): { mean: number; sd: number } {
   return { mean, sd: Math.sqrt(variance) };
 }
 
-function runWorker(spec: WorkerSpec): Promise<WorkerReply> {
+function runWorker(spec: WorkerSpec, progress: (message: string) => void): Promise<WorkerReply> {
   const worker = fileURLToPath(new URL('./bench-worker.js', import.meta.url));
   return new Promise((resolve, reject) => {
     // stdout stays closed: nothing a worker or llama.cpp prints may mix into --json output.
     const child = fork(worker, [JSON.stringify(spec)], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });
     let reply: WorkerReply | undefined;
-    child.on('message', (m) => {
-      reply = m as WorkerReply;
+    progress(`loading ${spec.engine === 'peer' ? 'the peer (node-llama-cpp)' : 'bonsai'}`);
+    child.on('message', (m: WorkerReply | WorkerProgress) => {
+      if ('progress' in m) progress(m.progress);
+      else reply = m;
     });
     child.on('error', reject);
     child.on('exit', (code, signal) => {
