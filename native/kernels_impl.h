@@ -60,7 +60,6 @@ void bn_vec_dot_tq2_0_q8_K_avx2(int64_t n, float *s, const void *w, const void *
 /* aarch64 NEON (kernels_neon.c: compiled on aarch64 only; plain armv8.0, every board). */
 #if defined(__aarch64__) && defined(__GNUC__)
 #define BN_HAVE_NEON_KERNELS 1
-int bn_pack_q1_0_neon(bn_matrix *m, char *err, size_t errlen);
 void bn_gemm_q1_0_q8_0_neon(const bn_matrix *w, int64_t r0, int64_t r1, const void *act, size_t act_stride,
                             int n_tokens, float *y, int64_t y_stride);
 void bn_vec_dot_q8_0_q8_0_neon(int64_t n, float *s, const void *w, const void *a);

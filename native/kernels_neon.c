@@ -23,45 +23,12 @@
  * would otherwise fuse the vmulq/vaddq pairs into fmla on AArch64). */
 #pragma GCC optimize("fp-contract=off")
 
-/* ---- Q1_0: packed layout ----
- * Tile t holds rows 16t..16t+15 (zero rows pad the last one). For each block column i it
- * stores the 16 bit-bytes as planes (plane j = byte j of the 16 rows), then the rows' fp16
- * scales: 256 + 32 bytes, the same 18 bytes per row-block as the file. */
-#define Q1_TILE 16
-#define Q1_PLANES (BN_QK1_0 / 8)
-#define Q1_TILE_BLOCK (Q1_PLANES * Q1_TILE + 2 * Q1_TILE)
-#define Q1_LAYOUT_NEON_TILE16 0x51310016
-
-int bn_pack_q1_0_neon(bn_matrix *m, char *err, size_t errlen) {
-    const int64_t tiles = (m->rows + Q1_TILE - 1) / Q1_TILE, nb = m->cols / BN_QK1_0;
-    const size_t bytes = (size_t)(tiles * nb) * Q1_TILE_BLOCK;
-    uint8_t *p = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
-    if (!p)
-        return bn_fail(err, errlen, "out of memory packing a %lld x %lld q1_0 matrix", (long long)m->rows,
-                       (long long)m->cols);
-    memset(p, 0, bytes);
-    for (int64_t r = 0; r < m->rows; r++) {
-        const bn_block_q1_0 *src = (const bn_block_q1_0 *)(m->data + (size_t)r * m->row_bytes);
-        uint8_t *tile = p + (size_t)(r / Q1_TILE * nb) * Q1_TILE_BLOCK;
-        const int lane = (int)(r % Q1_TILE);
-        for (int64_t i = 0; i < nb; i++) {
-            uint8_t *tb = tile + (size_t)i * Q1_TILE_BLOCK;
-            for (int j = 0; j < Q1_PLANES; j++) tb[j * Q1_TILE + lane] = src[i].qs[j];
-            memcpy(tb + Q1_PLANES * Q1_TILE + 2 * lane, &src[i].d, 2);
-        }
-    }
-    m->packed = p;
-    m->packed_bytes = bytes;
-    m->packed_layout = Q1_LAYOUT_NEON_TILE16;
-    return 0;
-}
-
 /* ---- Q1_0: activation lookup tables ----
  * For one token and one block column: per Q8_0 sub-block k, the low-half and high-half tables
  * of its 8 groups, the sum of its 32 activations and its scale. */
 typedef struct {
     uint8_t tab[4][2][8][16]; /* [sub-block][a & 15, a >> 4][group][bits of the group's 4 weights] */
-    int16_t sum[4];
+    int32_t sum[4][4];        /* sum of the sub-block's 32 activations, x4 for a vector load */
     float d[4];
 } q1_lut;
 
@@ -94,92 +61,70 @@ static void q1_build_lut(const bn_block_q8_0 *a, q1_lut *lut) {
             q1_group_tables(vreinterpretq_u8_s8(vshrq_n_s8(q, 4)), lut->tab[k][1] + 4 * h);
             sum = (int16_t)(sum + vaddlvq_s8(q));
         }
-        lut->sum[k] = sum;
+        for (int l = 0; l < 4; l++) lut->sum[k][l] = sum;
         lut->d[k] = bn_fp16_to_fp32(a[k].d);
     }
 }
 
 /* ---- Q1_0: the tile kernel ---- */
 
-/* Byte-lane sum of 4 lookups: groups 4h..4h+3 of a sub-block, whose bits are the low and high
- * nibbles of planes 2h and 2h+1. */
-static inline uint8x16_t q1_lookup4(const uint8_t tab[8][16], int h, uint8x16_t p0, uint8x16_t p1) {
+/* Byte-lane sum of 4 lookups: the tables t[0..3] of 4 groups of a sub-block, whose bits are
+ * the low and high nibbles of planes p0 and p1. (Tables load one by one: GCC 12 copies
+ * uint8x16x4_t values through the stack here.) */
+static inline uint8x16_t q1_lookup4(const uint8_t t[4][16], uint8x16_t p0, uint8x16_t p1) {
     const uint8x16_t m = vdupq_n_u8(15);
-    uint8x16_t s0 = vaddq_u8(vqtbl1q_u8(vld1q_u8(tab[4 * h]), vandq_u8(p0, m)),
-                             vqtbl1q_u8(vld1q_u8(tab[4 * h + 1]), vshrq_n_u8(p0, 4)));
-    uint8x16_t s1 = vaddq_u8(vqtbl1q_u8(vld1q_u8(tab[4 * h + 2]), vandq_u8(p1, m)),
-                             vqtbl1q_u8(vld1q_u8(tab[4 * h + 3]), vshrq_n_u8(p1, 4)));
-    return vaddq_u8(s0, s1);
+    return vaddq_u8(vaddq_u8(vqtbl1q_u8(vld1q_u8(t[0]), vandq_u8(p0, m)), vqtbl1q_u8(vld1q_u8(t[1]), vshrq_n_u8(p0, 4))),
+                    vaddq_u8(vqtbl1q_u8(vld1q_u8(t[2]), vandq_u8(p1, m)), vqtbl1q_u8(vld1q_u8(t[3]), vshrq_n_u8(p1, 4))));
 }
 
-/* Signed dot of one sub-block for the 16 rows of a tile, as 2 x 8 int16 (|v| <= 32 * 127).
- * Low-half lookups sum to <= 240 per 4 groups (u8), high-half ones to -128..112 (s8). */
-static inline void q1_sub_dots(const uint8_t *planes, const uint8_t tab[2][8][16], int16_t sum, int16x8_t v[2]) {
+/* Signed dot of one sub-block for the 16 rows of a tile, as 4 x 4 int32 (|v| <= 32 * 127).
+ * Low-half lookups sum to <= 240 per 4 groups (u8), high-half ones to -128..112 (s8); with
+ * t = L + 16 H the dot is 2t - S, the doubling folded into the widening shift. */
+static inline void q1_sub_dots(const uint8_t *planes, const uint8_t tab[2][8][16], const int32_t sum[4], int32x4_t v[4]) {
     const uint8x16x4_t p = vld1q_u8_x4(planes);
-    const uint8x16_t l0 = q1_lookup4(tab[0], 0, p.val[0], p.val[1]), l1 = q1_lookup4(tab[0], 1, p.val[2], p.val[3]);
-    const int8x16_t h0 = vreinterpretq_s8_u8(q1_lookup4(tab[1], 0, p.val[0], p.val[1]));
-    const int8x16_t h1 = vreinterpretq_s8_u8(q1_lookup4(tab[1], 1, p.val[2], p.val[3]));
-    const int16x8_t lo[2] = {vreinterpretq_s16_u16(vaddl_u8(vget_low_u8(l0), vget_low_u8(l1))),
-                             vreinterpretq_s16_u16(vaddl_high_u8(l0, l1))};
-    const int16x8_t hi[2] = {vaddl_s8(vget_low_s8(h0), vget_low_s8(h1)), vaddl_high_s8(h0, h1)};
-    for (int q = 0; q < 2; q++)
-        v[q] = vsubq_s16(vshlq_n_s16(vaddq_s16(lo[q], vshlq_n_s16(hi[q], 4)), 1), vdupq_n_s16(sum));
+    const uint8x16_t p0 = p.val[0], p1 = p.val[1], p2 = p.val[2], p3 = p.val[3];
+    const uint8x16_t l0 = q1_lookup4(tab[0], p0, p1), l1 = q1_lookup4(tab[0] + 4, p2, p3);
+    const int8x16_t h0 = vreinterpretq_s8_u8(q1_lookup4(tab[1], p0, p1));
+    const int8x16_t h1 = vreinterpretq_s8_u8(q1_lookup4(tab[1] + 4, p2, p3));
+    const int16x8_t t0 = vmlaq_n_s16(vreinterpretq_s16_u16(vaddl_u8(vget_low_u8(l0), vget_low_u8(l1))),
+                                     vaddl_s8(vget_low_s8(h0), vget_low_s8(h1)), 16);
+    const int16x8_t t1 = vmlaq_n_s16(vreinterpretq_s16_u16(vaddl_high_u8(l0, l1)), vaddl_high_s8(h0, h1), 16);
+    const int32x4_t s = vld1q_s32(sum);
+    v[0] = vsubq_s32(vshll_n_s16(vget_low_s16(t0), 1), s);
+    v[1] = vsubq_s32(vshll_high_n_s16(t0, 1), s);
+    v[2] = vsubq_s32(vshll_n_s16(vget_low_s16(t1), 1), s);
+    v[3] = vsubq_s32(vshll_high_n_s16(t1, 1), s);
 }
 
-/* n block columns of one tile against one token's tables, accumulated into sumf (16 rows):
+/* One tile's 16 rows against one token's tables over all nb block columns:
  * partial = sum_k d8_k * v_k, then sumf += d_w * partial, as the scalar reference. */
-static inline void q1_tile_blocks(const uint8_t *tb, const q1_lut *lut, int n, float32x4_t sumf[4]) {
-    for (int i = 0; i < n; i++, tb += Q1_TILE_BLOCK) {
+static inline void q1_tile_dots(const uint8_t *tb, const q1_lut *lut, int64_t nb, float out[BN_Q1_TILE]) {
+    float32x4_t sumf[4] = {vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f)};
+    for (int64_t i = 0; i < nb; i++, tb += BN_Q1_TILE_BLOCK) {
         float32x4_t part[4];
+#pragma GCC unroll 4
         for (int k = 0; k < 4; k++) {
-            int16x8_t v[2];
-            q1_sub_dots(tb + 4 * Q1_TILE * k, lut[i].tab[k], lut[i].sum[k], v);
-            const float32x4_t d8 = vdupq_n_f32(lut[i].d[k]);
+            int32x4_t v[4];
+            q1_sub_dots(tb + 4 * BN_Q1_TILE * k, lut[i].tab[k], lut[i].sum[k], v);
             for (int q = 0; q < 4; q++) {
-                const int16x4_t v4 = q & 1 ? vget_high_s16(v[q / 2]) : vget_low_s16(v[q / 2]);
-                const float32x4_t prod = vmulq_f32(d8, vcvtq_f32_s32(vmovl_s16(v4)));
+                const float32x4_t prod = vmulq_n_f32(vcvtq_f32_s32(v[q]), lut[i].d[k]);
                 part[q] = k ? vaddq_f32(part[q], prod) : prod;
             }
         }
-        const uint16x8x2_t dh = vld1q_u16_x2((const uint16_t *)(tb + Q1_PLANES * Q1_TILE));
+        const uint16x8x2_t dh = vld1q_u16_x2((const uint16_t *)(tb + BN_Q1_PLANES * BN_Q1_TILE));
         for (int q = 0; q < 4; q++) {
             const uint16x4_t h = q & 1 ? vget_high_u16(dh.val[q / 2]) : vget_low_u16(dh.val[q / 2]);
             sumf[q] = vaddq_f32(sumf[q], vmulq_f32(vcvt_f32_f16(vreinterpret_f16_u16(h)), part[q]));
         }
     }
+    for (int q = 0; q < 4; q++) vst1q_f32(out + 4 * q, sumf[q]);
 }
 
 /* ---- Q1_0: the GEMM ---- */
 
-/* Block columns per table chunk and tokens per pass: 4 x 4 tables (17 KB) stay in L1 while
- * every tile of the thread's rows streams by, and each tile's 1.1 KB of weights stays in L1
- * across the tokens of the pass. */
-#define Q1_LUT_BLOCKS 4
+/* Tokens whose tables are built together: each tile's weights (16 rows x 18 bytes per block)
+ * stay in L1 while they pass over it. */
 #define Q1_TOKEN_TILE 4
-
-/* Running sums of the tile's rows that lie in [r0, r1): y itself carries them between table
- * chunks (the float sequence is unchanged, only stored in between). */
-static inline void q1_load_sums(const float *y, int64_t row, int64_t r0, int64_t r1, int first, float32x4_t s[4]) {
-    float tmp[Q1_TILE] = {0};
-    if (!first && row >= r0 && row + Q1_TILE <= r1) {
-        for (int q = 0; q < 4; q++) s[q] = vld1q_f32(y + row + 4 * q);
-        return;
-    }
-    for (int l = 0; l < Q1_TILE && !first; l++)
-        if (row + l >= r0 && row + l < r1) tmp[l] = y[row + l];
-    for (int q = 0; q < 4; q++) s[q] = vld1q_f32(tmp + 4 * q);
-}
-
-static inline void q1_store_sums(float *y, int64_t row, int64_t r0, int64_t r1, const float32x4_t s[4]) {
-    float tmp[Q1_TILE];
-    if (row >= r0 && row + Q1_TILE <= r1) {
-        for (int q = 0; q < 4; q++) vst1q_f32(y + row + 4 * q, s[q]);
-        return;
-    }
-    for (int q = 0; q < 4; q++) vst1q_f32(tmp + 4 * q, s[q]);
-    for (int l = 0; l < Q1_TILE; l++)
-        if (row + l >= r0 && row + l < r1) y[row + l] = tmp[l];
-}
 
 /* Rows of an unpacked matrix (prepared for another path): the reference dot per output. */
 static void q1_gemm_unpacked(const bn_matrix *w, int64_t r0, int64_t r1, const uint8_t *act, size_t act_stride,
@@ -192,32 +137,31 @@ static void q1_gemm_unpacked(const bn_matrix *w, int64_t r0, int64_t r1, const u
 
 void bn_gemm_q1_0_q8_0_neon(const bn_matrix *w, int64_t r0, int64_t r1, const void *act, size_t act_stride,
                             int n_tokens, float *y, int64_t y_stride) {
-    if (!w->packed || w->packed_layout != Q1_LAYOUT_NEON_TILE16) {
+    const int64_t nb = w->cols / BN_QK1_0;
+    q1_lut *lut = NULL;
+    if (w->packed && w->packed_layout == BN_Q1_LAYOUT_TILE16)
+        lut = malloc(sizeof *lut * (size_t)(nb * (n_tokens < Q1_TOKEN_TILE ? n_tokens : Q1_TOKEN_TILE)));
+    if (!lut) { /* unpacked, or no memory for the tables: the reference is slow but right */
         q1_gemm_unpacked(w, r0, r1, act, act_stride, n_tokens, y, y_stride);
         return;
     }
-    const int64_t nb = w->cols / BN_QK1_0;
-    q1_lut lut[Q1_TOKEN_TILE][Q1_LUT_BLOCKS];
     for (int t0 = 0; t0 < n_tokens; t0 += Q1_TOKEN_TILE) {
         const int nt = n_tokens - t0 < Q1_TOKEN_TILE ? n_tokens - t0 : Q1_TOKEN_TILE;
-        for (int64_t i0 = 0; i0 < nb; i0 += Q1_LUT_BLOCKS) {
-            const int n = nb - i0 < Q1_LUT_BLOCKS ? (int)(nb - i0) : Q1_LUT_BLOCKS;
+        for (int t = 0; t < nt; t++) {
+            const bn_block_q8_0 *a = (const bn_block_q8_0 *)((const uint8_t *)act + (size_t)(t0 + t) * act_stride);
+            for (int64_t i = 0; i < nb; i++) q1_build_lut(a + 4 * i, &lut[t * nb + i]);
+        }
+        for (int64_t row = r0 - r0 % BN_Q1_TILE; row < r1; row += BN_Q1_TILE) {
+            const uint8_t *tb = (const uint8_t *)w->packed + (size_t)(row / BN_Q1_TILE * nb) * BN_Q1_TILE_BLOCK;
             for (int t = 0; t < nt; t++) {
-                const bn_block_q8_0 *a = (const bn_block_q8_0 *)((const uint8_t *)act + (size_t)(t0 + t) * act_stride);
-                for (int i = 0; i < n; i++) q1_build_lut(a + 4 * (i0 + i), &lut[t][i]);
-            }
-            for (int64_t row = r0 - r0 % Q1_TILE; row < r1; row += Q1_TILE) {
-                const uint8_t *tb = (const uint8_t *)w->packed + (size_t)(row / Q1_TILE * nb + i0) * Q1_TILE_BLOCK;
-                for (int t = 0; t < nt; t++) {
-                    float *yt = y + (int64_t)(t0 + t) * y_stride;
-                    float32x4_t sumf[4];
-                    q1_load_sums(yt, row, r0, r1, i0 == 0, sumf);
-                    q1_tile_blocks(tb, lut[t], n, sumf);
-                    q1_store_sums(yt, row, r0, r1, sumf);
-                }
+                float out[BN_Q1_TILE];
+                q1_tile_dots(tb, lut + t * nb, nb, out);
+                for (int l = 0; l < BN_Q1_TILE; l++)
+                    if (row + l >= r0 && row + l < r1) y[(int64_t)(t0 + t) * y_stride + row + l] = out[l];
             }
         }
     }
+    free(lut);
 }
 
 /* ---- Q8_0 x Q8_0 and TQ2_0 x Q8_K: exact integer block sums, the reference's float steps ---- */
