@@ -171,6 +171,16 @@ describe.skipIf(!HAVE_FIXTURES)('chat on a synthetic Bonsai-1.7B-shaped model (1
     expect(r.thinking).toBeUndefined();
   });
 
+  it('renders the next turn on top of the same tokens, so the engine can keep their KV cache', async () => {
+    const first = await model.generate({ messages: CONVERSATION, maxTokens: 4, sampling: { temperature: 0 } });
+    const next = model.chatPrompt([...CONVERSATION, { role: 'assistant', content: first.text }, { role: 'user', content: 'Thanks!' }]).ids;
+    let common = 0;
+    while (common < first.promptIds.length && first.promptIds[common] === next[common]) common++;
+    // Everything up to "<|im_start|>assistant\n": Qwen3's template drops the empty think block of
+    // earlier replies, so only those 4 tokens and the reply itself are evaluated again.
+    expect(common).toBe(first.promptIds.length - 4);
+  });
+
   it('generates the requested number of tokens when end-of-generation is ignored', async () => {
     const r = await model.generate({ promptIds: [151644], maxTokens: 5, ignoreEog: true, sampling: { temperature: 0 } });
     expect(r.ids).toHaveLength(5);
