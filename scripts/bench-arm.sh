@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# ARM kernel cost without ARM hardware, deterministically: cross-builds native/bench/bench_kernels
+# for aarch64, runs it under qemu-user with qemu's instruction-count plugin on cortex-a72 (Pi 4, no
+# dotprod) and cortex-a76 (Pi 5, dotprod), and prints guest instructions per 128-weight block:
+#   {"<cpu>": {"<type>": {"path", "insns_per_block", "gemm_insns_per_block_per_token"}}}
+# for a 2048 x 6144 (rows x cols) GEMV including activation quantization, and a GEMM over a batch
+# of BATCH tokens. Each figure is (count of a run with N products - count of the same run with 0)
+# / (N x blocks [x tokens]), so set-up (weights, packing) cancels out. One thread.
+#
+# Installs what it needs when missing (cross compiler, qemu-user, glib headers) and builds the
+# plugin from Debian's qemu source in a temporary directory (never committed: GPL).
+# Usage: scripts/bench-arm.sh [> bench/arm-insns.json]; progress goes to stderr.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CPUS=(cortex-a72 cortex-a76)
+TYPES=(q1_0 tq2_0 tq1_0 q8_0)
+ROWS=2048 COLS=6144 BATCH=16 ITERS=2
+
+log() { echo "bench:arm: $*" >&2; }
+
+need_packages() {
+  local missing=()
+  command -v aarch64-linux-gnu-gcc >/dev/null || missing+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
+  command -v qemu-aarch64 >/dev/null || missing+=(qemu-user)
+  pkg-config --exists glib-2.0 2>/dev/null || missing+=(libglib2.0-dev pkg-config)
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+# Debian ships no TCG plugins: build tests/plugin/insn.c from the qemu source of the installed
+# version (a deb-src entry is added if the system has none).
+build_plugin() {
+  local dir=$1
+  if ! grep -rqs "^Types:.*deb-src\|^deb-src" /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    sed 's/^Types: deb$/Types: deb-src/' /etc/apt/sources.list.d/debian.sources >/etc/apt/sources.list.d/bonsai-deb-src.sources
+    apt-get update -qq
+  fi
+  (cd "$dir" && apt-get source --download-only -qq qemu >/dev/null 2>&1)
+  local orig
+  orig=$(ls "$dir"/qemu_*.orig.tar.* | head -1)
+  tar -xf "$orig" -C "$dir" --wildcards '*/include/qemu/qemu-plugin.h' '*/tests/plugin/insn.c'
+  local src
+  src=$(ls -d "$dir"/qemu-*/ | head -1)
+  gcc -O2 -shared -fPIC -I"$src/include/qemu" $(pkg-config --cflags glib-2.0) "$src/tests/plugin/insn.c" \
+    -o "$dir/libinsn.so" $(pkg-config --libs glib-2.0)
+}
+
+need_packages
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+log "building the qemu instruction-count plugin"
+build_plugin "$tmp"
+
+log "cross-building bench_kernels"
+build=build-arm64-bench
+cmake -S native -B "$build" -DCMAKE_TOOLCHAIN_FILE="$PWD/native/toolchain-aarch64.cmake" -DCMAKE_BUILD_TYPE=Release \
+  -DBONSAI_TESTS=OFF >/dev/null
+cmake --build "$build" -j2 --target bonsai_core >/dev/null
+aarch64-linux-gnu-gcc -O3 -std=c11 -Wall -Wextra -Inative native/bench/bench_kernels.c "$build/libbonsai_core.a" \
+  -lpthread -lm -o "$build/bench_kernels"
+
+# Guest instructions of one run (qemu's plugin prints "insns: N" at exit) and its path.
+count() { # cpu type op iters batch
+  qemu-aarch64 -cpu "$1" -L /usr/aarch64-linux-gnu -plugin "$tmp/libinsn.so,inline=on" -d plugin \
+    "$build/bench_kernels" "$2" "$3" "$4" "$5" "$ROWS" "$COLS" 2>"$tmp/err" >"$tmp/out"
+  sed -n 's/^insns: //p' "$tmp/err"
+}
+path_of() { sed -n 's/.*"path": "\([a-z0-9]*\)".*/\1/p' "$tmp/out"; }
+per_block() { # insns_N insns_0 iters tokens
+  awk -v a="$1" -v b="$2" -v n="$3" -v t="$4" -v blocks=$((ROWS * COLS / 128)) \
+    'BEGIN { printf "%.2f", (a - b) / (n * blocks * t) }'
+}
+
+json="{"
+for cpu in "${CPUS[@]}"; do
+  json+="$([ "$json" = "{" ] || echo ",")\"$cpu\": {"
+  first=1
+  for type in "${TYPES[@]}"; do
+    log "$cpu $type"
+    base=$(count "$cpu" "$type" gemv 0 1)
+    gemv=$(count "$cpu" "$type" gemv "$ITERS" 1)
+    path=$(path_of)
+    gbase=$(count "$cpu" "$type" gemm 0 "$BATCH")
+    gemm=$(count "$cpu" "$type" gemm 1 "$BATCH")
+    [ $first = 1 ] || json+=","
+    first=0
+    json+="\"$type\": {\"path\": \"$path\", \"insns_per_block\": $(per_block "$gemv" "$base" "$ITERS" 1),"
+    json+=" \"gemm_insns_per_block_per_token\": $(per_block "$gemm" "$gbase" 1 "$BATCH")}"
+  done
+  json+="}"
+done
+json+="}"
+echo "$json" | python3 -m json.tool --indent 2
