@@ -6,7 +6,7 @@ import { intOption } from './options.js';
 import { registerKernels } from './bench-kernels.js';
 
 interface BenchCliOptions {
-  model: string;
+  model?: string;
   nPrompt: number;
   nGen: number;
   threads: number[];
