@@ -86,6 +86,9 @@ BN_AVX2 void bn_vec_dot_q1_0_q8_0_avx2(int64_t n, float *s, const void *w, const
 #define Q1_BLOCK_TABLE_BYTES (BN_Q1_PLANES * Q1_STEP_BYTES)
 /* Block-token tables built per pass (64 KiB: they stay in L2 while the rows stream by). */
 #define Q1_TABLE_BLOCKS 64
+/* Tile-blocks ahead to prefetch (every line of one): a few hundred ns of work, about one
+ * memory latency, so a GEMV's weights arrive as they are needed. */
+#define Q1_PREFETCH 16
 /* Tokens sharing one pass over a chunk of weights (kept in L1 meanwhile). */
 #define Q1_TOKEN_TILE 4
 
@@ -158,7 +161,8 @@ static inline __attribute__((always_inline)) BN_AVX2 void
 q1_tile_tokens(const uint8_t *tb, int64_t nblk, q1_tables tt, int nt, float sumf[][BN_Q1_TILE]) {
     const __m256i nibble = _mm256_set1_epi8(15), shift = _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4);
     for (int64_t i = 0; i < nblk; i++, tb += BN_Q1_TILE_BLOCK) {
-        _mm_prefetch((const char *)(tb + 4 * BN_Q1_TILE_BLOCK), _MM_HINT_T0);
+        for (int l = 0; l < BN_Q1_TILE_BLOCK; l += 64)
+            _mm_prefetch((const char *)(tb + Q1_PREFETCH * BN_Q1_TILE_BLOCK + l), _MM_HINT_T0);
         __m256 part[Q1_TOKEN_TILE][2];
         for (int k = 0; k < 4; k++) {
             __m256i lo[Q1_TOKEN_TILE], hi[Q1_TOKEN_TILE];
