@@ -24,10 +24,12 @@
 #pragma GCC optimize("fp-contract=off")
 
 /* ---- Q1_0: activation lookup tables ----
- * For one token and one block column: per Q8_0 sub-block k, the low-half and high-half tables
- * of its 8 groups, the sum of its 32 activations and its scale. */
+ * For one token and one block column: per Q8_0 sub-block k, the tables of its 8 groups in the
+ * order the kernel reads them, per bit-plane m (groups 2m and 2m+1, the plane's low and high
+ * nibbles): low-half tables of both groups, then their high-half tables; the sum of the
+ * sub-block's 32 activations and its scale. */
 typedef struct {
-    uint8_t tab[4][2][8][16]; /* [sub-block][a & 15, a >> 4][group][bits of the group's 4 weights] */
+    uint8_t tab[4][4][4][16]; /* [sub-block][plane][lo 2m, lo 2m+1, hi 2m, hi 2m+1][group bits] */
     int32_t sum[4][4];        /* sum of the sub-block's 32 activations, x4 for a vector load */
     float d[4];
 } q1_lut;
@@ -44,12 +46,14 @@ static const uint8_t q1_pick[4][2][16] = {
     {{Q1_LO(3), Q1_LO(3), Q1_LO(3), Q1_LO(3)}, {Q1_HI(3)}},
 };
 
-/* The 16-entry subset-sum tables of the 4 groups in x (byte arithmetic wraps, and every entry
- * is in range, so one routine serves the unsigned low and the signed high halves). */
-static inline void q1_group_tables(uint8x16_t x, uint8_t out[4][16]) {
+/* The 16-entry subset-sum tables of the 4 groups in x, the groups of planes[0..1], written at
+ * slots hi and hi + 1 (byte arithmetic wraps, and every entry is in range, so one routine
+ * serves the unsigned low (hi = 0) and the signed high (hi = 2) halves). */
+static inline void q1_group_tables(uint8x16_t x, uint8_t planes[2][4][16], int hi) {
     const uint8x16x2_t t = {{x, vpaddq_u8(x, x)}};
     for (int g = 0; g < 4; g++)
-        vst1q_u8(out[g], vaddq_u8(vqtbl2q_u8(t, vld1q_u8(q1_pick[g][0])), vqtbl2q_u8(t, vld1q_u8(q1_pick[g][1]))));
+        vst1q_u8(planes[g / 2][hi + g % 2],
+                 vaddq_u8(vqtbl2q_u8(t, vld1q_u8(q1_pick[g][0])), vqtbl2q_u8(t, vld1q_u8(q1_pick[g][1]))));
 }
 
 static void q1_build_lut(const bn_block_q8_0 *a, q1_lut *lut) {
@@ -57,8 +61,8 @@ static void q1_build_lut(const bn_block_q8_0 *a, q1_lut *lut) {
         int16_t sum = 0;
         for (int h = 0; h < 2; h++) {
             const int8x16_t q = vld1q_s8(a[k].qs + 16 * h);
-            q1_group_tables(vandq_u8(vreinterpretq_u8_s8(q), vdupq_n_u8(15)), lut->tab[k][0] + 4 * h);
-            q1_group_tables(vreinterpretq_u8_s8(vshrq_n_s8(q, 4)), lut->tab[k][1] + 4 * h);
+            q1_group_tables(vandq_u8(vreinterpretq_u8_s8(q), vdupq_n_u8(15)), lut->tab[k] + 2 * h, 0);
+            q1_group_tables(vreinterpretq_u8_s8(vshrq_n_s8(q, 4)), lut->tab[k] + 2 * h, 2);
             sum = (int16_t)(sum + vaddlvq_s8(q));
         }
         for (int l = 0; l < 4; l++) lut->sum[k][l] = sum;
@@ -68,32 +72,64 @@ static void q1_build_lut(const bn_block_q8_0 *a, q1_lut *lut) {
 
 /* ---- Q1_0: the tile kernel ---- */
 
-/* Byte-lane sum of 4 lookups: the tables t[0..3] of 4 groups of a sub-block, whose bits are
- * the low and high nibbles of planes p0 and p1. (Tables load one by one: GCC 12 copies
- * uint8x16x4_t values through the stack here.) */
-static inline uint8x16_t q1_lookup4(const uint8_t t[4][16], uint8x16_t p0, uint8x16_t p1) {
-    const uint8x16_t m = vdupq_n_u8(15);
-    return vaddq_u8(vaddq_u8(vqtbl1q_u8(vld1q_u8(t[0]), vandq_u8(p0, m)), vqtbl1q_u8(vld1q_u8(t[1]), vshrq_n_u8(p0, 4))),
-                    vaddq_u8(vqtbl1q_u8(vld1q_u8(t[2]), vandq_u8(p1, m)), vqtbl1q_u8(vld1q_u8(t[3]), vshrq_n_u8(p1, 4))));
-}
-
 /* Signed dot of one sub-block for the 16 rows of a tile, as 4 x 4 int32 (|v| <= 32 * 127).
- * Low-half lookups sum to <= 240 per 4 groups (u8), high-half ones to -128..112 (s8); with
- * t = L + 16 H the dot is 2t - S, the doubling folded into the widening shift. */
-static inline void q1_sub_dots(const uint8_t *planes, const uint8_t tab[2][8][16], const int32_t sum[4], int32x4_t v[4]) {
-    const uint8x16x4_t p = vld1q_u8_x4(planes);
-    const uint8x16_t p0 = p.val[0], p1 = p.val[1], p2 = p.val[2], p3 = p.val[3];
-    const uint8x16_t l0 = q1_lookup4(tab[0], p0, p1), l1 = q1_lookup4(tab[0] + 4, p2, p3);
-    const int8x16_t h0 = vreinterpretq_s8_u8(q1_lookup4(tab[1], p0, p1));
-    const int8x16_t h1 = vreinterpretq_s8_u8(q1_lookup4(tab[1] + 4, p2, p3));
-    const int16x8_t t0 = vmlaq_n_s16(vreinterpretq_s16_u16(vaddl_u8(vget_low_u8(l0), vget_low_u8(l1))),
-                                     vaddl_s8(vget_low_s8(h0), vget_low_s8(h1)), 16);
-    const int16x8_t t1 = vmlaq_n_s16(vreinterpretq_s16_u16(vaddl_high_u8(l0, l1)), vaddl_high_s8(h0, h1), 16);
-    const int32x4_t s = vld1q_s32(sum);
-    v[0] = vsubq_s32(vshll_n_s16(vget_low_s16(t0), 1), s);
-    v[1] = vsubq_s32(vshll_high_n_s16(t0, 1), s);
-    v[2] = vsubq_s32(vshll_n_s16(vget_low_s16(t1), 1), s);
-    v[3] = vsubq_s32(vshll_high_n_s16(t1, 1), s);
+ * Per bit-plane m, the low nibbles (group 2m) and high nibbles (group 2m+1) of 16 rows index
+ * that plane's 4 tables. Low-half lookups sum to <= 240 over 2 planes (u8), high-half ones to
+ * -128..112 (s8); with t = L + 16 H the dot is 2t - S, the doubling folded into the widening
+ * shift. Written in asm because GCC 12 cannot keep the tables in registers here: it reloads
+ * them one by one or copies uint8x16x4_t values through the stack (~3 instructions per block
+ * more); ld1 of 4 tables needs 4 consecutive registers, so those are fixed (v28-v31). */
+#define Q1_PLANE(p, l, h, first)                                 \
+    "ld1 {v28.16b-v31.16b}, [%[tab]], #64\n\t"                   \
+    "and %[v0].16b, %[" p "].16b, %[m15].16b\n\t"                \
+    "ushr %[v1].16b, %[" p "].16b, #4\n\t"                       \
+    "tbl %[v2].16b, {v28.16b}, %[v0].16b\n\t"                    \
+    "tbl %[v3].16b, {v29.16b}, %[v1].16b\n\t"                    \
+    first("add %[" l "].16b, %[v2].16b, %[v3].16b\n\t",         \
+          "add %[" l "].16b, %[" l "].16b, %[v2].16b\n\t"        \
+          "add %[" l "].16b, %[" l "].16b, %[v3].16b\n\t")       \
+    "tbl %[v2].16b, {v30.16b}, %[v0].16b\n\t"                    \
+    "tbl %[v3].16b, {v31.16b}, %[v1].16b\n\t"                    \
+    first("add %[" h "].16b, %[v2].16b, %[v3].16b\n\t",         \
+          "add %[" h "].16b, %[" h "].16b, %[v2].16b\n\t"        \
+          "add %[" h "].16b, %[" h "].16b, %[v3].16b\n\t")
+#define Q1_FIRST(a, b) a
+#define Q1_NEXT(a, b) b
+
+static inline void q1_sub_dots(const uint8_t **planes, const uint8_t **tab, const int32_t **sum, int32x4_t v[4]) {
+    uint8x16_t p0, p1, la, ha, lb, hb;
+    int32x4_t v0, v1, v2, v3;
+    __asm__("ldp %q[p0], %q[p1], [%[pl]], #32\n\t"
+            Q1_PLANE("p0", "la", "ha", Q1_FIRST)
+            Q1_PLANE("p1", "la", "ha", Q1_NEXT)
+            "ldp %q[p0], %q[p1], [%[pl]], #32\n\t"
+            Q1_PLANE("p0", "lb", "hb", Q1_FIRST)
+            Q1_PLANE("p1", "lb", "hb", Q1_NEXT)
+            "uaddl %[p0].8h, %[la].8b, %[lb].8b\n\t"
+            "uaddl2 %[p1].8h, %[la].16b, %[lb].16b\n\t"
+            "saddl %[v0].8h, %[ha].8b, %[hb].8b\n\t"
+            "saddl2 %[v1].8h, %[ha].16b, %[hb].16b\n\t"
+            "mla %[p0].8h, %[v0].8h, %[c16].8h\n\t"
+            "mla %[p1].8h, %[v1].8h, %[c16].8h\n\t"
+            "ldr %q[la], [%[sum]], #16\n\t"
+            "sshll %[v0].4s, %[p0].4h, #1\n\t"
+            "sshll2 %[v1].4s, %[p0].8h, #1\n\t"
+            "sshll %[v2].4s, %[p1].4h, #1\n\t"
+            "sshll2 %[v3].4s, %[p1].8h, #1\n\t"
+            "sub %[v0].4s, %[v0].4s, %[la].4s\n\t"
+            "sub %[v1].4s, %[v1].4s, %[la].4s\n\t"
+            "sub %[v2].4s, %[v2].4s, %[la].4s\n\t"
+            "sub %[v3].4s, %[v3].4s, %[la].4s"
+            : [v0] "=&w"(v0), [v1] "=&w"(v1), [v2] "=&w"(v2), [v3] "=&w"(v3), [p0] "=&w"(p0), [p1] "=&w"(p1),
+              [la] "=&w"(la), [ha] "=&w"(ha), [lb] "=&w"(lb), [hb] "=&w"(hb), [pl] "+r"(*planes), [tab] "+r"(*tab),
+              [sum] "+r"(*sum)
+            : [m15] "w"(vdupq_n_u8(15)), [c16] "w"(vdupq_n_s16(16)), "m"(*(const uint8_t(*)[4 * BN_Q1_TILE]) * planes),
+              "m"(*(const uint8_t(*)[256]) * tab), "m"(**(const int32_t(*)[4]) * sum)
+            : "v28", "v29", "v30", "v31");
+    v[0] = v0;
+    v[1] = v1;
+    v[2] = v2;
+    v[3] = v3;
 }
 
 /* One tile's 16 rows against one token's tables over all nb block columns:
@@ -101,21 +137,25 @@ static inline void q1_sub_dots(const uint8_t *planes, const uint8_t tab[2][8][16
 static inline void q1_tile_dots(const uint8_t *tb, const q1_lut *lut, int64_t nb, float out[BN_Q1_TILE]) {
     float32x4_t sumf[4] = {vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f)};
     for (int64_t i = 0; i < nb; i++, tb += BN_Q1_TILE_BLOCK) {
+        const uint8_t *planes = tb, *tab = lut[i].tab[0][0][0];
+        const int32_t *sum = lut[i].sum[0];
+        const float32x4_t d8 = vld1q_f32(lut[i].d);
         float32x4_t part[4];
 #pragma GCC unroll 4
         for (int k = 0; k < 4; k++) {
             int32x4_t v[4];
-            q1_sub_dots(tb + 4 * BN_Q1_TILE * k, lut[i].tab[k], lut[i].sum[k], v);
+            q1_sub_dots(&planes, &tab, &sum, v);
             for (int q = 0; q < 4; q++) {
-                const float32x4_t prod = vmulq_n_f32(vcvtq_f32_s32(v[q]), lut[i].d[k]);
+                const float32x4_t prod = vmulq_laneq_f32(vcvtq_f32_s32(v[q]), d8, k);
                 part[q] = k ? vaddq_f32(part[q], prod) : prod;
             }
         }
-        const uint16x8x2_t dh = vld1q_u16_x2((const uint16_t *)(tb + BN_Q1_PLANES * BN_Q1_TILE));
-        for (int q = 0; q < 4; q++) {
-            const uint16x4_t h = q & 1 ? vget_high_u16(dh.val[q / 2]) : vget_low_u16(dh.val[q / 2]);
-            sumf[q] = vaddq_f32(sumf[q], vmulq_f32(vcvt_f32_f16(vreinterpret_f16_u16(h)), part[q]));
-        }
+        const uint16x8x2_t dh = vld1q_u16_x2((const uint16_t *)planes);
+        const float32x4_t dw[4] = {vcvt_f32_f16(vreinterpret_f16_u16(vget_low_u16(dh.val[0]))),
+                                   vcvt_high_f32_f16(vreinterpretq_f16_u16(dh.val[0])),
+                                   vcvt_f32_f16(vreinterpret_f16_u16(vget_low_u16(dh.val[1]))),
+                                   vcvt_high_f32_f16(vreinterpretq_f16_u16(dh.val[1]))};
+        for (int q = 0; q < 4; q++) sumf[q] = vaddq_f32(sumf[q], vmulq_f32(dw[q], part[q]));
     }
     for (int q = 0; q < 4; q++) vst1q_f32(out + 4 * q, sumf[q]);
 }
