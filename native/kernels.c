@@ -104,9 +104,9 @@ typedef struct bn_kernel_row {
 
 /* Column entries for paths that exist only on some architectures. */
 #if defined(BN_HAVE_AVX2_KERNELS)
-#define BN_AVX2_OPS(vec_dot, gemm, pack) [BN_ISA_AVX2] = {vec_dot, gemm, pack},
+#define BN_AVX2_OPS(vec_dot, gemm, pack, quantize) [BN_ISA_AVX2] = {vec_dot, gemm, pack, quantize},
 #else
-#define BN_AVX2_OPS(vec_dot, gemm, pack)
+#define BN_AVX2_OPS(vec_dot, gemm, pack, quantize)
 #endif
 #if defined(BN_HAVE_NEON_KERNELS)
 #define BN_NEON_OPS(vec_dot, gemm, pack) [BN_ISA_NEON] = {vec_dot, gemm, pack},
@@ -120,14 +120,14 @@ static const bn_kernel_row kernel_table[] = {
     {BN_TYPE_BF16, {[BN_ISA_SCALAR] = {bn_vec_dot_bf16_scalar, NULL, NULL}}},
     {BN_TYPE_Q4_0, {[BN_ISA_SCALAR] = {bn_vec_dot_q4_0_q8_0_scalar, NULL, NULL}}},
     {BN_TYPE_Q8_0, {[BN_ISA_SCALAR] = {bn_vec_dot_q8_0_q8_0_scalar, NULL, NULL},
-                    BN_AVX2_OPS(bn_vec_dot_q8_0_q8_0_avx2, NULL, NULL)
+                    BN_AVX2_OPS(bn_vec_dot_q8_0_q8_0_avx2, NULL, NULL, bn_quantize_q8_0_avx2)
                     BN_NEON_OPS(bn_vec_dot_q8_0_q8_0_neon, NULL, NULL)}},
     {BN_TYPE_Q1_0, {[BN_ISA_SCALAR] = {bn_vec_dot_q1_0_q8_0_scalar, NULL, NULL},
-                    BN_AVX2_OPS(bn_vec_dot_q1_0_q8_0_avx2, bn_gemm_q1_0_q8_0_avx2, bn_pack_q1_0_tile16)
+                    BN_AVX2_OPS(bn_vec_dot_q1_0_q8_0_avx2, bn_gemm_q1_0_q8_0_avx2, bn_pack_q1_0_tile16, bn_quantize_q8_0_avx2)
                     BN_NEON_OPS(NULL, bn_gemm_q1_0_q8_0_neon, bn_pack_q1_0_tile16)}},
     {BN_TYPE_TQ1_0, {[BN_ISA_SCALAR] = {bn_vec_dot_tq1_0_q8_K_scalar, NULL, NULL}}},
     {BN_TYPE_TQ2_0, {[BN_ISA_SCALAR] = {bn_vec_dot_tq2_0_q8_K_scalar, NULL, NULL},
-                     BN_AVX2_OPS(bn_vec_dot_tq2_0_q8_K_avx2, NULL, NULL)
+                     BN_AVX2_OPS(bn_vec_dot_tq2_0_q8_K_avx2, NULL, NULL, NULL)
                      BN_NEON_OPS(bn_vec_dot_tq2_0_q8_K_neon, NULL, NULL)}},
 };
 
@@ -146,6 +146,7 @@ int bn_kernel_ops_get(uint32_t type, bn_isa isa, bn_kernel_ops *out) {
     for (bn_isa p = isa; p != BN_ISA_SCALAR;) {
         p = isa_parent[p];
         if (!out->vec_dot) out->vec_dot = row->ops[p].vec_dot;
+        if (!out->quantize) out->quantize = row->ops[p].quantize;
         if (!out->gemm && !out->pack) {
             out->gemm = row->ops[p].gemm;
             out->pack = row->ops[p].pack;
@@ -271,6 +272,10 @@ static void dot_task(void *arg, int ith, int nth) {
  * a busy machine that thread may not get a core for much longer). */
 #define BN_MIN_PARALLEL_MACS (1 << 20)
 
+/* Activation batches up to this many values (one decode token) are quantized by the calling
+ * thread: that takes a microsecond or two, less than a round trip through the pool. */
+#define BN_SERIAL_QUANTIZE_VALUES 8192
+
 /* The pool, or the calling thread alone when there is none. */
 static void run(bn_threadpool *pool, bn_task_fn fn, void *arg) {
     if (pool)
@@ -294,9 +299,9 @@ int bn_matmul(bn_threadpool *pool, bn_isa isa, const bn_matrix *w, const float *
         j.act = (const uint8_t *)x; /* F32 weights dot the activations as they are */
     } else {
         if (scratch_reserve(scratch, j.act_stride * (size_t)n_tokens) != 0) return -1;
-        j.quantize = at->from_float;
+        j.quantize = j.ops.quantize ? j.ops.quantize : at->from_float;
         j.act = j.qbuf = scratch->buf;
-        run(pool, quantize_task, &j);
+        run((size_t)n_tokens * (size_t)w->cols <= BN_SERIAL_QUANTIZE_VALUES ? NULL : pool, quantize_task, &j);
     }
     run(pool, dot_task, &j);
     return 0;

@@ -26,6 +26,8 @@ typedef struct bn_kernel_ops {
     bn_vec_dot_fn vec_dot; /* GEMV building block */
     bn_gemm_fn gemm;       /* batched product; NULL = vec_dot per row and token */
     bn_pack_fn pack;       /* NULL = the row-major ggml layout is used as is */
+    /* activation quantizer, bit-identical to the type traits' from_float; NULL = that one */
+    void (*quantize)(const float *x, void *dst, int64_t n);
 } bn_kernel_ops;
 
 /* Scalar reference: ggml's generic vec_dot for each pair, same accumulation order. */
@@ -55,6 +57,7 @@ void bn_gemm_q1_0_q8_0_avx2(const bn_matrix *w, int64_t r0, int64_t r1, const vo
                             int n_tokens, float *y, int64_t y_stride);
 void bn_vec_dot_q8_0_q8_0_avx2(int64_t n, float *s, const void *w, const void *a);
 void bn_vec_dot_tq2_0_q8_K_avx2(int64_t n, float *s, const void *w, const void *a);
+void bn_quantize_q8_0_avx2(const float *x, void *dst, int64_t n);
 #endif
 
 /* aarch64 NEON (kernels_neon.c: compiled on aarch64 only; plain armv8.0, every board). */

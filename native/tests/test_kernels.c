@@ -246,6 +246,35 @@ static void test_matmul_semantics(void) {
     }
 }
 
+/* Every path's activation quantizer equals the reference from_float bit for bit: random rows,
+ * exact halves (amax 127 makes 1/d = 1, so k + 0.5 must round away from zero), zeros, -0. */
+static void test_quantizers(void) {
+    enum { N = 32 * 64 };
+    static float x[N];
+    static uint8_t want[N * 2], got[N * 2];
+    uint32_t rng = 7;
+    for (int i = 0; i < N; i++) {
+        rng = rng * 1664525u + 1013904223u;
+        const int block = i / 32, j = i % 32;
+        if (block % 4 == 0) x[i] = j == 0 ? 127.0f : (float)((int)(rng >> 25) - 64) + 0.5f;
+        else if (block % 4 == 1) x[i] = j % 2 ? 0.0f : -0.0f;
+        else x[i] = ((float)(rng >> 8) / 16777216.0f - 0.5f) * (block % 4 == 2 ? 3.0f : 1000.0f);
+    }
+    const uint32_t types[] = {BN_TYPE_Q8_0, BN_TYPE_Q1_0};
+    for (size_t t = 0; t < 2; t++) {
+        const bn_type_traits *at = bn_type_get(bn_type_get(types[t])->vec_dot_type);
+        at->from_float(x, want, N);
+        for (int isa = 0; isa < BN_ISA_COUNT; isa++) {
+            bn_kernel_ops ops;
+            bn_kernel_ops_get(types[t], (bn_isa)isa, &ops);
+            if (!bn_isa_supported((bn_isa)isa) || !ops.quantize) continue;
+            ops.quantize(x, got, N);
+            CHECK(memcmp(want, got, (size_t)(N / 32) * at->block_bytes) == 0, "%s activations on %s differ from "
+                  "the reference quantizer", bn_type_get(types[t])->name, bn_isa_name((bn_isa)isa));
+        }
+    }
+}
+
 static void test_matrix_errors(void) {
     char err[256] = "";
     bn_matrix m;
@@ -291,6 +320,7 @@ static void test_isa(void) {
 int main(void) {
     test_isa();
     test_matrix_errors();
+    test_quantizers();
     test_ggml_vectors();
     test_matmul_semantics();
     test_matmul();
