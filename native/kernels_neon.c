@@ -224,38 +224,90 @@ void bn_vec_dot_q8_0_q8_0_neon(int64_t n, float *s, const void *w, const void *a
     *s = sumf;
 }
 
-/* TQ2_0 x Q8_K in the scalar reference's order (llama.cpp's x86 one): eight integer lanes, lane
- * k summing code * q over offsets 4k..4k+3 of every 32-element group minus bsums 2k and 2k+1,
- * each fused-scaled by d_w * d_a into its own float accumulator. Codes c in {0,1,2} stand for
- * c - 1; byte m of each 32-byte half holds elements m + 32l (l = 0..3) in bits 2l..2l+1. */
+/* ---- Ternary x Q8_K, in the scalar reference's order (llama.cpp's x86 one): eight integer
+ * lanes, lane k summing code * q over offsets 4k..4k+3 of every 32-element group minus bsums 2k
+ * and 2k+1, each fused-scaled by d_w * d_a into its own float accumulator. Codes c in {0,1,2}
+ * stand for c - 1. Products are gathered per offset in a 32-element group first:
+ * prod[j] holds offsets 8j..8j+7 (an int16 lane adds 8 products of at most 2 * 127). ---- */
+
+typedef struct {
+    int16x8_t prod[4];
+} tq_offsets;
+
+/* Codes c (16 lanes, offsets 16h..16h+15 of a group) times the 16 activations at q. */
+static inline void tq_mla(tq_offsets *o, int h, uint8x16_t c, const int8_t *q) {
+    const int8x16_t cs = vreinterpretq_s8_u8(c), qs = vld1q_s8(q);
+    o->prod[2 * h] = vmlal_s8(o->prod[2 * h], vget_low_s8(cs), vget_low_s8(qs));
+    o->prod[2 * h + 1] = vmlal_high_s8(o->prod[2 * h + 1], cs, qs);
+}
+
+/* One block's eight lanes (minus the bsum pairs), fused-scaled by d into acc. */
+static inline void tq_finish(const tq_offsets *o, const bn_block_q8_K *y, float dw, float32x4_t acc[2]) {
+    const int16x8x2_t bsums = vld1q_s16_x2(y->bsums);
+    const int16x8_t lanes = vsubq_s16(vpaddq_s16(vpaddq_s16(o->prod[0], o->prod[1]), vpaddq_s16(o->prod[2], o->prod[3])),
+                                      vpaddq_s16(bsums.val[0], bsums.val[1]));
+    const float32x4_t d = vdupq_n_f32(y->d * dw);
+    acc[0] = vfmaq_f32(acc[0], vcvtq_f32_s32(vmovl_s16(vget_low_s16(lanes))), d);
+    acc[1] = vfmaq_f32(acc[1], vcvtq_f32_s32(vmovl_high_s16(lanes)), d);
+}
+
+/* The reference's final reduction: (l0+l4 + l2+l6) + (l1+l5 + l3+l7). */
+static inline float tq_reduce(const float32x4_t acc[2]) {
+    const float32x4_t r = vaddq_f32(acc[1], acc[0]);
+    return (vgetq_lane_f32(r, 0) + vgetq_lane_f32(r, 2)) + (vgetq_lane_f32(r, 1) + vgetq_lane_f32(r, 3));
+}
+
+/* TQ2_0: byte m of each 32-byte half holds elements m + 32l (l = 0..3) in bits 2l..2l+1. */
 void bn_vec_dot_tq2_0_q8_K_neon(int64_t n, float *s, const void *w, const void *a) {
     const bn_block_tq2_0 *x = w;
     const bn_block_q8_K *y = a;
     float32x4_t acc[2] = {vdupq_n_f32(0.0f), vdupq_n_f32(0.0f)};
     for (int64_t i = 0; i < n / BN_QK_K; i++) {
-        /* prod[j]: products at offsets 8j..8j+7 of the groups; int16 holds 8 of at most 2 * 127 */
-        int16x8_t prod[4] = {vdupq_n_s16(0), vdupq_n_s16(0), vdupq_n_s16(0), vdupq_n_s16(0)};
+        tq_offsets o = {{vdupq_n_s16(0), vdupq_n_s16(0), vdupq_n_s16(0), vdupq_n_s16(0)}};
         for (int half = 0; half < 2; half++) {
             const uint8x16x2_t packed = vld1q_u8_x2(x[i].qs + 32 * half);
-            for (int l = 0; l < 4; l++) {
-                const int8x16x2_t q = vld1q_s8_x2(y[i].qs + 128 * half + 32 * l);
-                for (int h = 0; h < 2; h++) {
-                    const int8x16_t c = vreinterpretq_s8_u8(
-                        vandq_u8(vshlq_u8(packed.val[h], vdupq_n_s8((int8_t)(-2 * l))), vdupq_n_u8(3)));
-                    prod[2 * h] = vmlal_s8(prod[2 * h], vget_low_s8(c), vget_low_s8(q.val[h]));
-                    prod[2 * h + 1] = vmlal_high_s8(prod[2 * h + 1], c, q.val[h]);
-                }
-            }
+            for (int l = 0; l < 4; l++)
+                for (int h = 0; h < 2; h++)
+                    tq_mla(&o, h, vandq_u8(vshlq_u8(packed.val[h], vdupq_n_s8((int8_t)(-2 * l))), vdupq_n_u8(3)),
+                           y[i].qs + 128 * half + 32 * l + 16 * h);
         }
-        const int16x8x2_t bsums = vld1q_s16_x2(y[i].bsums);
-        const int16x8_t lanes = vsubq_s16(vpaddq_s16(vpaddq_s16(prod[0], prod[1]), vpaddq_s16(prod[2], prod[3])),
-                                          vpaddq_s16(bsums.val[0], bsums.val[1]));
-        const float32x4_t d = vdupq_n_f32(y[i].d * bn_fp16_to_fp32(x[i].d));
-        acc[0] = vfmaq_f32(acc[0], vcvtq_f32_s32(vmovl_s16(vget_low_s16(lanes))), d);
-        acc[1] = vfmaq_f32(acc[1], vcvtq_f32_s32(vmovl_high_s16(lanes)), d);
+        tq_finish(&o, &y[i], bn_fp16_to_fp32(x[i].d), acc);
     }
-    const float32x4_t r = vaddq_f32(acc[1], acc[0]);
-    *s = (vgetq_lane_f32(r, 0) + vgetq_lane_f32(r, 2)) + (vgetq_lane_f32(r, 1) + vgetq_lane_f32(r, 3));
+    *s = tq_reduce(acc);
+}
+
+/* TQ1_0 code of the trit at position p3 (3^n) of base-3 bytes b: floor(3 * (b * 3^n mod 256) / 256),
+ * computed as ((v + v/2) / 2) / 64 so no lane overflows a byte. */
+static inline uint8x16_t tq1_codes(uint8x16_t b, uint8x16_t p3) {
+    const uint8x16_t v = vmulq_u8(b, p3);
+    return vshrq_n_u8(vhaddq_u8(v, vshrq_n_u8(v, 1)), 6);
+}
+
+/* TQ1_0: qs[0..31] hold 5 trits of elements 32n + m, qs[32..47] 5 of elements 160 + 16n + m
+ * (offsets m or 16 + m of their group, by the parity of n), qh[0..3] 4 of elements
+ * 240 + 4n + m (offsets 16 + 4n + m): the last 16 elements take one vector, qh repeated with
+ * the power of 3 of each lane. */
+void bn_vec_dot_tq1_0_q8_K_neon(int64_t n, float *s, const void *w, const void *a) {
+    static const uint8_t qh_pow3[16] = {1, 1, 1, 1, 3, 3, 3, 3, 9, 9, 9, 9, 27, 27, 27, 27};
+    static const uint8_t pow3[5] = {1, 3, 9, 27, 81};
+    const bn_block_tq1_0 *x = w;
+    const bn_block_q8_K *y = a;
+    float32x4_t acc[2] = {vdupq_n_f32(0.0f), vdupq_n_f32(0.0f)};
+    for (int64_t i = 0; i < n / BN_QK_K; i++) {
+        tq_offsets o = {{vdupq_n_s16(0), vdupq_n_s16(0), vdupq_n_s16(0), vdupq_n_s16(0)}};
+        const uint8x16x2_t b32 = vld1q_u8_x2(x[i].qs);
+        const uint8x16_t b16 = vld1q_u8(x[i].qs + 32);
+        for (int t = 0; t < 5; t++) {
+            const uint8x16_t p3 = vdupq_n_u8(pow3[t]);
+            for (int h = 0; h < 2; h++) tq_mla(&o, h, tq1_codes(b32.val[h], p3), y[i].qs + 32 * t + 16 * h);
+            tq_mla(&o, t & 1, tq1_codes(b16, p3), y[i].qs + 160 + 16 * t);
+        }
+        uint32_t qh;
+        memcpy(&qh, x[i].qh, 4);
+        tq_mla(&o, 1, tq1_codes(vreinterpretq_u8_u32(vdupq_n_u32(qh)), vld1q_u8(qh_pow3)), y[i].qs + 240);
+        tq_finish(&o, &y[i], bn_fp16_to_fp32(x[i].d), acc);
+    }
+    *s = tq_reduce(acc);
 }
 
 #endif
