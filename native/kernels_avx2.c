@@ -76,12 +76,13 @@ BN_AVX2 void bn_vec_dot_q1_0_q8_0_avx2(int64_t n, float *s, const void *w, const
  * of its signed sums (entry e = sum_i (bit i of e ? q_i : -q_i), |entry| <= 508): one vpshufb
  * then looks up one group for 16 rows, whose 4 bits are one nibble of a plane byte. The int16
  * entries are split into a low-byte and a high-byte table (vpshufb reads bytes) and rejoined by
- * interleaving the two lookups. A 256-bit step covers one plane (8 weights of 16 rows: the low
- * nibbles against group 2j in the low lane, the high ones against group 2j+1 in the high lane).
+ * interleaving the two lookups. A 256-bit step covers two planes (planes j and j + 1 of 16 rows
+ * in the two lanes): their low nibbles (groups 2j, 2j + 2), then their high ones (2j + 1, 2j + 3),
+ * so one load, shift and mask isolate 64 nibbles.
  * Integer sums are exact and the float steps are the scalar reference's, in its order, so the
  * results are bit-identical to it. */
 
-/* Tables of one plane j for one token: [low bytes of group 2j | of 2j+1], then the high bytes. */
+/* Tables of one step for one token: [low bytes of one group | of the other], then the high bytes. */
 #define Q1_STEP_BYTES 64
 #define Q1_BLOCK_TABLE_BYTES (BN_Q1_PLANES * Q1_STEP_BYTES)
 /* Block-token tables built per pass (64 KiB: they stay in L2 while the rows stream by). */
@@ -119,22 +120,30 @@ static inline BN_AVX2 __m256i subset_sums(__m256i q8, int g) {
     return sum;
 }
 
-/* The tables of one token for blocks [i0, i0 + nblk) of its Q8_0 row, and the Q8_0 scales. */
-static BN_AVX2 void q1_build_tables(const bn_block_q8_0 *a, int64_t i0, int64_t nblk, uint8_t *tab, float *d8) {
+/* Stores the low-byte tables [x | y] and then the high-byte ones (int16 entries split). */
+static inline BN_AVX2 void q1_store_tables(__m256i x, __m256i y, uint8_t *dst) {
     const __m256i low = _mm256_set1_epi16(0xff);
+    /* packing works per 128-bit lane: entries 0-7 of x and y, then 8-15; vpermq restores order */
+    const __m256i lo = _mm256_packus_epi16(_mm256_and_si256(x, low), _mm256_and_si256(y, low));
+    const __m256i hi = _mm256_packs_epi16(_mm256_srai_epi16(x, 8), _mm256_srai_epi16(y, 8));
+    _mm256_store_si256((__m256i *)dst, _mm256_permute4x64_epi64(lo, 0xd8));
+    _mm256_store_si256((__m256i *)(dst + 32), _mm256_permute4x64_epi64(hi, 0xd8));
+}
+
+/* The tables of one token for blocks [i0, i0 + nblk) of its Q8_0 row, and the Q8_0 scales.
+ * Planes are read in pairs (one per lane), so a pair's tables are: the low-nibble groups of
+ * both planes (2j | 2j + 2), then their high-nibble groups (2j + 1 | 2j + 3). */
+static BN_AVX2 void q1_build_tables(const bn_block_q8_0 *a, int64_t i0, int64_t nblk, uint8_t *tab, float *d8) {
     for (int64_t b = 0; b < 4 * nblk; b++) {
         const bn_block_q8_0 *blk = &a[4 * i0 + b];
         d8[b] = _cvtsh_ss(blk->d);
-        for (int s = 0; s < 4; s++, tab += Q1_STEP_BYTES) {
-            int64_t eight;
-            memcpy(&eight, blk->qs + 8 * s, 8);
-            const __m256i q8 = _mm256_set1_epi64x(eight);
-            const __m256i x = subset_sums(q8, 0), y = subset_sums(q8, 1);
-            /* packing works per 128-bit lane: entries 0-7 of x and y, then 8-15; vpermq restores order */
-            const __m256i lo = _mm256_packus_epi16(_mm256_and_si256(x, low), _mm256_and_si256(y, low));
-            const __m256i hi = _mm256_packs_epi16(_mm256_srai_epi16(x, 8), _mm256_srai_epi16(y, 8));
-            _mm256_store_si256((__m256i *)tab, _mm256_permute4x64_epi64(lo, 0xd8));
-            _mm256_store_si256((__m256i *)(tab + 32), _mm256_permute4x64_epi64(hi, 0xd8));
+        for (int s = 0; s < 4; s += 2, tab += 2 * Q1_STEP_BYTES) {
+            int64_t even, odd;
+            memcpy(&even, blk->qs + 8 * s, 8);
+            memcpy(&odd, blk->qs + 8 * s + 8, 8);
+            const __m256i qe = _mm256_set1_epi64x(even), qo = _mm256_set1_epi64x(odd);
+            q1_store_tables(subset_sums(qe, 0), subset_sums(qo, 0), tab);
+            q1_store_tables(subset_sums(qe, 1), subset_sums(qo, 1), tab + Q1_STEP_BYTES);
         }
     }
 }
@@ -146,7 +155,7 @@ typedef struct {
     size_t tab_stride, d8_stride;
 } q1_tables;
 
-/* Int16 lanes to float: each lane summed one parity of groups for rows 0-7 (lo) or 8-15 (hi);
+/* Int16 lanes to float: each lane summed one plane of each pair for rows 0-7 (lo) or 8-15 (hi);
  * adding the lanes gives the 16 rows' dots of a sub-block, returned as [rows 0-7], [rows 8-15]. */
 static inline BN_AVX2 void q1_rows_to_float(__m256i lo, __m256i hi, __m256 out[2]) {
     const __m256i sum = _mm256_add_epi16(_mm256_permute2x128_si256(lo, hi, 0x20), _mm256_permute2x128_si256(lo, hi, 0x31));
@@ -159,7 +168,7 @@ static inline BN_AVX2 void q1_rows_to_float(__m256i lo, __m256i hi, __m256 out[2
  * plane's nibbles are isolated once for all nt tokens; nt is a constant where this is inlined. */
 static inline __attribute__((always_inline)) BN_AVX2 void
 q1_tile_tokens(const uint8_t *tb, int64_t nblk, q1_tables tt, int nt, float sumf[][BN_Q1_TILE]) {
-    const __m256i nibble = _mm256_set1_epi8(15), shift = _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4);
+    const __m256i nibble = _mm256_set1_epi8(15);
     for (int64_t i = 0; i < nblk; i++, tb += BN_Q1_TILE_BLOCK) {
         for (int l = 0; l < BN_Q1_TILE_BLOCK; l += 64)
             _mm_prefetch((const char *)(tb + Q1_PREFETCH * BN_Q1_TILE_BLOCK + l), _MM_HINT_T0);
@@ -168,11 +177,12 @@ q1_tile_tokens(const uint8_t *tb, int64_t nblk, q1_tables tt, int nt, float sumf
             __m256i lo[Q1_TOKEN_TILE], hi[Q1_TOKEN_TILE];
             for (int t = 0; t < nt; t++) lo[t] = hi[t] = _mm256_setzero_si256();
             for (int s = 0; s < 4; s++) {
-                const int j = 4 * k + s;
-                const __m256i p = _mm256_broadcastsi128_si256(_mm_load_si128((const __m128i *)(tb + BN_Q1_TILE * j)));
-                const __m256i idx = _mm256_and_si256(_mm256_srlv_epi32(p, shift), nibble);
+                /* planes j and j + 1 in the two lanes; their low nibbles, then their high ones */
+                const int j = 4 * k + (s & ~1);
+                const __m256i p = _mm256_loadu_si256((const __m256i *)(tb + BN_Q1_TILE * j));
+                const __m256i idx = _mm256_and_si256(s & 1 ? _mm256_srli_epi16(p, 4) : p, nibble);
                 for (int t = 0; t < nt; t++) {
-                    const uint8_t *tab = tt.tab + t * tt.tab_stride + (size_t)(i * BN_Q1_PLANES + j) * Q1_STEP_BYTES;
+                    const uint8_t *tab = tt.tab + t * tt.tab_stride + (size_t)(i * BN_Q1_PLANES + 4 * k + s) * Q1_STEP_BYTES;
                     const __m256i l = _mm256_shuffle_epi8(_mm256_load_si256((const __m256i *)tab), idx);
                     const __m256i h = _mm256_shuffle_epi8(_mm256_load_si256((const __m256i *)(tab + 32)), idx);
                     lo[t] = _mm256_add_epi16(lo[t], _mm256_unpacklo_epi8(l, h));
