@@ -9,17 +9,12 @@
 #include "kernels_impl.h"
 
 #if defined(BN_HAVE_NEON_KERNELS)
-#include <arm_neon.h>
+#include "kernels_arm.h"
 #include "quants.h"
 
 #pragma GCC optimize("fp-contract=off")
 
 #define BN_DOTPROD __attribute__((target("arch=armv8.2-a+dotprod")))
-
-/* fp16 -> f32 by the hardware (exact, as bn_fp16_to_fp32, for every non-NaN value). */
-static inline float fp16_to_f32(uint16_t h) {
-    return vgetq_lane_f32(vcvt_f32_f16(vreinterpret_f16_u16(vdup_n_u16(h))), 0);
-}
 
 /* Q8_0 x Q8_0: per block the exact int sum (two sdot), then sumf += isum * (d_x * d_y). */
 BN_DOTPROD void bn_vec_dot_q8_0_q8_0_dotprod(int64_t n, float *s, const void *w, const void *a) {
@@ -28,7 +23,7 @@ BN_DOTPROD void bn_vec_dot_q8_0_q8_0_dotprod(int64_t n, float *s, const void *w,
     for (int64_t i = 0; i < n / BN_QK8_0; i++) {
         int32x4_t acc = vdotq_s32(vdupq_n_s32(0), vld1q_s8(x[i].qs), vld1q_s8(y[i].qs));
         acc = vdotq_s32(acc, vld1q_s8(x[i].qs + 16), vld1q_s8(y[i].qs + 16));
-        sumf += (float)vaddvq_s32(acc) * (fp16_to_f32(x[i].d) * fp16_to_f32(y[i].d));
+        sumf += (float)vaddvq_s32(acc) * (bn_arm_fp16_to_f32(x[i].d) * bn_arm_fp16_to_f32(y[i].d));
     }
     *s = sumf;
 }
@@ -53,11 +48,10 @@ BN_DOTPROD void bn_vec_dot_tq2_0_q8_K_dotprod(int64_t n, float *s, const void *w
                 }
             }
         }
-        const float32x4_t d = vdupq_n_f32(y[i].d * fp16_to_f32(x[i].d));
+        const float32x4_t d = vdupq_n_f32(y[i].d * bn_arm_fp16_to_f32(x[i].d));
         for (int h = 0; h < 2; h++) facc[h] = vfmaq_f32(facc[h], vcvtq_f32_s32(acc[h]), d);
     }
-    const float32x4_t r = vaddq_f32(facc[1], facc[0]);
-    *s = (vgetq_lane_f32(r, 0) + vgetq_lane_f32(r, 2)) + (vgetq_lane_f32(r, 1) + vgetq_lane_f32(r, 3));
+    *s = bn_arm_tq_reduce(facc);
 }
 
 #endif

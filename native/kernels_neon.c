@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "common.h"
+#include "kernels_arm.h"
 #include "quants.h"
 
 /* Keep every float product rounded before it is added, as the scalar reference does (GCC
@@ -66,7 +67,7 @@ static void q1_build_lut(const bn_block_q8_0 *a, q1_lut *lut) {
             sum = (int16_t)(sum + vaddlvq_s8(q));
         }
         for (int l = 0; l < 4; l++) lut->sum[k][l] = sum;
-        lut->d[k] = bn_fp16_to_fp32(a[k].d);
+        lut->d[k] = bn_arm_fp16_to_f32(a[k].d);
     }
 }
 
@@ -219,8 +220,10 @@ static inline int32_t dot32_i8(const int8_t *x, const int8_t *y) {
 void bn_vec_dot_q8_0_q8_0_neon(int64_t n, float *s, const void *w, const void *a) {
     const bn_block_q8_0 *x = w, *y = a;
     float sumf = 0.0f;
-    for (int64_t i = 0; i < n / BN_QK8_0; i++)
-        sumf += (float)dot32_i8(x[i].qs, y[i].qs) * (bn_fp16_to_fp32(x[i].d) * bn_fp16_to_fp32(y[i].d));
+    for (int64_t i = 0; i < n / BN_QK8_0; i++) {
+        const float d = bn_arm_fp16_to_f32(x[i].d) * bn_arm_fp16_to_f32(y[i].d);
+        sumf += (float)dot32_i8(x[i].qs, y[i].qs) * d;
+    }
     *s = sumf;
 }
 
@@ -244,17 +247,11 @@ static inline void tq_mla(tq_offsets *o, int h, uint8x16_t c, const int8_t *q) {
 /* One block's eight lanes (minus the bsum pairs), fused-scaled by d into acc. */
 static inline void tq_finish(const tq_offsets *o, const bn_block_q8_K *y, float dw, float32x4_t acc[2]) {
     const int16x8x2_t bsums = vld1q_s16_x2(y->bsums);
-    const int16x8_t lanes = vsubq_s16(vpaddq_s16(vpaddq_s16(o->prod[0], o->prod[1]), vpaddq_s16(o->prod[2], o->prod[3])),
-                                      vpaddq_s16(bsums.val[0], bsums.val[1]));
+    const int16x8_t sums = vpaddq_s16(vpaddq_s16(o->prod[0], o->prod[1]), vpaddq_s16(o->prod[2], o->prod[3]));
+    const int16x8_t lanes = vsubq_s16(sums, vpaddq_s16(bsums.val[0], bsums.val[1]));
     const float32x4_t d = vdupq_n_f32(y->d * dw);
     acc[0] = vfmaq_f32(acc[0], vcvtq_f32_s32(vmovl_s16(vget_low_s16(lanes))), d);
     acc[1] = vfmaq_f32(acc[1], vcvtq_f32_s32(vmovl_high_s16(lanes)), d);
-}
-
-/* The reference's final reduction: (l0+l4 + l2+l6) + (l1+l5 + l3+l7). */
-static inline float tq_reduce(const float32x4_t acc[2]) {
-    const float32x4_t r = vaddq_f32(acc[1], acc[0]);
-    return (vgetq_lane_f32(r, 0) + vgetq_lane_f32(r, 2)) + (vgetq_lane_f32(r, 1) + vgetq_lane_f32(r, 3));
 }
 
 /* TQ2_0: byte m of each 32-byte half holds elements m + 32l (l = 0..3) in bits 2l..2l+1. */
@@ -271,9 +268,9 @@ void bn_vec_dot_tq2_0_q8_K_neon(int64_t n, float *s, const void *w, const void *
                     tq_mla(&o, h, vandq_u8(vshlq_u8(packed.val[h], vdupq_n_s8((int8_t)(-2 * l))), vdupq_n_u8(3)),
                            y[i].qs + 128 * half + 32 * l + 16 * h);
         }
-        tq_finish(&o, &y[i], bn_fp16_to_fp32(x[i].d), acc);
+        tq_finish(&o, &y[i], bn_arm_fp16_to_f32(x[i].d), acc);
     }
-    *s = tq_reduce(acc);
+    *s = bn_arm_tq_reduce(acc);
 }
 
 /* TQ1_0 code of the trit at position p3 (3^n) of base-3 bytes b: floor(3 * (b * 3^n mod 256) / 256),
@@ -305,9 +302,9 @@ void bn_vec_dot_tq1_0_q8_K_neon(int64_t n, float *s, const void *w, const void *
         uint32_t qh;
         memcpy(&qh, x[i].qh, 4);
         tq_mla(&o, 1, tq1_codes(vreinterpretq_u8_u32(vdupq_n_u32(qh)), vld1q_u8(qh_pow3)), y[i].qs + 240);
-        tq_finish(&o, &y[i], bn_fp16_to_fp32(x[i].d), acc);
+        tq_finish(&o, &y[i], bn_arm_fp16_to_f32(x[i].d), acc);
     }
-    *s = tq_reduce(acc);
+    *s = bn_arm_tq_reduce(acc);
 }
 
 #endif
