@@ -35,38 +35,45 @@ typedef struct {
     float d[4];
 } q1_lut;
 
-/* Entry e of group g (g < 4 within 16 activations x, pair sums p[m] = x[2m] + x[2m+1] at 16+m)
- * is f(e & 3) + f'(e >> 2): two `tbl` lookups into {x, p}; index 0x80 reads as 0. */
-#define Q1_LO(g) 0x80, 4 * (g), 4 * (g) + 1, 16 + 2 * (g)
+/* Lane e of group g's table is f(e & 3) + f'(e >> 2) with f = (0, x0, x1, x0 + x1) and
+ * f' = (0, x2, x3, x2 + x3) of its 4 activations: two `tbl` lookups into a vector holding the
+ * 8 activations of groups 2j, 2j+1 (lanes 0-7) and their pair sums (lanes 8-11). Index 0x80
+ * reads as 0. q1_pick[g][0] picks f, q1_pick[g][1] picks f', for g = 0, 1 of such a vector. */
+#define Q1_LO(g) 0x80, 4 * (g), 4 * (g) + 1, 8 + 2 * (g)
 #define Q1_HI4(v) v, v, v, v
-#define Q1_HI(g) Q1_HI4(0x80), Q1_HI4(4 * (g) + 2), Q1_HI4(4 * (g) + 3), Q1_HI4(17 + 2 * (g))
-static const uint8_t q1_pick[4][2][16] = {
+#define Q1_HI(g) Q1_HI4(0x80), Q1_HI4(4 * (g) + 2), Q1_HI4(4 * (g) + 3), Q1_HI4(9 + 2 * (g))
+static const uint8_t q1_pick[2][2][16] = {
     {{Q1_LO(0), Q1_LO(0), Q1_LO(0), Q1_LO(0)}, {Q1_HI(0)}},
     {{Q1_LO(1), Q1_LO(1), Q1_LO(1), Q1_LO(1)}, {Q1_HI(1)}},
-    {{Q1_LO(2), Q1_LO(2), Q1_LO(2), Q1_LO(2)}, {Q1_HI(2)}},
-    {{Q1_LO(3), Q1_LO(3), Q1_LO(3), Q1_LO(3)}, {Q1_HI(3)}},
 };
 
-/* The 16-entry subset-sum tables of the 4 groups in x, the groups of planes[0..1], written at
- * slots hi and hi + 1 (byte arithmetic wraps, and every entry is in range, so one routine
- * serves the unsigned low (hi = 0) and the signed high (hi = 2) halves). */
-static inline void q1_group_tables(uint8x16_t x, uint8_t planes[2][4][16], int hi) {
-    const uint8x16x2_t t = {{x, vpaddq_u8(x, x)}};
-    for (int g = 0; g < 4; g++)
-        vst1q_u8(planes[g / 2][hi + g % 2],
-                 vaddq_u8(vqtbl2q_u8(t, vld1q_u8(q1_pick[g][0])), vqtbl2q_u8(t, vld1q_u8(q1_pick[g][1]))));
+/* The tables of the 2 groups in y (activations in lanes 0-7, pair sums in 8-11) into the
+ * plane's slots `slot` and slot + 1 (byte arithmetic wraps, and every entry is in range, so
+ * one routine serves the unsigned low halves and the signed high halves of activations). */
+static inline void q1_pair_tables(uint8x16_t y, const uint8x16_t pick[2][2], uint8_t plane[4][16], int slot) {
+    for (int g = 0; g < 2; g++)
+        vst1q_u8(plane[slot + g], vaddq_u8(vqtbl1q_u8(y, pick[g][0]), vqtbl1q_u8(y, pick[g][1])));
+}
+
+/* The tables of the 4 groups in x (16 activations = bit-planes 0 and 1 of `planes`). */
+static inline void q1_group_tables(uint8x16_t x, const uint8x16_t pick[2][2], uint8_t planes[2][4][16], int slot) {
+    const uint8x16_t p = vpaddq_u8(x, x); /* p[m] = x[2m] + x[2m+1], m < 8 */
+    const uint64x2_t x64 = vreinterpretq_u64_u8(x);
+    q1_pair_tables(vreinterpretq_u8_u64(vzip1q_u64(x64, vreinterpretq_u64_u8(p))), pick, planes[0], slot);
+    q1_pair_tables(vreinterpretq_u8_u64(vzip2q_u64(x64, vreinterpretq_u64_u8(vextq_u8(p, p, 12)))), pick, planes[1],
+                   slot);
 }
 
 static void q1_build_lut(const bn_block_q8_0 *a, q1_lut *lut) {
+    const uint8x16_t pick[2][2] = {{vld1q_u8(q1_pick[0][0]), vld1q_u8(q1_pick[0][1])},
+                                   {vld1q_u8(q1_pick[1][0]), vld1q_u8(q1_pick[1][1])}};
     for (int k = 0; k < 4; k++) {
-        int16_t sum = 0;
+        const int8x16_t q[2] = {vld1q_s8(a[k].qs), vld1q_s8(a[k].qs + 16)};
         for (int h = 0; h < 2; h++) {
-            const int8x16_t q = vld1q_s8(a[k].qs + 16 * h);
-            q1_group_tables(vandq_u8(vreinterpretq_u8_s8(q), vdupq_n_u8(15)), lut->tab[k] + 2 * h, 0);
-            q1_group_tables(vreinterpretq_u8_s8(vshrq_n_s8(q, 4)), lut->tab[k] + 2 * h, 2);
-            sum = (int16_t)(sum + vaddlvq_s8(q));
+            q1_group_tables(vandq_u8(vreinterpretq_u8_s8(q[h]), vdupq_n_u8(15)), pick, lut->tab[k] + 2 * h, 0);
+            q1_group_tables(vreinterpretq_u8_s8(vshrq_n_s8(q[h], 4)), pick, lut->tab[k] + 2 * h, 2);
         }
-        for (int l = 0; l < 4; l++) lut->sum[k][l] = sum;
+        vst1q_s32(lut->sum[k], vdupq_n_s32(vaddlvq_s8(q[0]) + vaddlvq_s8(q[1])));
         lut->d[k] = bn_arm_fp16_to_f32(a[k].d);
     }
 }
