@@ -212,7 +212,7 @@ void bn_gemm_q1_0_q8_0_neon(const bn_matrix *w, int64_t r0, int64_t r1, const vo
     free(lut);
 }
 
-/* ---- Q8_0 x Q8_0 and TQ2_0 x Q8_K: exact integer block sums, the reference's float steps ---- */
+/* ---- Q8_0 x Q8_0: exact integer block sums, the reference's float steps ---- */
 
 /* sum x[j] * y[j] over 32 int8 pairs: each int16 lane adds two products (<= 2 * 127 * 128). */
 static inline int32_t dot32_i8(const int8_t *x, const int8_t *y) {

@@ -1,6 +1,7 @@
 /* Every instruction-set path this CPU supports against the scalar reference, for every weight
  * type, through bn_matmul (packing, activation quantization, threading) and through each
- * path's gemm directly on row ranges that start and end inside a 16-row tile.
+ * path's gemm directly on row ranges that start and end inside a 16-row tile, and on a matrix
+ * left unprepared (no packed layout).
  *
  * The aarch64 paths (neon, dotprod, i8mm) keep the reference's integer sums and float order,
  * so they must equal it bit for bit; other paths may sum floats in another order and must be
@@ -151,6 +152,12 @@ static int check_case(bn_isa isa, uint32_t type, int64_t rows, int64_t cols, int
         if (bn_matmul(pools[p], isa, &m, x, n_tokens, got, &scratch) != 0) bad++;
         for (size_t i = 0; i < ny; i++) bad += !output_ok(got[i], want[i], mag[i], path_is_exact(isa));
     }
+    /* a matrix that was not prepared (no packed layout) must still be right */
+    bn_matrix plain;
+    bn_matrix_init(&plain, type, rows, cols, w, err, sizeof err);
+    for (size_t i = 0; i < ny; i++) got[i] = NAN;
+    if (bn_matmul(NULL, isa, &plain, x, n_tokens, got, &scratch) != 0) bad++;
+    for (size_t i = 0; i < ny; i++) bad += !output_ok(got[i], want[i], mag[i], path_is_exact(isa));
     /* the activations exactly as bn_matmul quantized them, for direct gemm calls */
     const uint32_t act_type = bn_type_get(type)->vec_dot_type;
     const size_t arow = (size_t)bn_row_bytes(act_type, (uint64_t)cols);
