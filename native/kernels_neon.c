@@ -85,8 +85,10 @@ static void q1_build_lut(const bn_block_q8_0 *a, q1_lut *lut) {
  * that plane's 4 tables. Low-half lookups sum to <= 240 over 2 planes (u8), high-half ones to
  * -128..112 (s8); with t = L + 16 H the dot is 2t - S, the doubling folded into the widening
  * shift. Written in asm because GCC 12 cannot keep the tables in registers here: it reloads
- * them one by one or copies uint8x16x4_t values through the stack (~3 instructions per block
- * more); ld1 of 4 tables needs 4 consecutive registers, so those are fixed (v28-v31). */
+ * them one by one or copies uint8x16x4_t values through the stack (~3 more instructions per
+ * row and block); ld1 of 4 tables needs 4 consecutive registers, so those are fixed (v28-v31).
+ * Q1_PLANE: the 4 lookups of plane register p into the low-half sum l and high-half sum h,
+ * which it starts (Q1_FIRST) or adds to (Q1_NEXT); v0-v3 serve as scratch until the end. */
 #define Q1_PLANE(p, l, h, first)                                 \
     "ld1 {v28.16b-v31.16b}, [%[tab]], #64\n\t"                   \
     "and %[v0].16b, %[" p "].16b, %[m15].16b\n\t"                \
