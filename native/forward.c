@@ -66,7 +66,7 @@ static const float *kv_load(const bn_context *c, const void *cache, int pos, int
     const size_t off = (size_t)pos * kv_row_elems(&c->m->hp) + (size_t)kvh * hd;
     if (c->kv_type == BN_KV_F32) return (const float *)cache + off;
     const uint16_t *h = (const uint16_t *)cache + off;
-    for (int i = 0; i < hd; i++) tmp[i] = bn_fp16_to_fp32(h[i]);
+    bn_fp16_to_fp32_row(h, tmp, hd);
     return tmp;
 }
 
@@ -94,9 +94,7 @@ static void attend_group(const attn_task *a, int t, int kvh, float *scores, floa
     for (int j = 0; j < n_kv; j++) {
         const float *v = kv_load(c, c->v_cache[a->il], j, kvh, tmp);
         for (int g = 0; g < group; g++) {
-            const float p = scores[(size_t)g * c->n_ctx + j];
-            float *o = out + g * hd;
-            for (int i = 0; i < hd; i++) o[i] += p * v[i];
+            bn_axpy_f32(out + g * hd, scores[(size_t)g * c->n_ctx + j], v, hd);
         }
     }
 }

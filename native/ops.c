@@ -1,5 +1,20 @@
 #include <math.h>
+#include <stdatomic.h>
+#include "kernels.h"
 #include "ops.h"
+#include "ops_impl.h"
+#include "quants.h"
+
+/* Some loops below have AVX2 versions (ops_avx2.c) with the same arithmetic, used when the CPU
+ * has them. The check runs once; racing threads all store the same answer. */
+#if defined(BN_HAVE_AVX2_OPS)
+static int use_avx2(void) {
+    static atomic_int have = -1;
+    int h = atomic_load_explicit(&have, memory_order_relaxed);
+    if (h < 0) atomic_store_explicit(&have, h = bn_isa_supported(BN_ISA_AVX2), memory_order_relaxed);
+    return h;
+}
+#endif
 
 void bn_rmsnorm(float *y, const float *x, const float *w, int n, float eps) {
     /* ggml: products in float, summed in double, mean rounded to float, then x * scale * w. */
@@ -73,4 +88,24 @@ float bn_dot_f32(const float *a, const float *b, int n) {
     for (; i < n; i++) sum += a[i] * b[i];
     for (int j = 0; j < 8; j++) sum += acc[j];
     return sum;
+}
+
+void bn_axpy_f32(float *y, float a, const float *x, int n) {
+#if defined(BN_HAVE_AVX2_OPS)
+    if (use_avx2()) {
+        bn_axpy_f32_avx2(y, a, x, n);
+        return;
+    }
+#endif
+    for (int i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+void bn_fp16_to_fp32_row(const uint16_t *h, float *out, int n) {
+#if defined(BN_HAVE_AVX2_OPS)
+    if (use_avx2()) {
+        bn_fp16_to_fp32_row_avx2(h, out, n);
+        return;
+    }
+#endif
+    for (int i = 0; i < n; i++) out[i] = bn_fp16_to_fp32(h[i]);
 }

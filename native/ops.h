@@ -26,4 +26,10 @@ void bn_add(float *y, const float *x, int64_t n);
 
 float bn_dot_f32(const float *a, const float *b, int n);
 
+/* y += a * x, n entries (each product rounded before the add, on every path). */
+void bn_axpy_f32(float *y, float a, const float *x, int n);
+
+/* n fp16 values to F32 (exact either way). */
+void bn_fp16_to_fp32_row(const uint16_t *h, float *out, int n);
+
 #endif
