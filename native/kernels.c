@@ -109,10 +109,10 @@ typedef struct bn_kernel_row {
 #define BN_AVX2_OPS(vec_dot, gemm, pack, quantize)
 #endif
 #if defined(BN_HAVE_NEON_KERNELS)
-#define BN_NEON_OPS(vec_dot, gemm, pack) [BN_ISA_NEON] = {vec_dot, gemm, pack},
+#define BN_NEON_OPS(vec_dot, gemm, pack, quantize) [BN_ISA_NEON] = {vec_dot, gemm, pack, quantize},
 #define BN_DOTPROD_OPS(vec_dot, gemm, pack) [BN_ISA_DOTPROD] = {vec_dot, gemm, pack},
 #else
-#define BN_NEON_OPS(vec_dot, gemm, pack)
+#define BN_NEON_OPS(vec_dot, gemm, pack, quantize)
 #define BN_DOTPROD_OPS(vec_dot, gemm, pack)
 #endif
 
@@ -123,16 +123,16 @@ static const bn_kernel_row kernel_table[] = {
     {BN_TYPE_Q4_0, {[BN_ISA_SCALAR] = {bn_vec_dot_q4_0_q8_0_scalar, NULL, NULL}}},
     {BN_TYPE_Q8_0, {[BN_ISA_SCALAR] = {bn_vec_dot_q8_0_q8_0_scalar, NULL, NULL},
                     BN_AVX2_OPS(bn_vec_dot_q8_0_q8_0_avx2, NULL, NULL, bn_quantize_q8_0_avx2)
-                    BN_NEON_OPS(bn_vec_dot_q8_0_q8_0_neon, NULL, NULL)
+                    BN_NEON_OPS(bn_vec_dot_q8_0_q8_0_neon, NULL, NULL, bn_quantize_q8_0_neon)
                     BN_DOTPROD_OPS(bn_vec_dot_q8_0_q8_0_dotprod, NULL, NULL)}},
     {BN_TYPE_Q1_0, {[BN_ISA_SCALAR] = {bn_vec_dot_q1_0_q8_0_scalar, NULL, NULL},
                     BN_AVX2_OPS(bn_vec_dot_q1_0_q8_0_avx2, bn_gemm_q1_0_q8_0_avx2, bn_pack_q1_0_tile16, bn_quantize_q8_0_avx2)
-                    BN_NEON_OPS(NULL, bn_gemm_q1_0_q8_0_neon, bn_pack_q1_0_tile16)}},
+                    BN_NEON_OPS(NULL, bn_gemm_q1_0_q8_0_neon, bn_pack_q1_0_tile16, bn_quantize_q8_0_neon)}},
     {BN_TYPE_TQ1_0, {[BN_ISA_SCALAR] = {bn_vec_dot_tq1_0_q8_K_scalar, NULL, NULL},
-                     BN_NEON_OPS(bn_vec_dot_tq1_0_q8_K_neon, NULL, NULL)}},
+                     BN_NEON_OPS(bn_vec_dot_tq1_0_q8_K_neon, NULL, NULL, NULL)}},
     {BN_TYPE_TQ2_0, {[BN_ISA_SCALAR] = {bn_vec_dot_tq2_0_q8_K_scalar, NULL, NULL},
                      BN_AVX2_OPS(bn_vec_dot_tq2_0_q8_K_avx2, NULL, NULL, NULL)
-                     BN_NEON_OPS(bn_vec_dot_tq2_0_q8_K_neon, NULL, NULL)
+                     BN_NEON_OPS(bn_vec_dot_tq2_0_q8_K_neon, NULL, NULL, NULL)
                      BN_DOTPROD_OPS(bn_vec_dot_tq2_0_q8_K_dotprod, NULL, NULL)}},
 };
 

@@ -66,6 +66,7 @@ void bn_quantize_q8_0_avx2(const float *x, void *dst, int64_t n);
 void bn_gemm_q1_0_q8_0_neon(const bn_matrix *w, int64_t r0, int64_t r1, const void *act, size_t act_stride,
                             int n_tokens, float *y, int64_t y_stride);
 void bn_vec_dot_q8_0_q8_0_neon(int64_t n, float *s, const void *w, const void *a);
+void bn_quantize_q8_0_neon(const float *x, void *dst, int64_t n);
 void bn_vec_dot_tq2_0_q8_K_neon(int64_t n, float *s, const void *w, const void *a);
 void bn_vec_dot_tq1_0_q8_K_neon(int64_t n, float *s, const void *w, const void *a);
 /* armv8.2 dotprod (kernels_dotprod.c: per-function target attribute, chosen at run time) */

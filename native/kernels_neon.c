@@ -214,6 +214,31 @@ void bn_gemm_q1_0_q8_0_neon(const bn_matrix *w, int64_t r0, int64_t r1, const vo
     free(lut);
 }
 
+/* ---- F32 -> Q8_0 activations, bit-identical to the reference quantizer (quants.c): the same
+ * amax (fmaxnm ignores NaN as fmaxf does), the same scalar d = amax / 127 and 1 / d, the same
+ * products, rounded half away from zero as roundf (fcvtas), fp16 d by the hardware's
+ * round-to-nearest-even conversion. ---- */
+
+void bn_quantize_q8_0_neon(const float *x, void *dst, int64_t n) {
+    bn_block_q8_0 *b = dst;
+    for (int64_t i = 0; i < n / BN_QK8_0; i++, x += BN_QK8_0) {
+        float32x4_t v[8], amax = vdupq_n_f32(0.0f);
+        for (int k = 0; k < 8; k++) {
+            v[k] = vld1q_f32(x + 4 * k);
+            amax = vmaxnmq_f32(amax, vabsq_f32(v[k]));
+        }
+        const float d = vmaxnmvq_f32(amax) / 127.0f;
+        const float id = d != 0.0f ? 1.0f / d : 0.0f;
+        b[i].d = vget_lane_u16(vreinterpret_u16_f16(vcvt_f16_f32(vdupq_n_f32(d))), 0);
+        int16x8_t q16[4];
+        for (int k = 0; k < 4; k++)
+            q16[k] = vcombine_s16(vmovn_s32(vcvtaq_s32_f32(vmulq_n_f32(v[2 * k], id))),
+                                  vmovn_s32(vcvtaq_s32_f32(vmulq_n_f32(v[2 * k + 1], id))));
+        vst1q_s8(b[i].qs, vcombine_s8(vmovn_s16(q16[0]), vmovn_s16(q16[1])));
+        vst1q_s8(b[i].qs + 16, vcombine_s8(vmovn_s16(q16[2]), vmovn_s16(q16[3])));
+    }
+}
+
 /* ---- Q8_0 x Q8_0: exact integer block sums, the reference's float steps ---- */
 
 /* sum x[j] * y[j] over 32 int8 pairs: each int16 lane adds two products (<= 2 * 127 * 128). */

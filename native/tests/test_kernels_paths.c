@@ -38,10 +38,12 @@ static void weight_row(float *out, int64_t r, int64_t cols) {
     }
 }
 
-/* Token t of a batch: random with outliers, constant +1, constant -1, or zeros in places. */
+/* Token t of a batch: random with outliers, constant +1, constant -1, zeros in places, or tiny
+ * values (scales that are fp16 subnormals). */
 static void act_row(float *out, int t, int64_t cols) {
     for (int64_t c = 0; c < cols; c++) {
-        switch (t % 5) {
+        switch (t % 6) {
+        case 5: out[c] = rand_unit() * 1e-5f; break;
         case 1: out[c] = 1.0f; break;
         case 2: out[c] = -1.0f; break;
         case 3: out[c] = c % 64 < 32 ? 0.0f : rand_unit(); break;
