@@ -70,6 +70,9 @@ static const float *kv_load(const bn_context *c, const void *cache, int pos, int
     return tmp;
 }
 
+/* Below this many multiply-adds attention runs on the calling thread (see attention_block). */
+#define BN_MIN_PARALLEL_ATTN_MACS (1 << 17)
+
 typedef struct attn_task {
     bn_context *c;
     int il, n, p0;
@@ -144,7 +147,13 @@ static int attention_block(bn_context *c, const bn_layer *l, int il, int n) {
         return -1;
     position_and_cache(c, l, il, n);
     attn_task task = {c, il, n, c->n_past};
-    bn_threadpool_run(c->pool, attn_worker, &task);
+    /* query-key and weight-value multiply-adds: small ones (a tiny model, a short context)
+     * finish sooner on this thread than a round trip through the pool takes */
+    const double macs = 2.0 * n * (c->n_past + n) * hp->n_head * hp->head_dim;
+    if (macs < BN_MIN_PARALLEL_ATTN_MACS)
+        attn_worker(&task, 0, 1);
+    else
+        bn_threadpool_run(c->pool, attn_worker, &task);
     if (matmul(c, &l->wo, a->att, n, a->xb2)) return -1;
     bn_add(a->x, a->xb2, (int64_t)n * hp->n_embd);
     return 0;
