@@ -31,7 +31,7 @@
  * sub-block's 32 activations and its scale. */
 typedef struct {
     uint8_t tab[4][4][4][16]; /* [sub-block][plane][lo 2m, lo 2m+1, hi 2m, hi 2m+1][group bits] */
-    int32_t sum[4][4];        /* sum of the sub-block's 32 activations, x4 for a vector load */
+    int16_t nsum[4][16];      /* minus the sum of the sub-block's 32 activations, in 16 lanes */
     float d[4];
 } q1_lut;
 
@@ -73,7 +73,9 @@ static void q1_build_lut(const bn_block_q8_0 *a, q1_lut *lut) {
             q1_group_tables(vandq_u8(vreinterpretq_u8_s8(q[h]), vdupq_n_u8(15)), pick, lut->tab[k] + 2 * h, 0);
             q1_group_tables(vreinterpretq_u8_s8(vshrq_n_s8(q[h], 4)), pick, lut->tab[k] + 2 * h, 2);
         }
-        vst1q_s32(lut->sum[k], vdupq_n_s32(vaddlvq_s8(q[0]) + vaddlvq_s8(q[1])));
+        const int16x8_t nsum = vdupq_n_s16((int16_t)-(vaddlvq_s8(q[0]) + vaddlvq_s8(q[1])));
+        vst1q_s16(lut->nsum[k], nsum);
+        vst1q_s16(lut->nsum[k] + 8, nsum);
         lut->d[k] = bn_arm_fp16_to_f32(a[k].d);
     }
 }
@@ -83,8 +85,8 @@ static void q1_build_lut(const bn_block_q8_0 *a, q1_lut *lut) {
 /* Signed dot of one sub-block for the 16 rows of a tile, as 4 x 4 int32 (|v| <= 32 * 127).
  * Per bit-plane m, the low nibbles (group 2m) and high nibbles (group 2m+1) of 16 rows index
  * that plane's 4 tables. Low-half lookups sum to <= 240 over 2 planes (u8), high-half ones to
- * -128..112 (s8); with t = L + 16 H the dot is 2t - S, the doubling folded into the widening
- * shift. Written in asm because GCC 12 cannot keep the tables in registers here: it reloads
+ * -128..112 (s8); the dot 2 (L + 16 H) - S is accumulated in int16 lanes (exact: the result
+ * fits, and intermediate wrap-around cancels) by widening multiply-adds onto -S. Written in asm because GCC 12 cannot keep the tables in registers here: it reloads
  * them one by one or copies uint8x16x4_t values through the stack (~3 more instructions per
  * row and block); ld1 of 4 tables needs 4 consecutive registers, so those are fixed (v28-v31).
  * Q1_PLANE: the 4 lookups of plane register p into the low-half sum l and high-half sum h,
@@ -106,7 +108,7 @@ static void q1_build_lut(const bn_block_q8_0 *a, q1_lut *lut) {
 #define Q1_FIRST(a, b) a
 #define Q1_NEXT(a, b) b
 
-static inline void q1_sub_dots(const uint8_t **planes, const uint8_t **tab, const int32_t **sum, int32x4_t v[4]) {
+static inline void q1_sub_dots(const uint8_t **planes, const uint8_t **tab, const int16_t **nsum, int32x4_t v[4]) {
     uint8x16_t p0, p1, la, ha, lb, hb;
     int32x4_t v0, v1, v2, v3;
     __asm__("ldp %q[p0], %q[p1], [%[pl]], #32\n\t"
@@ -115,26 +117,25 @@ static inline void q1_sub_dots(const uint8_t **planes, const uint8_t **tab, cons
             "ldp %q[p0], %q[p1], [%[pl]], #32\n\t"
             Q1_PLANE("p0", "lb", "hb", Q1_FIRST)
             Q1_PLANE("p1", "lb", "hb", Q1_NEXT)
-            "uaddl %[p0].8h, %[la].8b, %[lb].8b\n\t"
-            "uaddl2 %[p1].8h, %[la].16b, %[lb].16b\n\t"
-            "saddl %[v0].8h, %[ha].8b, %[hb].8b\n\t"
-            "saddl2 %[v1].8h, %[ha].16b, %[hb].16b\n\t"
-            "mla %[p0].8h, %[v0].8h, %[c16].8h\n\t"
-            "mla %[p1].8h, %[v1].8h, %[c16].8h\n\t"
-            "ldr %q[la], [%[sum]], #16\n\t"
-            "sshll %[v0].4s, %[p0].4h, #1\n\t"
-            "sshll2 %[v1].4s, %[p0].8h, #1\n\t"
-            "sshll %[v2].4s, %[p1].4h, #1\n\t"
-            "sshll2 %[v3].4s, %[p1].8h, #1\n\t"
-            "sub %[v0].4s, %[v0].4s, %[la].4s\n\t"
-            "sub %[v1].4s, %[v1].4s, %[la].4s\n\t"
-            "sub %[v2].4s, %[v2].4s, %[la].4s\n\t"
-            "sub %[v3].4s, %[v3].4s, %[la].4s"
+            "ldp %q[p0], %q[p1], [%[nsum]], #32\n\t"
+            "umlal %[p0].8h, %[la].8b, %[c2].8b\n\t"
+            "umlal2 %[p1].8h, %[la].16b, %[c2].16b\n\t"
+            "umlal %[p0].8h, %[lb].8b, %[c2].8b\n\t"
+            "umlal2 %[p1].8h, %[lb].16b, %[c2].16b\n\t"
+            "smlal %[p0].8h, %[ha].8b, %[c32].8b\n\t"
+            "smlal2 %[p1].8h, %[ha].16b, %[c32].16b\n\t"
+            "smlal %[p0].8h, %[hb].8b, %[c32].8b\n\t"
+            "smlal2 %[p1].8h, %[hb].16b, %[c32].16b\n\t"
+            "sxtl %[v0].4s, %[p0].4h\n\t"
+            "sxtl2 %[v1].4s, %[p0].8h\n\t"
+            "sxtl %[v2].4s, %[p1].4h\n\t"
+            "sxtl2 %[v3].4s, %[p1].8h"
             : [v0] "=&w"(v0), [v1] "=&w"(v1), [v2] "=&w"(v2), [v3] "=&w"(v3), [p0] "=&w"(p0), [p1] "=&w"(p1),
               [la] "=&w"(la), [ha] "=&w"(ha), [lb] "=&w"(lb), [hb] "=&w"(hb), [pl] "+r"(*planes), [tab] "+r"(*tab),
-              [sum] "+r"(*sum)
-            : [m15] "w"(vdupq_n_u8(15)), [c16] "w"(vdupq_n_s16(16)), "m"(*(const uint8_t(*)[4 * BN_Q1_TILE]) * planes),
-              "m"(*(const uint8_t(*)[256]) * tab), "m"(**(const int32_t(*)[4]) * sum)
+              [nsum] "+r"(*nsum)
+            : [m15] "w"(vdupq_n_u8(15)), [c2] "w"(vdupq_n_u8(2)), [c32] "w"(vdupq_n_s8(32)),
+              "m"(*(const uint8_t(*)[4 * BN_Q1_TILE]) * planes), "m"(*(const uint8_t(*)[256]) * tab),
+              "m"(**(const int16_t(*)[16]) * nsum)
             : "v28", "v29", "v30", "v31");
     v[0] = v0;
     v[1] = v1;
@@ -148,13 +149,13 @@ static inline void q1_tile_dots(const uint8_t *tb, const q1_lut *lut, int64_t nb
     float32x4_t sumf[4] = {vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f), vdupq_n_f32(0.0f)};
     for (int64_t i = 0; i < nb; i++, tb += BN_Q1_TILE_BLOCK) {
         const uint8_t *planes = tb, *tab = lut[i].tab[0][0][0];
-        const int32_t *sum = lut[i].sum[0];
+        const int16_t *nsum = lut[i].nsum[0];
         const float32x4_t d8 = vld1q_f32(lut[i].d);
         float32x4_t part[4];
 #pragma GCC unroll 4
         for (int k = 0; k < 4; k++) {
             int32x4_t v[4];
-            q1_sub_dots(&planes, &tab, &sum, v);
+            q1_sub_dots(&planes, &tab, &nsum, v);
             for (int q = 0; q < 4; q++) {
                 const float32x4_t prod = vmulq_laneq_f32(vcvtq_f32_s32(v[q]), d8, k);
                 part[q] = k ? vaddq_f32(part[q], prod) : prod;
