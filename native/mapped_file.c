@@ -1,4 +1,4 @@
-#define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE /* madvise */
 #include "mapped_file.h"
 
 #include <errno.h>
@@ -63,4 +63,12 @@ void bn_mapped_file_close(bn_mapped_file *f) {
     if (!f) return;
     if (f->data) munmap((void *)f->data, (size_t)f->size);
     free(f);
+}
+
+void bn_mapped_file_drop(const bn_mapped_file *f, const void *p, size_t n) {
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t begin = ((uintptr_t)p + page - 1) & ~(page - 1), end = ((uintptr_t)p + n) & ~(page - 1);
+    if (!f || !f->data || (const uint8_t *)p < f->data || (const uint8_t *)p + n > f->data + f->size) return;
+    /* the mapping is private and never written: dropped pages read back from the file if used */
+    if (begin < end) madvise((void *)begin, end - begin, MADV_DONTNEED);
 }

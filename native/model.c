@@ -130,6 +130,8 @@ static int bind_matrix(const bn_model *m, const char *name, int64_t cols, int64_
     if (bn_matrix_init(out, t->type, rows, cols, t->data, msg, sizeof msg) ||
         (prepare && bn_matrix_prepare(out, m->isa, msg, sizeof msg)))
         return bn_fail(err, errlen, "tensor '%s': %s", name, msg);
+    /* a repacked matrix is read from its copy: its file pages need not stay resident */
+    if (out->packed) bn_mapped_file_drop(m->gguf->file, t->data, (size_t)t->n_bytes);
     return 0;
 }
 
