@@ -9,7 +9,7 @@
 #
 # Installs what it needs when missing (cross compiler, qemu-user, glib headers) and builds the
 # plugin from Debian's qemu source in a temporary directory (never committed: GPL).
-# Usage: scripts/bench-arm.sh [> bench/arm-insns.json]; progress goes to stderr.
+# Usage: scripts/bench-arm.sh [> native/bench/arm-insns.json]; progress goes to stderr.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

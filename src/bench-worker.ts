@@ -2,6 +2,7 @@
 // engine or the peer (node-llama-cpp). Takes a WorkerSpec as JSON in argv[2], sends one
 // WorkerReply over IPC, and exits.
 import { Model } from './engine.js';
+import { peerModuleUrl } from './peer.js';
 
 export interface WorkerSpec {
   engine: 'bonsai' | 'peer';
@@ -138,13 +139,9 @@ interface PeerModule {
 }
 
 async function openPeer(spec: WorkerSpec): Promise<{ engine: Engine; loadMs: number }> {
-  const moduleName = 'node-llama-cpp';
-  let peer: PeerModule;
-  try {
-    peer = (await import(moduleName)) as PeerModule;
-  } catch (e) {
-    throw new Error(`node-llama-cpp is not installed (${(e as Error).message.split('\n')[0]})`);
-  }
+  const url = peerModuleUrl();
+  if (!url) throw new Error('node-llama-cpp is not installed: run scripts/install-peer.sh');
+  const peer = (await import(url)) as PeerModule;
   // Prebuilt CPU binary only: never download or compile llama.cpp; maxThreads 0 makes `threads` exact.
   const llama = await peer.getLlama({ gpu: false, build: 'never', maxThreads: 0, logLevel: 'error', progressLogs: false });
   const started = performance.now();

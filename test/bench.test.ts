@@ -1,6 +1,5 @@
 // bonsai bench: its statistics, the weight traffic it attributes to a token, the exact --json
 // document, and a run against the peer. Functional only: no assertion on speed.
-import { createRequire } from 'node:module';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -10,6 +9,7 @@ import { readGguf } from '../src/gguf.js';
 import { native } from '../src/native.js';
 import { synthesize } from '../src/synth.js';
 import { runCli } from './helpers/cli.js';
+import { peerModuleUrl } from '../src/peer.js';
 
 const tmp = mkdtempSync(path.join(tmpdir(), 'bonsai-bench-'));
 const MODEL = path.join(tmp, 'tiny-1layer.gguf');
@@ -19,14 +19,6 @@ afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 const JSON_KEYS = ['bandwidth_gbps', 'load_ms', 'rss_mb', 'peer_rss_mb', 'results'];
 const RESULT_KEYS = ['test', 'threads', 'tokens_per_s', 'sd', 'bw_fraction', 'peer_tokens_per_s', 'ratio'];
 
-function peerInstalled(): boolean {
-  try {
-    createRequire(import.meta.url).resolve('node-llama-cpp');
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 describe('bench figures', () => {
   it('mean and sample standard deviation as llama-bench reports them', () => {
@@ -96,7 +88,7 @@ describe('bonsai bench (command line)', () => {
     }
   });
 
-  it.skipIf(!peerInstalled())('--vs-peer runs node-llama-cpp on the same file and gives the ratio', async () => {
+  it.skipIf(!peerModuleUrl())('--vs-peer runs node-llama-cpp on the same file and gives the ratio', async () => {
     const r = await runCli(['bench', '-m', MODEL, '-p', '16', '-n', '4', '-t', '1', '-r', '1', '--vs-peer'], 180_000);
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/\| tg4 +\| 1 +\|.*\| +[\d.]+ ± [\d.]+ \| +[\d.]+x \|/);
