@@ -161,6 +161,7 @@ describe('errors are one clear line and a non-zero exit', () => {
       return ['inspect', f];
     }, /truncated|ends|past the end/i],
     ['a bad option value', () => ['run', '-m', 'x.gguf', '-n', 'many'], /n-predict must be an integer/],
+    ['a KV cache type that does not exist', () => ['run', '-m', 'x.gguf', '--kv-type', 'q8'], /Allowed choices are f32, f16/],
   ];
   for (const [what, args, message] of cases) {
     it(what, async () => {

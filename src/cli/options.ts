@@ -1,5 +1,5 @@
 // Option parsers and model loading shared by the CLI commands.
-import { InvalidArgumentError, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { Model, defaultThreads, type LoadOptions } from '../engine.js';
 
 export function intOption(name: string, min: number, max = Number.MAX_SAFE_INTEGER) {
@@ -37,7 +37,7 @@ export function addModelOptions(cmd: Command): Command {
     .requiredOption('-m, --model <file>', 'GGUF model file')
     .option('-t, --threads <n>', 'worker threads', intOption('threads', 1, 256), defaultThreads())
     .option('-c, --ctx-size <n>', 'context size in tokens (default: min(training context, 4096))', intOption('ctx-size', 1, 1 << 20))
-    .option('--kv-type <type>', 'KV cache type: f32 or f16', 'f32')
+    .addOption(new Option('--kv-type <type>', 'KV cache type').choices(['f32', 'f16']).default('f32'))
     .option('--kernels <path>', 'force a kernel path (scalar, neon, dotprod, i8mm, avx2, avx512)');
 }
 
@@ -45,14 +45,11 @@ export interface ModelCliOptions {
   model: string;
   threads: number;
   ctxSize?: number;
-  kvType: string;
+  kvType: 'f32' | 'f16';
   kernels?: string;
 }
 
 export async function loadModel(opts: ModelCliOptions): Promise<Model> {
-  if (opts.kvType !== 'f32' && opts.kvType !== 'f16') {
-    throw new InvalidArgumentError(`--kv-type must be f32 or f16, not '${opts.kvType}'`);
-  }
   const load: LoadOptions = { threads: opts.threads, kvType: opts.kvType };
   if (opts.ctxSize !== undefined) load.contextSize = opts.ctxSize;
   if (opts.kernels !== undefined) load.kernels = opts.kernels;
