@@ -5,21 +5,12 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include "harness.h"
+#include "kernel_oracles.h"
 #include "kernels.h"
 #include "kernels_impl.h"
 #include "quants.h"
 
 #define N_ACT 4 /* activation rows in ggml-kernels/act_nN.f32 */
-
-/* Dequantized activation row (Q8_K has no to_float: it is d * q). */
-static void act_to_float(uint32_t act_type, const void *blocks, float *out, int64_t n) {
-    if (act_type != BN_TYPE_Q8_K) {
-        bn_type_get(act_type)->to_float(blocks, out, n);
-        return;
-    }
-    const bn_block_q8_K *b = blocks;
-    for (int64_t i = 0; i < n; i++) out[i] = b[i / BN_QK_K].d * b[i / BN_QK_K].qs[i % BN_QK_K];
-}
 
 /* sum |w_i a_i| in double: the scale float rounding errors of a dot are measured against. */
 static double dot_magnitude(uint32_t type, const void *wrow, uint32_t act_type, const void *arow, int64_t n) {

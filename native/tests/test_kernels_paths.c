@@ -14,6 +14,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include "harness.h"
+#include "kernel_oracles.h"
 #include "kernels.h"
 #include "kernels_impl.h"
 #include "quants.h"
@@ -67,16 +68,6 @@ static uint8_t *make_weights(uint32_t type, int64_t rows, int64_t cols) {
 
 static int path_is_exact(bn_isa isa) {
     return isa == BN_ISA_NEON || isa == BN_ISA_DOTPROD || isa == BN_ISA_I8MM;
-}
-
-/* Dequantized activation row (Q8_K has no to_float: it is d * q). */
-static void act_to_float(uint32_t act_type, const void *blocks, float *out, int64_t n) {
-    if (act_type != BN_TYPE_Q8_K) {
-        bn_type_get(act_type)->to_float(blocks, out, n);
-        return;
-    }
-    const bn_block_q8_K *b = blocks;
-    for (int64_t i = 0; i < n; i++) out[i] = b[i / BN_QK_K].d * b[i / BN_QK_K].qs[i % BN_QK_K];
 }
 
 /* y = W x by the scalar reference (each activation row quantized alone, one vec_dot per
