@@ -125,10 +125,9 @@ export class Model {
     this.context.setThreads(n);
   }
 
-  /** The token ids a request's prompt becomes. */
-  promptIds(request: GenerateRequest): number[] {
+  /** The token ids of a request without chat messages: its ids as given, or its prompt text. */
+  private plainPromptIds(request: GenerateRequest): number[] {
     if (request.promptIds) return request.promptIds;
-    if (request.messages) return this.chatPrompt(request.messages, request.enableThinking).ids;
     const ids = this.tokenizer.encode(request.prompt ?? '', { addSpecial: true });
     if (ids.length === 0) {
       if (this.tokenizer.bos === undefined) throw new EngineError('bad_request', 'empty prompt and the model has no BOS token');
@@ -165,7 +164,7 @@ export class Model {
 
   async generate(request: GenerateRequest, options: GenerateOptions = {}): Promise<GenerateResult> {
     const chat = request.messages ? this.chatPrompt(request.messages, request.enableThinking) : undefined;
-    const promptIds = chat ? chat.ids : this.promptIds(request);
+    const promptIds = chat ? chat.ids : this.plainPromptIds(request);
     if (promptIds.length >= this.context.nCtx) {
       throw new EngineError('too_large', `prompt has ${promptIds.length} tokens, context holds ${this.context.nCtx}`);
     }
