@@ -218,17 +218,22 @@ void bn_scratch_free(bn_scratch *s) {
 
 /* ---- matmul ---- */
 
-/* Output rows are split in multiples of 16 so that threads never share a cache line of y. */
-#define BN_ROW_ALIGN 16
+/* Output rows are split in multiples of 32 so that threads never share a cache line of y, nor
+ * (for the tiled layouts, up to 32 rows a tile) a weight tile. */
+#define BN_ROW_ALIGN 32
 /* Activation rows kept hot while a weight row is streamed across them. */
 #define BN_TOKEN_TILE 8
+/* Matrices one job may cover (q, k and v of a layer). */
+#define BN_MAX_GROUP 4
 
 typedef struct {
-    const bn_matrix *w;
+    const bn_matrix *w[BN_MAX_GROUP];
+    float *y[BN_MAX_GROUP];
+    int n_mats;
     bn_kernel_ops ops;
     const float *x;
+    int64_t cols;
     int n_tokens;
-    float *y;
     bn_from_float_fn quantize; /* NULL when activations are used as F32 */
     uint32_t act_block;        /* elements per activation block */
     size_t act_block_bytes;
@@ -242,34 +247,49 @@ typedef struct {
 static void quantize_task(void *arg, int ith, int nth) {
     matmul_job *j = arg;
     long b0, b1;
-    long blocks = (long)(j->n_tokens * (j->w->cols / (int64_t)j->act_block));
+    long blocks = (long)(j->n_tokens * (j->cols / (int64_t)j->act_block));
     bn_split_range(blocks, 1, ith, nth, &b0, &b1);
     if (b0 < b1)
         j->quantize(j->x + b0 * (long)j->act_block, j->qbuf + (size_t)b0 * j->act_block_bytes,
                     (b1 - b0) * (int64_t)j->act_block);
 }
 
-static void vec_dot_rows(const matmul_job *j, int64_t r0, int64_t r1) {
-    const bn_matrix *w = j->w;
+static void vec_dot_rows(const matmul_job *j, const bn_matrix *w, float *y, int64_t r0, int64_t r1) {
     for (int t0 = 0; t0 < j->n_tokens; t0 += BN_TOKEN_TILE) {
         int t1 = t0 + BN_TOKEN_TILE < j->n_tokens ? t0 + BN_TOKEN_TILE : j->n_tokens;
         for (int64_t r = r0; r < r1; r++) {
             const uint8_t *wr = w->data + (size_t)r * w->row_bytes;
             for (int t = t0; t < t1; t++)
-                j->ops.vec_dot(w->cols, &j->y[(int64_t)t * w->rows + r], wr, j->act + (size_t)t * j->act_stride);
+                j->ops.vec_dot(w->cols, &y[(int64_t)t * w->rows + r], wr, j->act + (size_t)t * j->act_stride);
         }
     }
 }
 
+static long row_units(const bn_matrix *w) { return (long)((w->rows + BN_ROW_ALIGN - 1) / BN_ROW_ALIGN); }
+
+/* The group's rows, in units of BN_ROW_ALIGN, one matrix after another, are split evenly over
+ * the threads (the matrices share cols, so a row costs the same in each); each thread runs
+ * the part of its range that falls in each matrix. */
 static void dot_task(void *arg, int ith, int nth) {
     matmul_job *j = arg;
-    long r0, r1;
-    bn_split_range((long)j->w->rows, BN_ROW_ALIGN, ith, nth, &r0, &r1);
-    if (r0 >= r1) return;
-    if (j->ops.gemm)
-        j->ops.gemm(j->w, r0, r1, j->act, j->act_stride, j->n_tokens, j->y, j->w->rows);
-    else
-        vec_dot_rows(j, r0, r1);
+    long units = 0;
+    for (int i = 0; i < j->n_mats; i++) units += row_units(j->w[i]);
+    long u0, u1;
+    bn_split_range(units, 1, ith, nth, &u0, &u1);
+    for (int i = 0; i < j->n_mats && u0 < u1; i++) {
+        const bn_matrix *w = j->w[i];
+        const long n = row_units(w);
+        if (u0 < n) {
+            const int64_t r0 = (int64_t)u0 * BN_ROW_ALIGN, end = (int64_t)(u1 < n ? u1 : n) * BN_ROW_ALIGN;
+            const int64_t r1 = end < w->rows ? end : w->rows;
+            if (j->ops.gemm)
+                j->ops.gemm(w, r0, r1, j->act, j->act_stride, j->n_tokens, j->y[i], w->rows);
+            else
+                vec_dot_rows(j, w, j->y[i], r0, r1);
+        }
+        u0 = u0 > n ? u0 - n : 0;
+        u1 -= n;
+    }
 }
 
 /* Products smaller than this many multiply-adds run on the calling thread alone: they take a few
@@ -289,25 +309,44 @@ static void run(bn_threadpool *pool, bn_task_fn fn, void *arg) {
         fn(arg, 0, 1);
 }
 
-int bn_matmul(bn_threadpool *pool, bn_isa isa, const bn_matrix *w, const float *x, int n_tokens,
-              float *y, bn_scratch *scratch) {
-    matmul_job j = {.w = w, .x = x, .n_tokens = n_tokens, .y = y};
+int bn_matmul_group(bn_threadpool *pool, bn_isa isa, const bn_matrix *const *w, float *const *y, int n_mats,
+                    const float *x, int n_tokens, bn_scratch *scratch) {
+    if (n_mats < 1) return -1;
+    int shared = n_mats <= BN_MAX_GROUP;
+    for (int i = 1; i < n_mats; i++) shared &= w[i]->type == w[0]->type && w[i]->cols == w[0]->cols;
+    if (!shared) { /* mixed-type files (say, v in Q8_0 among Q1_0) take one pass per matrix */
+        for (int i = 0; i < n_mats; i++)
+            if (bn_matmul_group(pool, isa, &w[i], &y[i], 1, x, n_tokens, scratch) != 0) return -1;
+        return 0;
+    }
+    matmul_job j = {.n_mats = n_mats, .x = x, .cols = w[0]->cols, .n_tokens = n_tokens};
+    double macs = 0;
+    for (int i = 0; i < n_mats; i++) {
+        j.w[i] = w[i];
+        j.y[i] = y[i];
+        macs += (double)w[i]->rows * (double)w[i]->cols * n_tokens;
+    }
     if (n_tokens <= 0) return 0;
-    if ((double)w->rows * (double)w->cols * n_tokens < BN_MIN_PARALLEL_MACS) pool = NULL;
-    if (bn_kernel_ops_get(w->type, isa, &j.ops) != 0) return -1;
-    uint32_t act_type = bn_type_get(w->type)->vec_dot_type;
+    if (macs < BN_MIN_PARALLEL_MACS) pool = NULL;
+    if (bn_kernel_ops_get(w[0]->type, isa, &j.ops) != 0) return -1;
+    uint32_t act_type = bn_type_get(w[0]->type)->vec_dot_type;
     const bn_type_traits *at = bn_type_get(act_type);
     j.act_block = at->block_size;
     j.act_block_bytes = at->block_bytes;
-    j.act_stride = (size_t)bn_row_bytes(act_type, (uint64_t)w->cols);
+    j.act_stride = (size_t)bn_row_bytes(act_type, (uint64_t)j.cols);
     if (act_type == BN_TYPE_F32) {
         j.act = (const uint8_t *)x; /* F32 weights dot the activations as they are */
     } else {
         if (scratch_reserve(scratch, j.act_stride * (size_t)n_tokens) != 0) return -1;
         j.quantize = j.ops.quantize ? j.ops.quantize : at->from_float;
         j.act = j.qbuf = scratch->buf;
-        run((size_t)n_tokens * (size_t)w->cols <= BN_SERIAL_QUANTIZE_VALUES ? NULL : pool, quantize_task, &j);
+        run((size_t)n_tokens * (size_t)j.cols <= BN_SERIAL_QUANTIZE_VALUES ? NULL : pool, quantize_task, &j);
     }
     run(pool, dot_task, &j);
     return 0;
+}
+
+int bn_matmul(bn_threadpool *pool, bn_isa isa, const bn_matrix *w, const float *x, int n_tokens,
+              float *y, bn_scratch *scratch) {
+    return bn_matmul_group(pool, isa, &w, &y, 1, x, n_tokens, scratch);
 }

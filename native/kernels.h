@@ -1,5 +1,5 @@
 /* Matrix products between quantized weights and F32 activations.
- * The forward pass calls only bn_matmul; how a type is multiplied on which instruction set
+ * The forward pass calls only bn_matmul and bn_matmul_group; how a type is multiplied on which instruction set
  * (activation quantization, repacking, SIMD path) lives behind it. */
 #ifndef BN_KERNELS_H
 #define BN_KERNELS_H
@@ -62,5 +62,11 @@ void bn_scratch_free(bn_scratch *s);
  * Returns 0, or -1 on allocation failure. */
 int bn_matmul(bn_threadpool *pool, bn_isa isa, const bn_matrix *w, const float *x, int n_tokens,
               float *y, bn_scratch *scratch);
+
+/* y[i] = w[i] x for n_mats matrices applied to the same x (a layer's q, k and v; gate and up):
+ * when they share type and cols, x is quantized once and one pass of the pool covers all of
+ * them, its threads splitting their rows together; otherwise one bn_matmul each. */
+int bn_matmul_group(bn_threadpool *pool, bn_isa isa, const bn_matrix *const *w, float *const *y, int n_mats,
+                    const float *x, int n_tokens, bn_scratch *scratch);
 
 #endif
