@@ -1,5 +1,6 @@
 /* The forward pass of llama/qwen3 decoders over a batch of tokens: every projection is one
- * bn_matmul over all tokens of the batch; attention runs per (token, kv head group) on the thread pool. */
+ * bn_matmul over all tokens of the batch (q/k/v, and gate/up, as one group each); attention
+ * runs per (token, kv head group) on the thread pool. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,11 @@ static int acts_reserve(bn_context *c, int n) {
 
 static int matmul(bn_context *c, const bn_matrix *w, const float *x, int n, float *y) {
     return bn_matmul(c->pool, c->m->isa, w, x, n, y, &c->scratch);
+}
+
+/* Several projections of the same x in one pass of the pool (fewer wake-ups per token). */
+static int matmul_group(bn_context *c, const bn_matrix *const *w, float *const *y, int n_mats, const float *x, int n) {
+    return bn_matmul_group(c->pool, c->m->isa, w, y, n_mats, x, n, &c->scratch);
 }
 
 static size_t kv_row_elems(const bn_hparams *hp) { return (size_t)hp->n_head_kv * hp->head_dim; }
@@ -142,9 +148,9 @@ static int attention_block(bn_context *c, const bn_layer *l, int il, int n) {
     const bn_hparams *hp = &c->m->hp;
     bn_acts *a = &c->acts;
     norm_rows(a->xb, a->x, l->attn_norm, n, hp->n_embd, hp->rms_eps);
-    if (matmul(c, &l->wq, a->xb, n, a->q) || matmul(c, &l->wk, a->xb, n, a->k) ||
-        matmul(c, &l->wv, a->xb, n, a->v))
-        return -1;
+    const bn_matrix *qkv[] = {&l->wq, &l->wk, &l->wv};
+    float *const qkv_out[] = {a->q, a->k, a->v};
+    if (matmul_group(c, qkv, qkv_out, 3, a->xb, n)) return -1;
     position_and_cache(c, l, il, n);
     attn_task task = {c, il, n, c->n_past};
     /* query-key and weight-value multiply-adds: small ones (a tiny model, a short context)
@@ -163,7 +169,9 @@ static int ffn_block(bn_context *c, const bn_layer *l, int n) {
     const bn_hparams *hp = &c->m->hp;
     bn_acts *a = &c->acts;
     norm_rows(a->xb, a->x, l->ffn_norm, n, hp->n_embd, hp->rms_eps);
-    if (matmul(c, &l->w_gate, a->xb, n, a->gate) || matmul(c, &l->w_up, a->xb, n, a->up)) return -1;
+    const bn_matrix *gate_up[] = {&l->w_gate, &l->w_up};
+    float *const gate_up_out[] = {a->gate, a->up};
+    if (matmul_group(c, gate_up, gate_up_out, 2, a->xb, n)) return -1;
     bn_swiglu(a->gate, a->up, (int64_t)n * hp->n_ff);
     if (matmul(c, &l->w_down, a->gate, n, a->xb2)) return -1;
     bn_add(a->x, a->xb2, (int64_t)n * hp->n_embd);
