@@ -1,8 +1,11 @@
 /* Model binding: hyperparameters from GGUF metadata and weight tensors checked against them.
  * Matrices point into the mapped file (bn_matrix_prepare may add a packed copy). */
+#define _POSIX_C_SOURCE 200809L
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <stdio.h>
+#include <unistd.h>
 #include "engine_internal.h"
 #include "common.h"
 #include "quants.h"
@@ -122,16 +125,13 @@ static int bind_norm(const bn_gguf *g, const char *name, int64_t n, const float 
     return 0;
 }
 
-static int bind_matrix(const bn_model *m, const char *name, int64_t cols, int64_t rows, int prepare,
-                       bn_matrix *out, char *err, size_t errlen) {
+static int bind_matrix(const bn_model *m, const char *name, int64_t cols, int64_t rows, bn_matrix *out,
+                       char *err, size_t errlen) {
     const bn_gguf_tensor *t = find_checked(m->gguf, name, cols, rows, err, errlen);
     if (!t) return -1;
     char msg[256];
-    if (bn_matrix_init(out, t->type, rows, cols, t->data, msg, sizeof msg) ||
-        (prepare && bn_matrix_prepare(out, m->isa, msg, sizeof msg)))
+    if (bn_matrix_init(out, t->type, rows, cols, t->data, msg, sizeof msg))
         return bn_fail(err, errlen, "tensor '%s': %s", name, msg);
-    /* a repacked matrix is read from its copy: its file pages need not stay resident */
-    if (out->packed) bn_mapped_file_drop(m->gguf->file, t->data, (size_t)t->n_bytes);
     return 0;
 }
 
@@ -143,14 +143,14 @@ static int bind_layer(bn_model *m, int il, char *err, size_t errlen) {
     char name[96];
 #define NAME(s) (snprintf(name, sizeof name, "blk.%d." s ".weight", il), name)
     if (bind_norm(m->gguf, NAME("attn_norm"), e, &l->attn_norm, err, errlen) ||
-        bind_matrix(m, NAME("attn_q"), e, q, 1, &l->wq, err, errlen) ||
-        bind_matrix(m, NAME("attn_k"), e, kv, 1, &l->wk, err, errlen) ||
-        bind_matrix(m, NAME("attn_v"), e, kv, 1, &l->wv, err, errlen) ||
-        bind_matrix(m, NAME("attn_output"), q, e, 1, &l->wo, err, errlen) ||
+        bind_matrix(m, NAME("attn_q"), e, q, &l->wq, err, errlen) ||
+        bind_matrix(m, NAME("attn_k"), e, kv, &l->wk, err, errlen) ||
+        bind_matrix(m, NAME("attn_v"), e, kv, &l->wv, err, errlen) ||
+        bind_matrix(m, NAME("attn_output"), q, e, &l->wo, err, errlen) ||
         bind_norm(m->gguf, NAME("ffn_norm"), e, &l->ffn_norm, err, errlen) ||
-        bind_matrix(m, NAME("ffn_gate"), e, hp->n_ff, 1, &l->w_gate, err, errlen) ||
-        bind_matrix(m, NAME("ffn_up"), e, hp->n_ff, 1, &l->w_up, err, errlen) ||
-        bind_matrix(m, NAME("ffn_down"), hp->n_ff, e, 1, &l->w_down, err, errlen))
+        bind_matrix(m, NAME("ffn_gate"), e, hp->n_ff, &l->w_gate, err, errlen) ||
+        bind_matrix(m, NAME("ffn_up"), e, hp->n_ff, &l->w_up, err, errlen) ||
+        bind_matrix(m, NAME("ffn_down"), hp->n_ff, e, &l->w_down, err, errlen))
         return -1;
     if (hp->qk_norm && (bind_norm(m->gguf, NAME("attn_q_norm"), hp->head_dim, &l->q_norm, err, errlen) ||
                         bind_norm(m->gguf, NAME("attn_k_norm"), hp->head_dim, &l->k_norm, err, errlen)))
@@ -167,17 +167,77 @@ static int bind_tensors(bn_model *m, char *err, size_t errlen) {
         return bn_fail(err, errlen, "tensor 'token_embd.weight' has %llu rows",
                        (unsigned long long)emb->ne[1]);
     hp->n_vocab = (int)emb->ne[1];
-    if (bind_matrix(m, "token_embd.weight", hp->n_embd, hp->n_vocab, 0, &m->tok_embd, err, errlen) ||
+    if (bind_matrix(m, "token_embd.weight", hp->n_embd, hp->n_vocab, &m->tok_embd, err, errlen) ||
         bind_norm(m->gguf, "output_norm.weight", hp->n_embd, &m->output_norm, err, errlen))
         return -1;
     hp->tied_output = bn_gguf_find_tensor(m->gguf, "output.weight") == NULL;
     const char *out_name = hp->tied_output ? "token_embd.weight" : "output.weight";
-    if (bind_matrix(m, out_name, hp->n_embd, hp->n_vocab, 1, &m->output, err, errlen)) return -1;
+    if (bind_matrix(m, out_name, hp->n_embd, hp->n_vocab, &m->output, err, errlen)) return -1;
     m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
     if (!m->layers) return bn_fail(err, errlen, "out of memory");
     for (int il = 0; il < hp->n_layer; il++)
         if (bind_layer(m, il, err, errlen)) return -1;
     return 0;
+}
+
+#define BN_MATRICES_PER_LAYER 7
+
+static void layer_matrices(bn_layer *l, bn_matrix *out[BN_MATRICES_PER_LAYER]) {
+    bn_matrix *mats[BN_MATRICES_PER_LAYER] = {&l->wq, &l->wk, &l->wv, &l->wo, &l->w_gate, &l->w_up, &l->w_down};
+    memcpy(out, mats, sizeof mats);
+}
+
+/* The matrices that are multiplied (all but tok_embd, whose rows are only looked up). */
+static int multiplied_matrices(bn_model *m, bn_matrix **out) {
+    out[0] = &m->output;
+    for (int il = 0; il < m->hp.n_layer; il++) layer_matrices(&m->layers[il], out + 1 + il * BN_MATRICES_PER_LAYER);
+    return 1 + m->hp.n_layer * BN_MATRICES_PER_LAYER;
+}
+
+/* Threads that repack a model's matrices at load: the work is memory-bound, so a few suffice. */
+#define BN_PREPARE_THREADS 4
+
+typedef struct prepare_job {
+    bn_model *m;
+    bn_matrix **mats;
+    int n;
+    atomic_int next;   /* next matrix to take */
+    atomic_int failed; /* index + 1 of a matrix that failed, 0 if none */
+    char err[256];
+} prepare_job;
+
+/* Each thread takes matrices until none are left (their sizes differ too much to split evenly). */
+static void prepare_worker(void *arg, int ith, int nth) {
+    prepare_job *j = arg;
+    char msg[256];
+    for (int i; (i = atomic_fetch_add(&j->next, 1)) < j->n && !atomic_load(&j->failed);) {
+        bn_matrix *w = j->mats[i];
+        if (bn_matrix_prepare(w, j->m->isa, msg, sizeof msg) != 0) {
+            int none = 0;
+            if (atomic_compare_exchange_strong(&j->failed, &none, i + 1)) snprintf(j->err, sizeof j->err, "%s", msg);
+            return;
+        }
+        /* a repacked matrix is read from its copy: its file pages need not stay resident */
+        if (w->packed) bn_mapped_file_drop(j->m->gguf->file, w->data, w->row_bytes * (size_t)w->rows);
+    }
+}
+
+/* Repacks the multiplied matrices for the model's kernel path, on several threads. */
+static int prepare_matrices(bn_model *m, char *err, size_t errlen) {
+    prepare_job j = {.m = m};
+    j.mats = malloc(((size_t)m->hp.n_layer * BN_MATRICES_PER_LAYER + 1) * sizeof *j.mats);
+    if (!j.mats) return bn_fail(err, errlen, "out of memory");
+    j.n = multiplied_matrices(m, j.mats);
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    bn_threadpool *pool = bn_threadpool_new(cpus < 1 ? 1 : cpus > BN_PREPARE_THREADS ? BN_PREPARE_THREADS : (int)cpus);
+    if (pool) {
+        bn_threadpool_run(pool, prepare_worker, &j);
+        bn_threadpool_free(pool);
+    } else {
+        prepare_worker(&j, 0, 1);
+    }
+    free(j.mats);
+    return atomic_load(&j.failed) ? bn_fail(err, errlen, "repacking the weights: %s", j.err) : 0;
 }
 
 static int select_isa(const bn_model_params *p, bn_isa *out, char *err, size_t errlen) {
@@ -201,7 +261,7 @@ int bn_model_from_gguf(bn_gguf *g, const bn_model_params *p, bn_model **out, cha
     }
     m->gguf = g;
     if (read_hparams(g, &m->hp, err, errlen) || select_isa(p, &m->isa, err, errlen) ||
-        bind_tensors(m, err, errlen)) {
+        bind_tensors(m, err, errlen) || prepare_matrices(m, err, errlen)) {
         bn_model_free(m);
         return -1;
     }
@@ -222,9 +282,9 @@ void bn_model_free(bn_model *m) {
     if (!m) return;
     if (m->layers) {
         for (int il = 0; il < m->hp.n_layer; il++) {
-            bn_layer *l = &m->layers[il];
-            bn_matrix *mats[] = {&l->wq, &l->wk, &l->wv, &l->wo, &l->w_gate, &l->w_up, &l->w_down};
-            for (size_t i = 0; i < sizeof mats / sizeof *mats; i++) bn_matrix_release(mats[i]);
+            bn_matrix *mats[BN_MATRICES_PER_LAYER];
+            layer_matrices(&m->layers[il], mats);
+            for (int i = 0; i < BN_MATRICES_PER_LAYER; i++) bn_matrix_release(mats[i]);
         }
         free(m->layers);
     }

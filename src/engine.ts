@@ -90,15 +90,32 @@ export class Model {
 
   static async load(file: string, options: LoadOptions = {}): Promise<Model> {
     const started = performance.now();
-    const info = readGguf(file);
-    const tokenizer = createTokenizer(info.metadata);
-    const nativeModel = await native.loadModel(file, { kernels: options.kernels ?? '' });
+    // The native load (mapping, repacking) runs on a worker thread while this one reads the
+    // metadata and builds the tokenizer: start-up takes the longer of the two, not their sum.
+    const loading = native.loadModel(file, { kernels: options.kernels ?? '' });
+    let info: GgufFileInfo;
+    let tokenizer: Tokenizer;
+    try {
+      info = readGguf(file);
+      tokenizer = createTokenizer(info.metadata);
+    } catch (err) {
+      // Report this error (it names the metadata problem), not the native one, and free the model.
+      await loading.then((m) => m.close(), () => undefined);
+      throw err;
+    }
+    const nativeModel = await loading;
     const nCtx = Math.min(options.contextSize ?? Math.min(nativeModel.hparams.nCtxTrain || 4096, 4096), nativeModel.hparams.nCtxTrain || Infinity);
-    const context = nativeModel.createContext({
-      nCtx,
-      kvType: options.kvType ?? 'f32',
-      threads: options.threads ?? defaultThreads(),
-    });
+    let context: NativeContext;
+    try {
+      context = nativeModel.createContext({
+        nCtx,
+        kvType: options.kvType ?? 'f32',
+        threads: options.threads ?? defaultThreads(),
+      });
+    } catch (err) {
+      nativeModel.close();
+      throw err;
+    }
     return new Model(file, info, tokenizer, nativeModel, context, performance.now() - started);
   }
 
