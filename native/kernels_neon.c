@@ -120,9 +120,9 @@ static void q1_split_tile(const uint8_t *tb, int64_t nb, q1_tile_col *col) {
  * (v28-v31). Low-half lookups sum to <= 240 over 2 planes (u8: v2, v4), high-half ones to
  * -128..112 (s8: v3, v5); the dot 2 (L + 16 H) - S is accumulated in int16 lanes (v14, v15;
  * exact: the result fits, and intermediate wrap-around cancels) by widening multiply-adds onto
- * -S. The float steps are the scalar reference's, in its order (no fused multiply-add), so
- * results are bit-identical to it: part (v16-v19) = sum_k d8_k * v_k, then sumf (v8-v11) +=
- * d_w * part.
+ * -S. The float steps are the scalar reference's, in its order, so results are bit-identical
+ * to it: part (v16-v19) = sum_k d8_k * v_k (fused where that is exact: Q1_SCALE), then sumf
+ * (v8-v11) += d_w * part, unfused: d_w * part is not exact.
  *
  * Q1_PLANE: the 4 lookups of one plane's nibbles (lo, hi) into the low-half sum l and the
  * high-half sum h, which it starts (Q1_FIRST) or adds to (Q1_NEXT). */
@@ -139,10 +139,12 @@ static void q1_split_tile(const uint8_t *tb, int64_t nb, q1_tile_col *col) {
 #define Q1_FIRST(a, b) a
 #define Q1_NEXT(a, b) b
 
-/* part = d8_k * v_k for the first sub-block, part += d8_k * v_k after (v = v_k in f32). */
+/* part = d8_k * v_k for the first sub-block, part += d8_k * v_k after (v = v_k in f32). The
+ * product is exact in f32: d8_k is an fp16 value (11 significant bits, subnormals included, and
+ * an f32 normal) and |v_k| <= 32 * 128 has at most 12, so rounding it before the add, as the
+ * reference does, changes nothing and one fused fmla gives the reference's sum bit for bit. */
 #define Q1_SCALE(part, v, k, first)                                                                \
-    first("fmul " part ".4s, " v ".4s, v7.s[" #k "]\n\t",                                        \
-          "fmul " v ".4s, " v ".4s, v7.s[" #k "]\n\tfadd " part ".4s, " part ".4s, " v ".4s\n\t")
+    first("fmul " part ".4s, " v ".4s, v7.s[" #k "]\n\t", "fmla " part ".4s, " v ".4s, v7.s[" #k "]\n\t")
 
 /* Sub-block k, its nibbles brought into v20-v27 by `nibbles`. */
 #define Q1_SUB(k, first, nibbles)                                                                  \
