@@ -25,16 +25,14 @@
 #pragma GCC optimize("fp-contract=off")
 
 /* ---- Q1_0: activation lookup tables ----
- * For one token and one block column, in the order the kernel reads them: the 4 sub-block
- * scales; per Q8_0 sub-block k, minus the sum of its 32 activations and the tables of its 8
- * groups, per bit-plane m (groups 2m and 2m+1, the plane's low and high nibbles): low-half
- * tables of both groups, then their high-half tables. */
+ * For one token and one block column, in the order the kernels read them: the 4 sub-block
+ * scales, minus the sum of each sub-block's 32 activations, and per Q8_0 sub-block k the tables
+ * of its 8 groups, per bit-plane m (groups 2m and 2m+1, the plane's low and high nibbles):
+ * low-half tables of both groups, then their high-half tables. */
 typedef struct {
     float d[4];
-    struct {
-        int16_t nsum[BN_Q1_TILE]; /* -S_k, in 16 lanes */
-        uint8_t tab[4][4][16];    /* [plane][lo 2m, lo 2m+1, hi 2m, hi 2m+1][group bits] */
-    } sub[4];
+    int32_t nsum[4];          /* -S_k */
+    uint8_t tab[4][4][4][16]; /* [sub-block][plane][lo 2m, lo 2m+1, hi 2m, hi 2m+1][group bits] */
 } q1_lut;
 
 /* Lane e of group g's table is f(e & 3) + f'(e >> 2) with f = (0, x0, x1, x0 + x1) and
@@ -72,174 +70,234 @@ static void q1_build_lut(const bn_block_q8_0 *a, q1_lut *lut) {
     for (int k = 0; k < 4; k++) {
         const int8x16_t q[2] = {vld1q_s8(a[k].qs), vld1q_s8(a[k].qs + 16)};
         for (int h = 0; h < 2; h++) {
-            q1_group_tables(vandq_u8(vreinterpretq_u8_s8(q[h]), vdupq_n_u8(15)), pick, lut->sub[k].tab + 2 * h, 0);
-            q1_group_tables(vreinterpretq_u8_s8(vshrq_n_s8(q[h], 4)), pick, lut->sub[k].tab + 2 * h, 2);
+            q1_group_tables(vandq_u8(vreinterpretq_u8_s8(q[h]), vdupq_n_u8(15)), pick, lut->tab[k] + 2 * h, 0);
+            q1_group_tables(vreinterpretq_u8_s8(vshrq_n_s8(q[h], 4)), pick, lut->tab[k] + 2 * h, 2);
         }
-        const int16x8_t nsum = vdupq_n_s16((int16_t)-(vaddlvq_s8(q[0]) + vaddlvq_s8(q[1])));
-        vst1q_s16(lut->sub[k].nsum, nsum);
-        vst1q_s16(lut->sub[k].nsum + 8, nsum);
+        lut->nsum[k] = -(vaddlvq_s8(q[0]) + vaddlvq_s8(q[1]));
         lut->d[k] = bn_arm_fp16_to_f32(a[k].d);
     }
 }
 
-/* ---- Q1_0: the tile kernel ---- */
-
-/* One block column of a 16-row tile with the bit-planes split into nibbles and the row scales
- * in f32, for a batch of tokens: splitting once per tile instead of per token saves 2
- * instructions a plane and 4 conversions a block per further token. */
-typedef struct {
-    uint8_t nib[BN_Q1_PLANES][2][BN_Q1_TILE]; /* plane j: low nibbles (group 2j), high (2j+1) */
-    float dw[BN_Q1_TILE];
-} q1_tile_col;
-
-static void q1_split_tile(const uint8_t *tb, int64_t nb, q1_tile_col *col) {
-    const uint8x16_t m15 = vdupq_n_u8(15);
-    for (int64_t i = 0; i < nb; i++, tb += BN_Q1_TILE_BLOCK, col++) {
-        for (int j = 0; j < BN_Q1_PLANES; j += 4) {
-            const uint8x16x4_t p = vld1q_u8_x4(tb + BN_Q1_TILE * j);
-            for (int h = 0; h < 2; h++) {
-                const uint8x16x4_t n = {{vandq_u8(p.val[2 * h], m15), vshrq_n_u8(p.val[2 * h], 4),
-                                         vandq_u8(p.val[2 * h + 1], m15), vshrq_n_u8(p.val[2 * h + 1], 4)}};
-                vst1q_u8_x4(col->nib[j + 2 * h][0], n);
-            }
-        }
-        const uint16x8x2_t dh = vld1q_u16_x2((const uint16_t *)(tb + BN_Q1_PLANES * BN_Q1_TILE));
-        for (int h = 0; h < 2; h++) {
-            vst1q_f32(col->dw + 8 * h, vcvt_f32_f16(vreinterpret_f16_u16(vget_low_u16(dh.val[h]))));
-            vst1q_f32(col->dw + 8 * h + 4, vcvt_high_f32_f16(vreinterpretq_f16_u16(dh.val[h])));
-        }
-    }
-}
-
-/* One tile's 16 rows against one token's tables over all nb >= 1 block columns, in asm with
- * fixed registers: GCC 12 spills the float sums and copies the tables through the stack
- * around an asm block per sub-block, and ld1 of 4 vectors needs 4 consecutive registers.
+/* ---- Q1_0: the tile kernels ----
+ * In asm with fixed registers: GCC 12 spills the float sums and copies the tables through the
+ * stack around an asm block per sub-block, and ld1 of 4 vectors needs 4 consecutive registers.
  *
- * Per sub-block k, the signed dots of the 16 rows: per bit-plane, its low nibbles (group 2m,
- * v20/22/24/26) and high nibbles (group 2m+1, v21/23/25/27) index that plane's 4 tables
- * (v28-v31). Low-half lookups sum to <= 240 over 2 planes (u8: v2, v4), high-half ones to
- * -128..112 (s8: v3, v5); the dot 2 (L + 16 H) - S is accumulated in int16 lanes (v14, v15;
- * exact: the result fits, and intermediate wrap-around cancels) by widening multiply-adds onto
- * -S. The float steps are the scalar reference's, in its order, so results are bit-identical
- * to it: part (v16-v19) = sum_k d8_k * v_k (fused where that is exact: Q1_SCALE), then sumf
- * (v8-v11) += d_w * part, unfused: d_w * part is not exact.
- *
- * Q1_PLANE: the 4 lookups of one plane's nibbles (lo, hi) into the low-half sum l and the
- * high-half sum h, which it starts (Q1_FIRST) or adds to (Q1_NEXT). */
-#define Q1_PLANE(lo, hi, l, h, first)                                                              \
-    "ld1 {v28.16b-v31.16b}, [%[lut]], #64\n\t"                                                     \
-    "tbl v0.16b, {v28.16b}, " lo ".16b\n\t"                                                        \
-    "tbl v1.16b, {v29.16b}, " hi ".16b\n\t"                                                        \
-    first("add " l ".16b, v0.16b, v1.16b\n\t",                                                    \
-          "add " l ".16b, " l ".16b, v0.16b\n\tadd " l ".16b, " l ".16b, v1.16b\n\t")              \
-    "tbl v0.16b, {v30.16b}, " lo ".16b\n\t"                                                        \
-    "tbl v1.16b, {v31.16b}, " hi ".16b\n\t"                                                        \
-    first("add " h ".16b, v0.16b, v1.16b\n\t",                                                    \
-          "add " h ".16b, " h ".16b, v0.16b\n\tadd " h ".16b, " h ".16b, v1.16b\n\t")
+ * Per sub-block k, the signed dots of 16 rows (one byte lane per row): per bit-plane, its low
+ * nibbles (group 2m) and high nibbles (group 2m+1) index that plane's 4 tables (v0-v3).
+ * Low-half lookups sum to <= 240 over 2 planes (u8: L), high-half ones to -128..112 (s8: H).
+ * Per pair of planes, 2 L + 32 H is accumulated in int16 lanes by widening multiply(-add)s
+ * (v25 = 2, v26 = 32: |sum| <= 8192 over 4 planes); widening it to int32 adds -S_k (saddw,
+ * v28-v31 from one ld4r per block), giving the dot 2 (L + 16 H) - S_k exactly. The float steps
+ * are the scalar reference's, in its order, so results are bit-identical to it:
+ * part = sum_k d8_k * v_k (d8 in v27, fused where that is exact: Q1_SCALE), then
+ * sumf += d_w * part, unfused: d_w * part is not exact. */
+
+/* The 4 lookups of one plane's nibbles (lo, hi) into L and H, which they start (Q1_FIRST) or
+ * add to (Q1_NEXT); lookup i goes through register t_i before it is added (a table register
+ * itself once it is no longer needed, or a spare). */
+#define Q1_LOOKUPS(lo, hi, l, h, t0, t1, t2, t3, first)                                            \
+    first("tbl " l ".16b, {v0.16b}, " lo ".16b\n\t",                                               \
+          "tbl " t0 ".16b, {v0.16b}, " lo ".16b\n\tadd " l ".16b, " l ".16b, " t0 ".16b\n\t")       \
+    "tbl " t1 ".16b, {v1.16b}, " hi ".16b\n\tadd " l ".16b, " l ".16b, " t1 ".16b\n\t"              \
+    first("tbl " h ".16b, {v2.16b}, " lo ".16b\n\t",                                               \
+          "tbl " t2 ".16b, {v2.16b}, " lo ".16b\n\tadd " h ".16b, " h ".16b, " t2 ".16b\n\t")       \
+    "tbl " t3 ".16b, {v3.16b}, " hi ".16b\n\tadd " h ".16b, " h ".16b, " t3 ".16b\n\t"
 #define Q1_FIRST(a, b) a
 #define Q1_NEXT(a, b) b
 
-/* part = d8_k * v_k for the first sub-block, part += d8_k * v_k after (v = v_k in f32). The
+/* int16 lanes (a0: rows 0-7, a1: rows 8-15) = or += 2 L + 32 H. */
+#define Q1_ACC16(a0, a1, l, h, first)                                                              \
+    first("umull " a0 ".8h, " l ".8b, v25.8b\n\tumull2 " a1 ".8h, " l ".16b, v25.16b\n\t",          \
+          "umlal " a0 ".8h, " l ".8b, v25.8b\n\tumlal2 " a1 ".8h, " l ".16b, v25.16b\n\t")          \
+    "smlal " a0 ".8h, " h ".8b, v26.8b\n\t"                                                        \
+    "smlal2 " a1 ".8h, " h ".16b, v26.16b\n\t"
+
+/* part = d8_k * v for the first sub-block, part += d8_k * v after (v = v_k in f32). The
  * product is exact in f32: d8_k is an fp16 value (11 significant bits, subnormals included, and
  * an f32 normal) and |v_k| <= 32 * 128 has at most 12, so rounding it before the add, as the
  * reference does, changes nothing and one fused fmla gives the reference's sum bit for bit. */
 #define Q1_SCALE(part, v, k, first)                                                                \
-    first("fmul " part ".4s, " v ".4s, v7.s[" #k "]\n\t", "fmla " part ".4s, " v ".4s, v7.s[" #k "]\n\t")
+    first("fmul " part ".4s, " v ".4s, v27.s[" #k "]\n\t", "fmla " part ".4s, " v ".4s, v27.s[" #k "]\n\t")
 
-/* Sub-block k, its nibbles brought into v20-v27 by `nibbles`. */
-#define Q1_SUB(k, first, nibbles)                                                                  \
-    nibbles                                                                                        \
-    "ld1 {v14.8h, v15.8h}, [%[lut]], #32\n\t"                                                      \
-    Q1_PLANE("v20", "v21", "v2", "v3", Q1_FIRST)                                                   \
-    Q1_PLANE("v22", "v23", "v2", "v3", Q1_NEXT)                                                    \
-    Q1_PLANE("v24", "v25", "v4", "v5", Q1_FIRST)                                                   \
-    Q1_PLANE("v26", "v27", "v4", "v5", Q1_NEXT)                                                    \
-    "umlal v14.8h, v2.8b, v6.8b\n\t"                                                               \
-    "umlal2 v15.8h, v2.16b, v6.16b\n\t"                                                            \
-    "umlal v14.8h, v4.8b, v6.8b\n\t"                                                               \
-    "umlal2 v15.8h, v4.16b, v6.16b\n\t"                                                            \
-    "smlal v14.8h, v3.8b, v12.8b\n\t"                                                              \
-    "smlal2 v15.8h, v3.16b, v12.16b\n\t"                                                           \
-    "smlal v14.8h, v5.8b, v12.8b\n\t"                                                              \
-    "smlal2 v15.8h, v5.16b, v12.16b\n\t"                                                           \
-    "sxtl v2.4s, v14.4h\n\t"                                                                       \
-    "sxtl2 v3.4s, v14.8h\n\t"                                                                      \
-    "sxtl v4.4s, v15.4h\n\t"                                                                       \
-    "sxtl2 v5.4s, v15.8h\n\t"                                                                      \
-    "scvtf v2.4s, v2.4s\n\t"                                                                       \
-    "scvtf v3.4s, v3.4s\n\t"                                                                       \
-    "scvtf v4.4s, v4.4s\n\t"                                                                       \
-    "scvtf v5.4s, v5.4s\n\t"                                                                       \
-    Q1_SCALE("v16", "v2", k, first) Q1_SCALE("v17", "v3", k, first)                                \
-    Q1_SCALE("v18", "v4", k, first) Q1_SCALE("v19", "v5", k, first)
+/* The 16 int16 sums (a0, a1) plus -S_k (s) as int32 in i0-i3, to f32, scaled into part p0-p3. */
+#define Q1_FLOAT(a0, a1, i0, i1, i2, i3, s, p0, p1, p2, p3, k, first)                              \
+    "saddw " i0 ".4s, " s ".4s, " a0 ".4h\n\t"                                                     \
+    "saddw2 " i1 ".4s, " s ".4s, " a0 ".8h\n\t"                                                    \
+    "saddw " i2 ".4s, " s ".4s, " a1 ".4h\n\t"                                                     \
+    "saddw2 " i3 ".4s, " s ".4s, " a1 ".8h\n\t"                                                    \
+    "scvtf " i0 ".4s, " i0 ".4s\n\t"                                                               \
+    "scvtf " i1 ".4s, " i1 ".4s\n\t"                                                               \
+    "scvtf " i2 ".4s, " i2 ".4s\n\t"                                                               \
+    "scvtf " i3 ".4s, " i3 ".4s\n\t"                                                               \
+    Q1_SCALE(p0, i0, k, first) Q1_SCALE(p1, i1, k, first) Q1_SCALE(p2, i2, k, first) Q1_SCALE(p3, i3, k, first)
 
-/* The kernel over weights w in one of two forms: `nibbles` brings a sub-block's nibbles into
- * v20-v27 and `scales` the block's 16 row scales (f32) into v20-v23, each advancing w. */
-#define Q1_TILE_DOTS(name, w_type, nibbles, scales)                                                    \
-    static void name(const w_type *w, const q1_lut *lut, int64_t nb, float out[BN_Q1_TILE]) {          \
-        __asm__ volatile("movi v8.16b, #0\n\t"                                                         \
-                         "movi v9.16b, #0\n\t"                                                         \
-                         "movi v10.16b, #0\n\t"                                                        \
-                         "movi v11.16b, #0\n\t"                                                        \
-                         "movi v6.16b, #2\n\t"                                                         \
-                         "movi v12.16b, #32\n\t"                                                       \
-                         "movi v13.16b, #15\n\t"                                                       \
-                         "1:\n\t"                                                                      \
-                         "ld1 {v7.4s}, [%[lut]], #16\n\t"                                              \
-                         Q1_SUB(0, Q1_FIRST, nibbles) Q1_SUB(1, Q1_NEXT, nibbles)                      \
-                         Q1_SUB(2, Q1_NEXT, nibbles) Q1_SUB(3, Q1_NEXT, nibbles)                       \
-                         scales                                                                        \
-                         "fmul v20.4s, v20.4s, v16.4s\n\t"                                             \
-                         "fmul v21.4s, v21.4s, v17.4s\n\t"                                             \
-                         "fmul v22.4s, v22.4s, v18.4s\n\t"                                             \
-                         "fmul v23.4s, v23.4s, v19.4s\n\t"                                             \
-                         "fadd v8.4s, v8.4s, v20.4s\n\t"                                               \
-                         "fadd v9.4s, v9.4s, v21.4s\n\t"                                               \
-                         "fadd v10.4s, v10.4s, v22.4s\n\t"                                             \
-                         "fadd v11.4s, v11.4s, v23.4s\n\t"                                             \
-                         "subs %[nb], %[nb], #1\n\t"                                                   \
-                         "b.ne 1b\n\t"                                                                 \
-                         "st1 {v8.4s-v11.4s}, [%[out]]"                                                \
-                         : [w] "+r"(w), [lut] "+r"(lut), [nb] "+r"(nb)                                 \
-                         : [out] "r"(out)                                                              \
-                         : "memory", "cc", "v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", \
-                           "v10", "v11", "v12", "v13", "v14", "v15", "v16", "v17", "v18", "v19",       \
-                           "v20", "v21", "v22", "v23", "v24", "v25", "v26", "v27", "v28", "v29",       \
-                           "v30", "v31");                                                              \
+#define Q1_CLOBBERS                                                                                \
+    "memory", "cc", "v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v10", "v11", "v12", \
+        "v13", "v14", "v15", "v16", "v17", "v18", "v19", "v20", "v21", "v22", "v23", "v24", "v25",  \
+        "v26", "v27", "v28", "v29", "v30", "v31"
+
+/* One tile, read as packed (q1 tile16), against one token's tables over nb >= 1 block columns:
+ * the decode kernel. Each sub-block's 4 planes are split into nibbles on the fly (v16-v19 low,
+ * v20-v23 high; v24 = 15); int16 sums in v6, v7, part in v8-v11, sumf in v12-v15; the row
+ * scales are converted from fp16 per block. */
+#define Q1_TILE_SUB(k, first, s)                                                                   \
+    "ld1 {v16.16b-v19.16b}, [%[w]], #64\n\t"                                                       \
+    "ushr v20.16b, v16.16b, #4\n\t"                                                                \
+    "and v16.16b, v16.16b, v24.16b\n\t"                                                            \
+    "ushr v21.16b, v17.16b, #4\n\t"                                                                \
+    "and v17.16b, v17.16b, v24.16b\n\t"                                                            \
+    "ushr v22.16b, v18.16b, #4\n\t"                                                                \
+    "and v18.16b, v18.16b, v24.16b\n\t"                                                            \
+    "ushr v23.16b, v19.16b, #4\n\t"                                                                \
+    "and v19.16b, v19.16b, v24.16b\n\t"                                                            \
+    "ld1 {v0.16b-v3.16b}, [%[lut]], #64\n\t"                                                       \
+    Q1_LOOKUPS("v16", "v20", "v4", "v5", "v0", "v1", "v2", "v3", Q1_FIRST)                         \
+    "ld1 {v0.16b-v3.16b}, [%[lut]], #64\n\t"                                                       \
+    Q1_LOOKUPS("v17", "v21", "v4", "v5", "v0", "v1", "v2", "v3", Q1_NEXT)                          \
+    Q1_ACC16("v6", "v7", "v4", "v5", Q1_FIRST)                                                     \
+    "ld1 {v0.16b-v3.16b}, [%[lut]], #64\n\t"                                                       \
+    Q1_LOOKUPS("v18", "v22", "v4", "v5", "v0", "v1", "v2", "v3", Q1_FIRST)                         \
+    "ld1 {v0.16b-v3.16b}, [%[lut]], #64\n\t"                                                       \
+    Q1_LOOKUPS("v19", "v23", "v4", "v5", "v0", "v1", "v2", "v3", Q1_NEXT)                          \
+    Q1_ACC16("v6", "v7", "v4", "v5", Q1_NEXT)                                                      \
+    Q1_FLOAT("v6", "v7", "v0", "v1", "v2", "v3", s, "v8", "v9", "v10", "v11", k, first)
+
+static void q1_tile_dots(const uint8_t *w, const q1_lut *lut, int64_t nb, float out[BN_Q1_TILE]) {
+    __asm__ volatile("movi v12.16b, #0\n\t"
+                     "movi v13.16b, #0\n\t"
+                     "movi v14.16b, #0\n\t"
+                     "movi v15.16b, #0\n\t"
+                     "movi v24.16b, #15\n\t"
+                     "movi v25.16b, #2\n\t"
+                     "movi v26.16b, #32\n\t"
+                     "1:\n\t"
+                     "ld1 {v27.4s}, [%[lut]], #16\n\t"
+                     "ld4r {v28.4s-v31.4s}, [%[lut]], #16\n\t"
+                     Q1_TILE_SUB(0, Q1_FIRST, "v28") Q1_TILE_SUB(1, Q1_NEXT, "v29")
+                     Q1_TILE_SUB(2, Q1_NEXT, "v30") Q1_TILE_SUB(3, Q1_NEXT, "v31")
+                     "ld1 {v0.8h, v1.8h}, [%[w]], #32\n\t"
+                     "fcvtl v2.4s, v0.4h\n\t"
+                     "fcvtl2 v3.4s, v0.8h\n\t"
+                     "fcvtl v4.4s, v1.4h\n\t"
+                     "fcvtl2 v5.4s, v1.8h\n\t"
+                     "fmul v2.4s, v2.4s, v8.4s\n\t"
+                     "fmul v3.4s, v3.4s, v9.4s\n\t"
+                     "fmul v4.4s, v4.4s, v10.4s\n\t"
+                     "fmul v5.4s, v5.4s, v11.4s\n\t"
+                     "fadd v12.4s, v12.4s, v2.4s\n\t"
+                     "fadd v13.4s, v13.4s, v3.4s\n\t"
+                     "fadd v14.4s, v14.4s, v4.4s\n\t"
+                     "fadd v15.4s, v15.4s, v5.4s\n\t"
+                     "subs %[nb], %[nb], #1\n\t"
+                     "b.ne 1b\n\t"
+                     "st1 {v12.4s-v15.4s}, [%[out]]"
+                     : [w] "+r"(w), [lut] "+r"(lut), [nb] "+r"(nb)
+                     : [out] "r"(out)
+                     : Q1_CLOBBERS);
+}
+
+/* Two adjacent tiles (A: rows 0-15, B: 16-31) split into nibbles once for a batch of tokens,
+ * per block column: per plane, A's low and high nibbles then B's (one ld1 of 4 vectors), then
+ * the 32 row scales in f32. Splitting once per tile pair instead of per token saves 8
+ * instructions a sub-block per further token, and each table load serves 32 rows. */
+typedef struct {
+    uint8_t nib[BN_Q1_PLANES][2][2][BN_Q1_TILE]; /* [plane j][tile][low (group 2j), high (2j+1)] */
+    float dw[2][BN_Q1_TILE];
+} q1_pair_col;
+
+static void q1_split_pair(const uint8_t *ta, const uint8_t *tb, int64_t nb, q1_pair_col *col) {
+    const uint8x16_t m15 = vdupq_n_u8(15);
+    for (int64_t i = 0; i < nb; i++, ta += BN_Q1_TILE_BLOCK, tb += BN_Q1_TILE_BLOCK, col++) {
+        for (int j = 0; j < BN_Q1_PLANES; j += 4) {
+            const uint8x16x4_t a = vld1q_u8_x4(ta + BN_Q1_TILE * j), b = vld1q_u8_x4(tb + BN_Q1_TILE * j);
+            for (int p = 0; p < 4; p++) {
+                const uint8x16x4_t n = {{vandq_u8(a.val[p], m15), vshrq_n_u8(a.val[p], 4), vandq_u8(b.val[p], m15),
+                                         vshrq_n_u8(b.val[p], 4)}};
+                vst1q_u8_x4(col->nib[j + p][0][0], n);
+            }
+        }
+        const uint8_t *scales[2] = {ta + BN_Q1_PLANES * BN_Q1_TILE, tb + BN_Q1_PLANES * BN_Q1_TILE};
+        for (int t = 0; t < 2; t++) {
+            const uint16x8x2_t dh = vld1q_u16_x2((const uint16_t *)scales[t]);
+            const float32x4x4_t d = {{vcvt_f32_f16(vreinterpret_f16_u16(vget_low_u16(dh.val[0]))),
+                                      vcvt_high_f32_f16(vreinterpretq_f16_u16(dh.val[0])),
+                                      vcvt_f32_f16(vreinterpret_f16_u16(vget_low_u16(dh.val[1]))),
+                                      vcvt_high_f32_f16(vreinterpretq_f16_u16(dh.val[1]))}};
+            vst1q_f32_x4(col->dw[t], d);
+        }
     }
+}
 
-/* Split columns (q1_tile_col): nibbles and f32 scales as stored. */
-Q1_TILE_DOTS(q1_tile_dots_split, q1_tile_col,
-             "ld1 {v20.16b-v23.16b}, [%[w]], #64\n\t"
-             "ld1 {v24.16b-v27.16b}, [%[w]], #64\n\t",
-             "ld1 {v20.4s-v23.4s}, [%[w]], #64\n\t")
+/* A split tile pair against one token's tables over nb >= 1 block columns, adding to
+ * sumf[0..31] (in memory: the registers hold each plane's nibbles and tables once for both
+ * tiles, the int16 sums and parts of both). Per plane: tables v0-v3, nibbles v4-v7 (A low,
+ * A high, B low, B high), L and H in v9, v10 (A) and v11, v12 (B), A's lookups through v8,
+ * B's through the tables (its lookups are their last use); int16 sums in v13, v14 (A) and v15,
+ * v16 (B), part in v17-v20 (A) and v21-v24 (B). */
+#define Q1_PAIR_PLANE(first)                                                                       \
+    "ld1 {v0.16b-v3.16b}, [%[lut]], #64\n\t"                                                       \
+    "ld1 {v4.16b-v7.16b}, [%[w]], #64\n\t"                                                         \
+    Q1_LOOKUPS("v4", "v5", "v9", "v10", "v8", "v8", "v8", "v8", first)                             \
+    Q1_LOOKUPS("v6", "v7", "v11", "v12", "v0", "v1", "v2", "v3", first)
 
-/* The packed tile itself (one token: splitting first would cost more than it saves): 4 planes
- * split on the fly (v13 = 15), the fp16 scales converted. */
-Q1_TILE_DOTS(q1_tile_dots_packed, uint8_t,
-             "ld1 {v28.16b-v31.16b}, [%[w]], #64\n\t"
-             "and v20.16b, v28.16b, v13.16b\n\t"
-             "ushr v21.16b, v28.16b, #4\n\t"
-             "and v22.16b, v29.16b, v13.16b\n\t"
-             "ushr v23.16b, v29.16b, #4\n\t"
-             "and v24.16b, v30.16b, v13.16b\n\t"
-             "ushr v25.16b, v30.16b, #4\n\t"
-             "and v26.16b, v31.16b, v13.16b\n\t"
-             "ushr v27.16b, v31.16b, #4\n\t",
-             "ld1 {v24.8h, v25.8h}, [%[w]], #32\n\t"
-             "fcvtl v20.4s, v24.4h\n\t"
-             "fcvtl2 v21.4s, v24.8h\n\t"
-             "fcvtl v22.4s, v25.4h\n\t"
-             "fcvtl2 v23.4s, v25.8h\n\t")
+#define Q1_PAIR_SUB(k, first, s)                                                                   \
+    Q1_PAIR_PLANE(Q1_FIRST) Q1_PAIR_PLANE(Q1_NEXT)                                                 \
+    Q1_ACC16("v13", "v14", "v9", "v10", Q1_FIRST) Q1_ACC16("v15", "v16", "v11", "v12", Q1_FIRST)   \
+    Q1_PAIR_PLANE(Q1_FIRST) Q1_PAIR_PLANE(Q1_NEXT)                                                 \
+    Q1_ACC16("v13", "v14", "v9", "v10", Q1_NEXT) Q1_ACC16("v15", "v16", "v11", "v12", Q1_NEXT)     \
+    Q1_FLOAT("v13", "v14", "v0", "v1", "v2", "v3", s, "v17", "v18", "v19", "v20", k, first)        \
+    Q1_FLOAT("v15", "v16", "v4", "v5", "v6", "v7", s, "v21", "v22", "v23", "v24", k, first)
+
+/* sumf (16 floats at `sum`) += d_w * part, with d_w read from w into v_d and sumf into v_s. */
+#define Q1_PAIR_SUMF(sum, d0, d1, d2, d3, s0, s3, p0, p1, p2, p3)                                 \
+    "ld1 {" d0 ".4s-" d3 ".4s}, [%[w]], #64\n\t"                                                   \
+    "ld1 {" s0 ".4s-" s3 ".4s}, [%[" sum "]]\n\t"                                                  \
+    "fmul " d0 ".4s, " d0 ".4s, " p0 ".4s\n\t"                                                     \
+    "fmul " d1 ".4s, " d1 ".4s, " p1 ".4s\n\t"                                                     \
+    "fmul " d2 ".4s, " d2 ".4s, " p2 ".4s\n\t"                                                     \
+    "fmul " d3 ".4s, " d3 ".4s, " p3 ".4s\n\t"
+
+static void q1_pair_dots(const q1_pair_col *w, const q1_lut *lut, int64_t nb, float sumf[2 * BN_Q1_TILE]) {
+    float *sumb = sumf + BN_Q1_TILE;
+    __asm__ volatile("movi v25.16b, #2\n\t"
+                     "movi v26.16b, #32\n\t"
+                     "1:\n\t"
+                     "ld1 {v27.4s}, [%[lut]], #16\n\t"
+                     "ld4r {v28.4s-v31.4s}, [%[lut]], #16\n\t"
+                     Q1_PAIR_SUB(0, Q1_FIRST, "v28") Q1_PAIR_SUB(1, Q1_NEXT, "v29")
+                     Q1_PAIR_SUB(2, Q1_NEXT, "v30") Q1_PAIR_SUB(3, Q1_NEXT, "v31")
+                     Q1_PAIR_SUMF("suma", "v0", "v1", "v2", "v3", "v4", "v7", "v17", "v18", "v19", "v20")
+                     "fadd v4.4s, v4.4s, v0.4s\n\t"
+                     "fadd v5.4s, v5.4s, v1.4s\n\t"
+                     "fadd v6.4s, v6.4s, v2.4s\n\t"
+                     "fadd v7.4s, v7.4s, v3.4s\n\t"
+                     "st1 {v4.4s-v7.4s}, [%[suma]]\n\t"
+                     Q1_PAIR_SUMF("sumb", "v8", "v9", "v10", "v11", "v12", "v15", "v21", "v22", "v23", "v24")
+                     "fadd v12.4s, v12.4s, v8.4s\n\t"
+                     "fadd v13.4s, v13.4s, v9.4s\n\t"
+                     "fadd v14.4s, v14.4s, v10.4s\n\t"
+                     "fadd v15.4s, v15.4s, v11.4s\n\t"
+                     "st1 {v12.4s-v15.4s}, [%[sumb]]\n\t"
+                     "subs %[nb], %[nb], #1\n\t"
+                     "b.ne 1b"
+                     : [w] "+r"(w), [lut] "+r"(lut), [nb] "+r"(nb)
+                     : [suma] "r"(sumf), [sumb] "r"(sumb)
+                     : Q1_CLOBBERS);
+}
 
 /* ---- Q1_0: the GEMM ---- */
 
-/* Tokens whose tables are built together and share each tile's split (q1_split_tile, about
- * 70 instructions per tile and block column: 0.3 per block and token at 16 tokens, 0.55 at 8).
- * The split tile (576 bytes per block column) stays in L1 while they pass over it; their
- * tables (1168 bytes per block column and token, 0.9 MB for 16 tokens of a 6144-wide matrix)
- * stream from L2. */
+/* Tokens whose tables are built together and share each tile pair's split (q1_split_pair,
+ * about 100 instructions per pair and block column: 0.2 per block and token at 16 tokens).
+ * Their tables (1056 bytes per block column and token, 0.8 MB for 16 tokens of a 6144-wide
+ * matrix) stream from L2. */
 #define Q1_TOKEN_TILE 16
+/* Block columns split at a time: 18 KB of split pair, kept in L1 while the tokens pass. */
+#define Q1_SPLIT_COLS 16
+/* Batches from this size take the split pair kernel (per tile, block column and token: about
+ * 221 instructions plus 50 / tokens of splitting); one token takes the packed tile kernel
+ * (about 261, its on-the-fly split included). */
+#define Q1_PAIR_MIN_TOKENS 2
 
 /* Rows of an unpacked matrix (prepared for another path): the reference dot per output. */
 static void q1_gemm_unpacked(const bn_matrix *w, int64_t r0, int64_t r1, const uint8_t *act, size_t act_stride,
@@ -250,39 +308,57 @@ static void q1_gemm_unpacked(const bn_matrix *w, int64_t r0, int64_t r1, const u
                                         act + (size_t)t * act_stride);
 }
 
+/* Outputs of rows row .. row + n - 1 (computed for whole tiles) into y, those in [r0, r1). */
+static void q1_store(float *y, const float *v, int64_t row, int n, int64_t r0, int64_t r1) {
+    if (row >= r0 && row + n <= r1) {
+        memcpy(y + row, v, (size_t)n * sizeof *v);
+        return;
+    }
+    for (int l = 0; l < n; l++)
+        if (row + l >= r0 && row + l < r1) y[row + l] = v[l];
+}
+
 void bn_gemm_q1_0_q8_0_neon(const bn_matrix *w, int64_t r0, int64_t r1, const void *act, size_t act_stride,
                             int n_tokens, float *y, int64_t y_stride) {
-    const int64_t nb = w->cols / BN_QK1_0;
+    const int64_t nb = w->cols / BN_QK1_0, split_cols = nb < Q1_SPLIT_COLS ? nb : Q1_SPLIT_COLS;
     const int ntt = n_tokens < Q1_TOKEN_TILE ? n_tokens : Q1_TOKEN_TILE;
+    const size_t lut_bytes = sizeof(q1_lut) * (size_t)ntt * (size_t)nb;
+    const size_t pair_bytes = ntt >= Q1_PAIR_MIN_TOKENS ? sizeof(q1_pair_col) * (size_t)split_cols : 0;
     q1_lut *lut = NULL;
     if (nb > 0 && w->packed && w->packed_layout == BN_Q1_LAYOUT_TILE16)
-        lut = malloc((sizeof *lut * (size_t)ntt + (ntt > 1 ? sizeof(q1_tile_col) : 0)) * (size_t)nb);
+        lut = malloc(lut_bytes + pair_bytes + sizeof(float) * 2 * BN_Q1_TILE * (size_t)ntt);
     if (!lut) { /* unpacked, or no memory for the tables: the reference is slow but right */
         q1_gemm_unpacked(w, r0, r1, act, act_stride, n_tokens, y, y_stride);
         return;
     }
-    q1_tile_col *col = (q1_tile_col *)(lut + (size_t)ntt * nb);
+    q1_pair_col *col = (q1_pair_col *)((uint8_t *)lut + lut_bytes);
+    float *sums = (float *)((uint8_t *)col + pair_bytes); /* [token][32 rows] */
+    const size_t tile_bytes = (size_t)nb * BN_Q1_TILE_BLOCK;
     for (int t0 = 0; t0 < n_tokens; t0 += Q1_TOKEN_TILE) {
         const int nt = n_tokens - t0 < Q1_TOKEN_TILE ? n_tokens - t0 : Q1_TOKEN_TILE;
         for (int t = 0; t < nt; t++) {
             const bn_block_q8_0 *a = (const bn_block_q8_0 *)((const uint8_t *)act + (size_t)(t0 + t) * act_stride);
             for (int64_t i = 0; i < nb; i++) q1_build_lut(a + 4 * i, &lut[t * nb + i]);
         }
-        for (int64_t row = r0 - r0 % BN_Q1_TILE; row < r1; row += BN_Q1_TILE) {
-            const uint8_t *tb = (const uint8_t *)w->packed + (size_t)(row / BN_Q1_TILE * nb) * BN_Q1_TILE_BLOCK;
-            if (nt > 1) q1_split_tile(tb, nb, col);
-            /* a tile inside [r0, r1) is stored in place, one cut by it goes through `edge` */
-            const int whole = row >= r0 && row + BN_Q1_TILE <= r1;
-            for (int t = 0; t < nt; t++) {
-                float edge[BN_Q1_TILE], *dst = y + (int64_t)(t0 + t) * y_stride + row;
-                float *out = whole ? dst : edge;
-                if (nt > 1)
-                    q1_tile_dots_split(col, lut + t * nb, nb, out);
-                else
-                    q1_tile_dots_packed(tb, lut + t * nb, nb, out);
-                if (!whole)
-                    for (int l = 0; l < BN_Q1_TILE; l++)
-                        if (row + l >= r0 && row + l < r1) dst[l] = edge[l];
+        float *yt = y + (int64_t)t0 * y_stride;
+        for (int64_t row = r0 - r0 % BN_Q1_TILE; row < r1;) {
+            const uint8_t *ta = (const uint8_t *)w->packed + (size_t)(row / BN_Q1_TILE) * tile_bytes;
+            if (nt >= Q1_PAIR_MIN_TOKENS && row + BN_Q1_TILE < r1) {
+                memset(sums, 0, sizeof(float) * 2 * BN_Q1_TILE * (size_t)nt);
+                for (int64_t c0 = 0; c0 < nb; c0 += split_cols) {
+                    const int64_t cn = nb - c0 < split_cols ? nb - c0 : split_cols;
+                    q1_split_pair(ta + (size_t)c0 * BN_Q1_TILE_BLOCK, ta + tile_bytes + (size_t)c0 * BN_Q1_TILE_BLOCK,
+                                  cn, col);
+                    for (int t = 0; t < nt; t++) q1_pair_dots(col, lut + t * nb + c0, cn, sums + 2 * BN_Q1_TILE * t);
+                }
+                for (int t = 0; t < nt; t++) q1_store(yt + t * y_stride, sums + 2 * BN_Q1_TILE * t, row, 2 * BN_Q1_TILE, r0, r1);
+                row += 2 * BN_Q1_TILE;
+            } else {
+                for (int t = 0; t < nt; t++) {
+                    q1_tile_dots(ta, lut + t * nb, nb, sums);
+                    q1_store(yt + t * y_stride, sums, row, BN_Q1_TILE, r0, r1);
+                }
+                row += BN_Q1_TILE;
             }
         }
     }
