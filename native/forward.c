@@ -1,9 +1,10 @@
 /* The forward pass of llama/qwen3 decoders over a batch of tokens: every projection is one
  * bn_matmul over all tokens of the batch (q/k/v, and gate/up, as one group each); attention
- * runs per (token, kv head group) on the thread pool. */
+ * (attention.c) runs over tiles of query rows on the thread pool. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include "attention.h"
 #include "engine_internal.h"
 #include "common.h"
 #include "ops.h"
@@ -12,13 +13,6 @@
 void bn_acts_free(bn_acts *a) {
     free(a->x);  /* every array lives in the one block that starts at x */
     memset(a, 0, sizeof *a);
-}
-
-/* Per thread: attention weights of one GQA group (group rows of n_ctx) and one F16 cache row
- * converted to F32. */
-static size_t attn_scratch_floats(const bn_context *c) {
-    const bn_hparams *hp = &c->m->hp;
-    return (size_t)(hp->n_head / hp->n_head_kv) * c->n_ctx + hp->head_dim;
 }
 
 /* Grows the activation block to hold n tokens and the pool's threads' attention rows. */
@@ -30,7 +24,7 @@ static int acts_reserve(bn_context *c, int n) {
     const size_t per_token[] = {hp->n_embd, hp->n_embd, hp->n_embd, q, kv, kv, q, hp->n_ff, hp->n_ff, hp->n_rot};
     float **arrays[] = {&a->x, &a->xb, &a->xb2, &a->q, &a->k, &a->v, &a->att, &a->gate, &a->up, &a->rope};
     const int n_arrays = sizeof arrays / sizeof *arrays;
-    size_t total = attn_scratch_floats(c) * c->max_threads;
+    size_t total = bn_attn_scratch_floats(c->n_ctx) * c->max_threads;
     for (int i = 0; i < n_arrays; i++) total += per_token[i] * n;
     float *block = malloc(total * sizeof(float));
     if (!block) return -1;
@@ -66,57 +60,10 @@ static void kv_store(bn_context *c, void *cache, int pos, const float *src) {
     for (size_t i = 0; i < n; i++) dst[i] = bn_fp32_to_fp16(src[i]);
 }
 
-/* Head kvh of the cached row at pos, as F32 (converted into tmp for an F16 cache). */
-static const float *kv_load(const bn_context *c, const void *cache, int pos, int kvh, float *tmp) {
-    const int hd = c->m->hp.head_dim;
-    const size_t off = (size_t)pos * kv_row_elems(&c->m->hp) + (size_t)kvh * hd;
-    if (c->kv_type == BN_KV_F32) return (const float *)cache + off;
-    const uint16_t *h = (const uint16_t *)cache + off;
-    bn_fp16_to_fp32_row(h, tmp, hd);
-    return tmp;
-}
-
 /* Below this many multiply-adds attention runs on the calling thread (see attention_block). */
 #define BN_MIN_PARALLEL_ATTN_MACS (1 << 17)
 
-typedef struct attn_task {
-    bn_context *c;
-    int il, n, p0;
-} attn_task;
-
-/* Attention of every query head that shares kv head kvh (GQA group), for one token:
- * out_h = softmax(q_h . K[0..n_kv) / sqrt(hd)) . V. Each cached K/V row is read (and, for an
- * F16 cache, converted) once for the whole group. scores holds group rows of n_ctx. */
-static void attend_group(const attn_task *a, int t, int kvh, float *scores, float *tmp) {
-    const bn_context *c = a->c;
-    const bn_hparams *hp = &c->m->hp;
-    const int hd = hp->head_dim, q_dim = hp->n_head * hd, group = hp->n_head / hp->n_head_kv;
-    const int n_kv = a->p0 + t + 1; /* causal: this token and everything before it */
-    const float *q = c->acts.q + (size_t)t * q_dim + (size_t)kvh * group * hd;
-    float *out = c->acts.att + (size_t)t * q_dim + (size_t)kvh * group * hd;
-    for (int j = 0; j < n_kv; j++) {
-        const float *k = kv_load(c, c->k_cache[a->il], j, kvh, tmp);
-        for (int g = 0; g < group; g++) scores[(size_t)g * c->n_ctx + j] = bn_dot_f32(q + g * hd, k, hd);
-    }
-    for (int g = 0; g < group; g++) bn_softmax_scaled(scores + (size_t)g * c->n_ctx, n_kv, 1.0f / sqrtf((float)hd));
-    memset(out, 0, (size_t)group * hd * sizeof(float));
-    for (int j = 0; j < n_kv; j++) {
-        const float *v = kv_load(c, c->v_cache[a->il], j, kvh, tmp);
-        for (int g = 0; g < group; g++) {
-            bn_axpy_f32(out + g * hd, scores[(size_t)g * c->n_ctx + j], v, hd);
-        }
-    }
-}
-
-static void attn_worker(void *arg, int ith, int nth) {
-    const attn_task *a = arg;
-    const int n_kv_head = a->c->m->hp.n_head_kv;
-    float *scores = a->c->acts.scores + (size_t)ith * attn_scratch_floats(a->c);
-    float *tmp = scores + attn_scratch_floats(a->c) - a->c->m->hp.head_dim;
-    long begin, end;
-    bn_split_range((long)a->n * n_kv_head, 1, ith, nth, &begin, &end);
-    for (long i = begin; i < end; i++) attend_group(a, (int)(i / n_kv_head), (int)(i % n_kv_head), scores, tmp);
-}
+static void attn_worker(void *arg, int ith, int nth) { bn_attn_run(arg, ith, nth); }
 
 /* Per-head QK-norm (qwen3) and RoPE of the projected q and k, then k and v into the cache. */
 static void position_and_cache(bn_context *c, const bn_layer *l, int il, int n) {
@@ -152,14 +99,15 @@ static int attention_block(bn_context *c, const bn_layer *l, int il, int n) {
     float *const qkv_out[] = {a->q, a->k, a->v};
     if (matmul_group(c, qkv, qkv_out, 3, a->xb, n)) return -1;
     position_and_cache(c, l, il, n);
-    attn_task task = {c, il, n, c->n_past};
+    const bn_attn task = {a->q, a->att, c->k_cache[il], c->v_cache[il], c->kv_type == BN_KV_F16, n, c->n_past,
+                          hp->n_head, hp->n_head_kv, hp->head_dim, c->n_ctx, c->m->isa, a->scores};
     /* query-key and weight-value multiply-adds: small ones (a tiny model, a short context)
      * finish sooner on this thread than a round trip through the pool takes */
     const double macs = 2.0 * n * (c->n_past + n) * hp->n_head * hp->head_dim;
     if (macs < BN_MIN_PARALLEL_ATTN_MACS)
-        attn_worker(&task, 0, 1);
+        bn_attn_run(&task, 0, 1);
     else
-        bn_threadpool_run(c->pool, attn_worker, &task);
+        bn_threadpool_run(c->pool, attn_worker, (void *)&task);
     if (matmul(c, &l->wo, a->att, n, a->xb2)) return -1;
     bn_add(a->x, a->xb2, (int64_t)n * hp->n_embd);
     return 0;

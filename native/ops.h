@@ -15,21 +15,10 @@ void bn_rope_cache(float *cs, int pos, int n_rot, float base);
  * else adjacent pairs (2i, 2i+1). */
 void bn_rope_apply(float *x, const float *cs, int n_rot, int neox);
 
-/* In place: x = softmax(x * scale) over n entries (max-subtracted, sum in double). */
-void bn_softmax_scaled(float *x, int n, float scale);
-
 /* gate = silu(gate) * up, n entries (SwiGLU). */
 void bn_swiglu(float *gate, const float *up, int64_t n);
 
 /* y += x, n entries. */
 void bn_add(float *y, const float *x, int64_t n);
-
-float bn_dot_f32(const float *a, const float *b, int n);
-
-/* y += a * x, n entries (each product rounded before the add, on every path). */
-void bn_axpy_f32(float *y, float a, const float *x, int n);
-
-/* n fp16 values to F32 (exact either way). */
-void bn_fp16_to_fp32_row(const uint16_t *h, float *out, int n);
 
 #endif

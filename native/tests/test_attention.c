@@ -1,0 +1,177 @@
+/* Attention (attention.c and its SIMD tiles) against a double-precision reference: random
+ * queries and caches, F32 and F16 entries, GQA groups of 1-4 heads, head sizes that take the SIMD
+ * paths and ones that do not, contexts from one key to non-multiples of every vector width, a
+ * decode token or a causal prefill batch. Each path must also give the same bits with 1, 2 or 3
+ * threads and whether a batch is evaluated at once or token by token. */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include "attention.h"
+#include "harness.h"
+#include "kernels.h"
+#include "quants.h"
+
+static uint32_t rng = 12345;
+static float frand(void) { /* uniform in [-1, 1) */
+    rng = rng * 1664525u + 1013904223u;
+    return (float)(rng >> 8) / 8388608.0f - 1.0f;
+}
+
+typedef struct shape {
+    int n_head, n_head_kv, hd;
+} shape;
+
+typedef struct problem {
+    shape sh;
+    int n_ctx, kv_f16;
+    float *q;          /* [n_ctx][n_head][hd]: query of every position */
+    float *k, *v;      /* [n_ctx][n_head_kv][hd], fp16-rounded when kv_f16 */
+    void *kc, *vc;     /* the cache as the engine stores it */
+} problem;
+
+/* weights_only: queries in eighths up to +-12, keys in {-1, 0, 1} (every score exact in float, so
+ * only the softmax rounds) and one-hot values (position j of each head has a 1 at dim j), which
+ * make the outputs the weights themselves. */
+static void problem_init(problem *p, shape sh, int n_ctx, int kv_f16, int weights_only) {
+    p->sh = sh;
+    p->n_ctx = n_ctx;
+    p->kv_f16 = kv_f16;
+    const size_t nq = (size_t)n_ctx * sh.n_head * sh.hd, nkv = (size_t)n_ctx * sh.n_head_kv * sh.hd;
+    p->q = malloc(nq * sizeof(float));
+    p->k = malloc(nkv * sizeof(float));
+    p->v = malloc(nkv * sizeof(float));
+    p->kc = malloc(nkv * (kv_f16 ? 2 : 4));
+    p->vc = malloc(nkv * (kv_f16 ? 2 : 4));
+    for (size_t i = 0; i < nq; i++) p->q[i] = weights_only ? roundf(96.0f * frand()) / 8 : 4 * frand();
+    for (size_t i = 0; i < nkv; i++) {
+        p->k[i] = weights_only ? roundf(frand()) : frand();
+        p->v[i] = weights_only ? (float)((i / sh.hd) / sh.n_head_kv == i % sh.hd) : frand();
+        if (kv_f16) {
+            ((uint16_t *)p->kc)[i] = bn_fp32_to_fp16(p->k[i]);
+            ((uint16_t *)p->vc)[i] = bn_fp32_to_fp16(p->v[i]);
+            p->k[i] = bn_fp16_to_fp32(((uint16_t *)p->kc)[i]);
+            p->v[i] = bn_fp16_to_fp32(((uint16_t *)p->vc)[i]);
+        } else {
+            ((float *)p->kc)[i] = p->k[i];
+            ((float *)p->vc)[i] = p->v[i];
+        }
+    }
+}
+
+static void problem_free(problem *p) {
+    free(p->q);
+    free(p->k);
+    free(p->v);
+    free(p->kc);
+    free(p->vc);
+}
+
+/* Output of the query at position pos, head h, in double. */
+static void reference(const problem *p, int pos, int h, double *out) {
+    const shape s = p->sh;
+    const int kvh = h / (s.n_head / s.n_head_kv), n_kv = pos + 1;
+    const float *q = p->q + ((size_t)pos * s.n_head + h) * s.hd;
+    double *w = malloc(n_kv * sizeof(double)), max = -INFINITY, sum = 0.0;
+    for (int j = 0; j < n_kv; j++) {
+        const float *k = p->k + ((size_t)j * s.n_head_kv + kvh) * s.hd;
+        double dot = 0.0;
+        for (int i = 0; i < s.hd; i++) dot += (double)q[i] * k[i];
+        w[j] = dot / sqrt((double)s.hd);
+        if (w[j] > max) max = w[j];
+    }
+    for (int j = 0; j < n_kv; j++) sum += w[j] = exp(w[j] - max);
+    for (int i = 0; i < s.hd; i++) out[i] = 0.0;
+    for (int j = 0; j < n_kv; j++)
+        for (int i = 0; i < s.hd; i++) out[i] += w[j] / sum * p->v[((size_t)j * s.n_head_kv + kvh) * s.hd + i];
+    free(w);
+}
+
+/* Queries of positions p0 .. p0 + n - 1 through bn_attn_run on isa, split over nth threads (run
+ * one after another here, each on its own scratch). */
+static void run(const problem *p, bn_isa isa, int p0, int n, int nth, float *out) {
+    const shape s = p->sh;
+    const size_t per_thread = bn_attn_scratch_floats(p->n_ctx);
+    float *scratch = malloc(per_thread * nth * sizeof(float));
+    const bn_attn a = {p->q + (size_t)p0 * s.n_head * s.hd, out, p->kc, p->vc, p->kv_f16, n, p0,
+                       s.n_head, s.n_head_kv, s.hd, p->n_ctx, isa, scratch};
+    for (int ith = 0; ith < nth; ith++) bn_attn_run(&a, ith, nth);
+    free(scratch);
+}
+
+/* Entries that differ (== comparison: a zero may come out with either sign). */
+static int count_different(const float *a, const float *b, size_t n) {
+    int bad = 0;
+    for (size_t i = 0; i < n; i++) bad += !(a[i] == b[i]);
+    return bad;
+}
+
+/* Every query of positions [p0, p0 + n) against the reference, then the same bits from other
+ * thread counts and from one token at a time. tol: absolute error bound on outputs; weights:
+ * the outputs are softmax weights w (a weights_only problem), each within tol relative plus one
+ * float rounding of its exponent, ln w (the argument of exp is rounded once). */
+static void check(const problem *p, bn_isa isa, int p0, int n, double tol, int weights, const char *what) {
+    const shape s = p->sh;
+    const size_t row = (size_t)s.n_head * s.hd;
+    float *got = malloc(row * n * sizeof(float)), *other = malloc(row * n * sizeof(float));
+    double *want = malloc(s.hd * sizeof(double)), worst = 0.0;
+    run(p, isa, p0, n, 1, got);
+    for (int t = 0; t < n; t++)
+        for (int h = 0; h < s.n_head; h++) {
+            reference(p, p0 + t, h, want);
+            for (int i = 0; i < s.hd; i++) {
+                const double e = fabs(got[t * row + (size_t)h * s.hd + i] - want[i]);
+                const double bound = weights ? want[i] * (tol + 1.2e-7 * fabs(log(want[i] + 1e-300))) + 1e-35 : tol;
+                if (e / bound > worst) worst = e / bound;
+            }
+        }
+    CHECK(worst <= 1.0, "%s %s: h %d/%d hd %d %s, positions %d..%d: error %.3g of the bound", bn_isa_name(isa), what,
+          s.n_head, s.n_head_kv, s.hd, p->kv_f16 ? "f16" : "f32", p0, p0 + n - 1, worst);
+    for (int nth = 2; nth <= 3; nth++) {
+        run(p, isa, p0, n, nth, other);
+        const int bad = count_different(got, other, row * n);
+        CHECK(bad == 0, "%s: %d outputs differ with %d threads (positions %d..%d)", bn_isa_name(isa), bad, nth, p0,
+              p0 + n - 1);
+    }
+    for (int t = 0; t < n; t++) run(p, isa, p0 + t, 1, 1, other + t * row);
+    const int bad = count_different(got, other, row * n);
+    CHECK(bad == 0, "%s: %d outputs differ token by token (positions %d..%d)", bn_isa_name(isa), bad, p0, p0 + n - 1);
+    free(got);
+    free(other);
+    free(want);
+}
+
+static void test_isa(bn_isa isa) {
+    /* Bonsai's groups of 2 heads of 128, 4-head groups, one shared head (MQA), stories260K's
+     * 8-wide heads, and sizes off the vector widths (the scalar path under AVX2, 4-wide on NEON). */
+    const shape shapes[] = {{4, 2, 128}, {8, 2, 64}, {3, 1, 16}, {8, 4, 8}, {2, 1, 12}, {2, 2, 5}};
+    /* (first position, queries): decode at 1 key, 7, 9, 64, 100 keys; prefill from 0 (one tile
+     * and several, with a ragged last tile) and after a prefix */
+    const int runs[][2] = {{0, 1}, {6, 1}, {8, 1}, {63, 1}, {99, 1}, {0, 37}, {0, 3}, {5, 27}, {40, 60}};
+    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++)
+        for (int f16 = 0; f16 <= 1; f16++) {
+            problem p;
+            problem_init(&p, shapes[si], 100, f16, 0);
+            for (size_t ri = 0; ri < sizeof runs / sizeof *runs; ri++)
+                check(&p, isa, runs[ri][0], runs[ri][1], 1e-5, 0, "values");
+            problem_free(&p);
+        }
+    /* The softmax weights themselves, over a wide range of scores (up to about +-60 once scaled
+     * by 1/sqrt(hd)): exp within a few ulp. */
+    for (int f16 = 0; f16 <= 1; f16++) {
+        const shape sh = {4, 2, 128};
+        problem p;
+        problem_init(&p, sh, 128, f16, 1);
+        check(&p, isa, 0, 128, 6e-7, 1, "weights");
+        check(&p, isa, 127, 1, 6e-7, 1, "weights");
+        problem_free(&p);
+    }
+}
+
+int main(void) {
+    test_isa(BN_ISA_SCALAR);
+    bn_isa best;
+    char err[128];
+    if (bn_isa_select(&best, err, sizeof err) == 0 && best != BN_ISA_SCALAR) test_isa(best);
+    return bn_test_done("test_attention");
+}
