@@ -6,7 +6,9 @@
 
 static size_t pad_up(size_t n) { return (n + BN_ATTN_PAD - 1) / BN_ATTN_PAD * BN_ATTN_PAD; }
 
-size_t bn_attn_scratch_floats(int n_ctx) { return BN_ATTN_TILE_ROWS * pad_up((size_t)n_ctx); }
+size_t bn_attn_scratch_floats(int n_ctx, int head_dim) {
+    return BN_ATTN_TILE_ROWS * pad_up((size_t)n_ctx) + (size_t)BN_ATTN_KEY_BLOCK * head_dim;
+}
 
 static float kv_elem(const bn_attn_tile *t, const void *base, int pos, int i) {
     const size_t off = (size_t)pos * t->kv_stride + (size_t)i;
@@ -87,6 +89,7 @@ static void run_tile(const bn_attn *a, long tile, float *scratch, bn_attn_tile_f
     t.scale = 1.0f / sqrtf((float)hd);
     t.s = scratch;
     t.s_stride = pad_up((size_t)a->n_ctx);
+    t.pack = scratch + BN_ATTN_TILE_ROWS * t.s_stride;
     kernel(&t);
 }
 
@@ -94,7 +97,7 @@ void bn_attn_run(const bn_attn *a, int ith, int nth) {
     const int rows = a->n * (a->n_head / a->n_head_kv);
     const long n_tiles = (long)(rows + BN_ATTN_TILE_ROWS - 1) / BN_ATTN_TILE_ROWS * a->n_head_kv;
     const bn_attn_tile_fn kernel = bn_attn_tile_kernel(a->isa, a->head_dim);
-    float *scratch = a->scratch + (size_t)ith * bn_attn_scratch_floats(a->n_ctx);
+    float *scratch = a->scratch + (size_t)ith * bn_attn_scratch_floats(a->n_ctx, a->head_dim);
     /* Causal tiles grow with their position: each thread takes the tiles whose cost midpoint
      * falls in its equal share of the total (the same integer arithmetic on every thread). */
     int64_t total = 0, before = 0;

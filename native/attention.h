@@ -19,10 +19,10 @@ typedef struct bn_attn {
     int n, p0;           /* query t is at position p0 + t and sees positions 0..p0 + t */
     int n_head, n_head_kv, head_dim, n_ctx;
     bn_isa isa;          /* the model's kernel path: picks the SIMD variant */
-    float *scratch;      /* bn_attn_scratch_floats(n_ctx) floats per thread, thread i's at i times that */
+    float *scratch;      /* bn_attn_scratch_floats(n_ctx, head_dim) floats per thread, thread i's at i times that */
 } bn_attn;
 
-size_t bn_attn_scratch_floats(int n_ctx);
+size_t bn_attn_scratch_floats(int n_ctx, int head_dim);
 
 /* Thread ith of nth computes its share of a's tiles (every thread of a pool job calls this). */
 void bn_attn_run(const bn_attn *a, int ith, int nth);

@@ -10,8 +10,8 @@
 #define BN_AVX2 __attribute__((target("avx2,fma,f16c")))
 #define BN_AVX2_INLINE static inline __attribute__((target("avx2,fma,f16c"), always_inline))
 
-BN_AVX2_INLINE const void *kv_row(const bn_attn_tile *t, const void *base, int pos, int f16) {
-    return (const char *)base + (size_t)pos * t->kv_stride * (f16 ? 2 : 4);
+BN_AVX2_INLINE const void *kv_row(const void *base, int pos, size_t stride, int f16) {
+    return (const char *)base + (size_t)pos * stride * (f16 ? 2 : 4);
 }
 
 BN_AVX2_INLINE __m256 load8(const void *row, int i, int f16) {
@@ -41,12 +41,14 @@ BN_AVX2_INLINE void scores_rx2(const float *const *q, int R, const void *k0, con
     }
 }
 
-/* Keys in pairs; an odd last key is paired with itself (its duplicate lands in the padding). */
-BN_AVX2_INLINE void scores(const bn_attn_tile *t, int r0, int R, int f16) {
-    const int nk = t->n_kv[r0 + R - 1];
+/* Scores of rows r0 .. r0 + R - 1 for keys [j0, j1), key j at row j - j0 of src (the cache, or a
+ * packed F32 block); keys in pairs, an odd last key paired with itself (the duplicate lands in
+ * the padding or is overwritten by the next block). */
+BN_AVX2_INLINE void scores(const bn_attn_tile *t, int r0, int R, const void *src, size_t stride, int f16, int j0,
+                           int j1) {
     float *s = t->s + (size_t)r0 * t->s_stride;
-    for (int j = 0; j < nk; j += 2) {
-        const void *k0 = kv_row(t, t->k, j, f16), *k1 = kv_row(t, t->k, j + 1 < nk ? j + 1 : j, f16);
+    for (int j = j0; j < j1; j += 2) {
+        const void *k0 = kv_row(src, j - j0, stride, f16), *k1 = kv_row(src, (j + 1 < j1 ? j + 1 : j) - j0, stride, f16);
         if (R == 4) scores_rx2(t->q + r0, 4, k0, k1, f16, t->head_dim, s + j, t->s_stride);
         else if (R == 2) scores_rx2(t->q + r0, 2, k0, k1, f16, t->head_dim, s + j, t->s_stride);
         else scores_rx2(t->q + r0, 1, k0, k1, f16, t->head_dim, s + j, t->s_stride);
@@ -107,15 +109,19 @@ BN_AVX2_INLINE void softmax_row(const bn_attn_tile *t, int r, int n_zero) {
     for (int j = n8; j < n_zero; j++) s[j] = 0.0f;
 }
 
-/* out_r[d .. d + 8D) = sum over keys j of w_r[j] v_j, for R rows: one fused multiply-add per key
- * in key order for every output, whatever R and D. */
-BN_AVX2_INLINE void values_rxd(const bn_attn_tile *t, int r0, int R, int d, int D, int f16) {
-    const int nk = t->n_kv[r0 + R - 1];
+/* out_r[d .. d + 8D) += sum over keys j in [j0, j1) of w_r[j] v_j (from 0 when j0 is 0), key j at
+ * row j - j0 of src, for R rows: one fused multiply-add per key in key order for every output,
+ * whatever R, D and the key blocks. */
+BN_AVX2_INLINE void values_rxd(const bn_attn_tile *t, int r0, int R, int d, int D, const void *src, size_t stride,
+                               int f16, int j0, int j1) {
     const float *w = t->s + (size_t)r0 * t->s_stride;
     __m256 acc[4][2];
-    for (int r = 0; r < R; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
-    for (int j = 0; j < nk; j++) {
-        const void *row = kv_row(t, t->v, j, f16);
+    for (int r = 0; r < R; r++) {
+        acc[r][0] = j0 ? _mm256_loadu_ps(t->out[r0 + r] + d) : _mm256_setzero_ps();
+        acc[r][1] = j0 && D == 2 ? _mm256_loadu_ps(t->out[r0 + r] + d + 8) : _mm256_setzero_ps();
+    }
+    for (int j = j0; j < j1; j++) {
+        const void *row = kv_row(src, j - j0, stride, f16);
         const __m256 a = load8(row, d, f16), b = D == 2 ? load8(row, d + 8, f16) : a;
         for (int r = 0; r < R; r++) {
             const __m256 p = _mm256_broadcast_ss(w + r * t->s_stride + j);
@@ -129,27 +135,64 @@ BN_AVX2_INLINE void values_rxd(const bn_attn_tile *t, int r0, int R, int d, int 
     }
 }
 
-BN_AVX2_INLINE void values(const bn_attn_tile *t, int r0, int R, int f16) {
+BN_AVX2_INLINE void values(const bn_attn_tile *t, int r0, int R, const void *src, size_t stride, int f16, int j0,
+                           int j1) {
     int d = 0;
     for (; d + 16 <= t->head_dim; d += 16) {
-        if (R == 4) values_rxd(t, r0, 4, d, 2, f16);
-        else if (R == 2) values_rxd(t, r0, 2, d, 2, f16);
-        else values_rxd(t, r0, 1, d, 2, f16);
+        if (R == 4) values_rxd(t, r0, 4, d, 2, src, stride, f16, j0, j1);
+        else if (R == 2) values_rxd(t, r0, 2, d, 2, src, stride, f16, j0, j1);
+        else values_rxd(t, r0, 1, d, 2, src, stride, f16, j0, j1);
     }
     if (d < t->head_dim) {
-        if (R == 4) values_rxd(t, r0, 4, d, 1, f16);
-        else if (R == 2) values_rxd(t, r0, 2, d, 1, f16);
-        else values_rxd(t, r0, 1, d, 1, f16);
+        if (R == 4) values_rxd(t, r0, 4, d, 1, src, stride, f16, j0, j1);
+        else if (R == 2) values_rxd(t, r0, 2, d, 1, src, stride, f16, j0, j1);
+        else values_rxd(t, r0, 1, d, 1, src, stride, f16, j0, j1);
     }
 }
 
 /* Rows in blocks of 4 (then 2, 1) that share every K and V load. */
 static int block_rows(int left) { return left >= 4 ? 4 : left >= 2 ? 2 : 1; }
 
+/* Cache rows [j0, j1) as F32, contiguous (the cache's position stride is a multiple of 4 KiB for
+ * F32 Bonsai heads: read in place, a block's rows would compete for the same few L1 sets). */
+BN_AVX2_INLINE void pack(const bn_attn_tile *t, const void *base, int f16, int j0, int j1) {
+    for (int j = j0; j < j1; j++) {
+        const void *row = kv_row(base, j, t->kv_stride, f16);
+        float *dst = t->pack + (size_t)(j - j0) * t->head_dim;
+        for (int d = 0; d < t->head_dim; d += 8) _mm256_storeu_ps(dst + d, load8(row, d, f16));
+    }
+}
+
 BN_AVX2_INLINE void tile(const bn_attn_tile *t, int f16) {
-    for (int r0 = 0; r0 < t->n_rows; r0 += block_rows(t->n_rows - r0)) scores(t, r0, block_rows(t->n_rows - r0), f16);
-    for (int r = 0; r < t->n_rows; r++) softmax_row(t, r, t->n_kv[t->n_rows - 1]);
-    for (int r0 = 0; r0 < t->n_rows; r0 += block_rows(t->n_rows - r0)) values(t, r0, block_rows(t->n_rows - r0), f16);
+    const int n = t->n_rows, nk = t->n_kv[n - 1], hd = t->head_dim;
+    if (n <= 4) {  /* decode: one or two row blocks, every K and V row straight from the cache */
+        for (int r0 = 0; r0 < n; r0 += block_rows(n - r0))
+            scores(t, r0, block_rows(n - r0), t->k, t->kv_stride, f16, 0, t->n_kv[r0 + block_rows(n - r0) - 1]);
+        for (int r = 0; r < n; r++) softmax_row(t, r, nk);
+        for (int r0 = 0; r0 < n; r0 += block_rows(n - r0))
+            values(t, r0, block_rows(n - r0), t->v, t->kv_stride, f16, 0, t->n_kv[r0 + block_rows(n - r0) - 1]);
+        return;
+    }
+    /* Several row blocks: K and V go through L1-sized packed blocks that every row block reuses. */
+    for (int b0 = 0; b0 < nk; b0 += BN_ATTN_KEY_BLOCK) {
+        const int b1 = b0 + BN_ATTN_KEY_BLOCK < nk ? b0 + BN_ATTN_KEY_BLOCK : nk;
+        pack(t, t->k, f16, b0, b1);
+        for (int r0 = 0; r0 < n;) {
+            const int R = block_rows(n - r0), last = t->n_kv[r0 + R - 1], j1 = last < b1 ? last : b1;
+            if (j1 > b0) scores(t, r0, R, t->pack, hd, 0, b0, j1);
+            r0 += R;
+        }
+    }
+    for (int r = 0; r < n; r++) softmax_row(t, r, nk);
+    for (int b0 = 0; b0 < nk; b0 += BN_ATTN_KEY_BLOCK) {
+        const int b1 = b0 + BN_ATTN_KEY_BLOCK < nk ? b0 + BN_ATTN_KEY_BLOCK : nk;
+        pack(t, t->v, f16, b0, b1);
+        for (int r0 = 0; r0 < n;) {
+            const int R = block_rows(n - r0), last = t->n_kv[r0 + R - 1], j1 = last < b1 ? last : b1;
+            if (j1 > b0) values(t, r0, R, t->pack, hd, 0, b0, j1);
+            r0 += R;
+        }
+    }
 }
 
 BN_AVX2 void bn_attn_tile_avx2(const bn_attn_tile *t) {

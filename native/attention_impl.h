@@ -10,6 +10,9 @@
 /* 16 rows: every K and V row a tile reads is used 16 times from L1 (8 tokens of a 2-head group
  * on Bonsai), while a tile's scores stay small; more rows cost causal waste and balance. */
 #define BN_ATTN_TILE_ROWS 16
+/* Keys per packed K/V block of a multi-block tile: 16 KiB of F32 for 128-wide heads, in L1 with
+ * the tile's queries. */
+#define BN_ATTN_KEY_BLOCK 32
 /* Score rows are padded to multiples of this (the widest vector), past n_kv with zero weights. */
 #define BN_ATTN_PAD 8
 
@@ -25,6 +28,8 @@ typedef struct bn_attn_tile {
     float scale;         /* 1 / sqrt(head_dim) */
     float *s;            /* scores then weights: n_rows rows of s_stride floats */
     size_t s_stride;     /* >= n_kv[n_rows - 1] rounded up to BN_ATTN_PAD */
+    float *pack;         /* BN_ATTN_KEY_BLOCK * head_dim floats for SIMD tiles: K or V rows as F32
+                          * (AVX2), transposed queries (NEON) */
 } bn_attn_tile;
 
 typedef void (*bn_attn_tile_fn)(const bn_attn_tile *t);

@@ -30,7 +30,7 @@ typedef struct bn_acts {
     float *q, *k, *v, *att;   /* [n_head*hd], [n_kv*hd], [n_kv*hd], [n_head*hd] */
     float *gate, *up;         /* [n_ff] */
     float *rope;              /* [n_rot] cos/sin per token */
-    float *scores;            /* attention scratch: bn_attn_scratch_floats(n_ctx) per thread */
+    float *scores;            /* attention scratch: bn_attn_scratch_floats(n_ctx, head_dim) per thread */
     int scores_threads;
 } bn_acts;
 

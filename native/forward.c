@@ -24,7 +24,7 @@ static int acts_reserve(bn_context *c, int n) {
     const size_t per_token[] = {hp->n_embd, hp->n_embd, hp->n_embd, q, kv, kv, q, hp->n_ff, hp->n_ff, hp->n_rot};
     float **arrays[] = {&a->x, &a->xb, &a->xb2, &a->q, &a->k, &a->v, &a->att, &a->gate, &a->up, &a->rope};
     const int n_arrays = sizeof arrays / sizeof *arrays;
-    size_t total = bn_attn_scratch_floats(c->n_ctx) * c->max_threads;
+    size_t total = bn_attn_scratch_floats(c->n_ctx, hp->head_dim) * c->max_threads;
     for (int i = 0; i < n_arrays; i++) total += per_token[i] * n;
     float *block = malloc(total * sizeof(float));
     if (!block) return -1;

@@ -91,7 +91,7 @@ static void reference(const problem *p, int pos, int h, double *out) {
  * one after another here, each on its own scratch). */
 static void run(const problem *p, bn_isa isa, int p0, int n, int nth, float *out) {
     const shape s = p->sh;
-    const size_t per_thread = bn_attn_scratch_floats(p->n_ctx);
+    const size_t per_thread = bn_attn_scratch_floats(p->n_ctx, s.hd);
     float *scratch = malloc(per_thread * nth * sizeof(float));
     const bn_attn a = {p->q + (size_t)p0 * s.n_head * s.hd, out, p->kc, p->vc, p->kv_f16, n, p0,
                        s.n_head, s.n_head_kv, s.hd, p->n_ctx, isa, scratch};
@@ -168,10 +168,35 @@ static void test_isa(bn_isa isa) {
     }
 }
 
+#if defined(__aarch64__)
+/* The NEON tile keeps the scalar reference's arithmetic (attention_neon.c): same bits. */
+static void test_neon_is_reference(bn_isa neon) {
+    const shape sh = {4, 2, 128};
+    for (int f16 = 0; f16 <= 1; f16++) {
+        problem p;
+        problem_init(&p, sh, 64, f16, 0);
+        const size_t n = (size_t)40 * sh.n_head * sh.hd;
+        float *a = malloc(n * sizeof(float)), *b = malloc(n * sizeof(float));
+        run(&p, BN_ISA_SCALAR, 3, 40, 1, a);
+        run(&p, neon, 3, 40, 1, b);
+        const int bad = count_different(a, b, n);
+        CHECK(bad == 0, "neon vs scalar (%s): %d outputs differ", f16 ? "f16" : "f32", bad);
+        free(a);
+        free(b);
+        problem_free(&p);
+    }
+}
+#endif
+
 int main(void) {
     test_isa(BN_ISA_SCALAR);
     bn_isa best;
     char err[128];
-    if (bn_isa_select(&best, err, sizeof err) == 0 && best != BN_ISA_SCALAR) test_isa(best);
+    if (bn_isa_select(&best, err, sizeof err) == 0 && best != BN_ISA_SCALAR) {
+        test_isa(best);
+#if defined(__aarch64__)
+        test_neon_is_reference(best);
+#endif
+    }
     return bn_test_done("test_attention");
 }
