@@ -126,7 +126,7 @@ static const bn_kernel_row kernel_table[] = {
                     BN_NEON_OPS(bn_vec_dot_q8_0_q8_0_neon, NULL, NULL, bn_quantize_q8_0_neon)
                     BN_DOTPROD_OPS(bn_vec_dot_q8_0_q8_0_dotprod, NULL, NULL)}},
     {BN_TYPE_Q1_0, {[BN_ISA_SCALAR] = {bn_vec_dot_q1_0_q8_0_scalar, NULL, NULL},
-                    BN_AVX2_OPS(bn_vec_dot_q1_0_q8_0_avx2, bn_gemm_q1_0_q8_0_avx2, bn_pack_q1_0_tile16, bn_quantize_q8_0_avx2)
+                    BN_AVX2_OPS(bn_vec_dot_q1_0_q8_0_avx2, bn_gemm_q1_0_q8_0_avx2, bn_pack_q1_0_tile32, bn_quantize_q8_0_avx2)
                     BN_NEON_OPS(NULL, bn_gemm_q1_0_q8_0_neon, bn_pack_q1_0_tile16, bn_quantize_q8_0_neon)}},
     {BN_TYPE_TQ1_0, {[BN_ISA_SCALAR] = {bn_vec_dot_tq1_0_q8_K_scalar, NULL, NULL},
                      BN_NEON_OPS(bn_vec_dot_tq1_0_q8_K_neon, NULL, NULL, NULL)}},

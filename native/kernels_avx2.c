@@ -71,37 +71,50 @@ BN_AVX2 void bn_vec_dot_q1_0_q8_0_avx2(int64_t n, float *s, const void *w, const
     *s = hsum_ps128(acc);
 }
 
-/* ---- Q1_0 GEMV and GEMM by lookup tables (the weights in 16-row tiles, see kernels_impl.h) ----
+/* ---- Q1_0 GEMV and GEMM by lookup tables (the weights in 32-row tiles, see kernels_impl.h) ----
  * Instead of expanding sign bits per weight, each group of 4 activations gets a 16-entry table
  * of its signed sums (entry e = sum_i (bit i of e ? q_i : -q_i), |entry| <= 508 as Q8_0 values
- * are within +-127): one vpshufb then looks up one group for 16 rows, whose 4 bits are one
- * nibble of a plane byte. A 256-bit step covers two planes (planes j and j + 1 of 16 rows in
- * the two lanes): their low nibbles (groups 2j, 2j + 2), then their high ones (2j + 1, 2j + 3),
- * so one load, shift and mask isolate 64 nibbles.
- * vpshufb reads bytes, so each entry is split as 16 * high + low, low in [0, 15] and high in
- * [-32, 31]: a sub-block's four lookups per row and lane then sum in int8 lanes without
- * overflow (low <= 60, high in [-128, 124]), and one interleave and vpmaddubsw per sub-block
- * rejoin them, rather than widening every lookup to int16. The int16 sums widen to int32 as
- * even rows (vpmaddwd by 1) and odd rows (arithmetic shift) instead of by sign-extending
- * moves, so the float sums hold a tile's rows even ones first (q1_slot).
- * Both cut the shuffle and lane-crossing work per sub-block that bounded this kernel on Zen 3
- * (GEMV 6-12% faster, from cache and from memory).
+ * are within +-127): one vpshufb then looks up one group for 32 rows, whose 4 bits are one
+ * nibble of a plane byte (low nibble: group 2j of plane j, high nibble: group 2j + 1). A tile
+ * plane is 32 rows wide, a 256-bit vector, and the tables are broadcast to both 128-bit lanes,
+ * so sums never move between lanes.
+ * vpshufb reads bytes, so each entry is split as 32 * high + low, low in [0, 31] and high in
+ * [-16, 15]: a Q8_0 sub-block's 8 lookups per row then sum in bytes, lows to at most 248
+ * (unsigned), highs within [-128, 120]; one interleave and vpmaddubsw by (1, 32) per 16 rows
+ * rejoin them. vpmaddubsw reads the high sums as unsigned (256 too much when negative), so the
+ * int16 result equals the dot S modulo 8192; as |S| <= 32 * 127 < 4096, shifting it left by 3
+ * gives 8 * S exactly. The int16 lanes widen to int32 as even rows (vpmaddwd by 1) and odd rows
+ * (arithmetic shift) instead of by lane-crossing sign extension, so a tile's sums come out in
+ * the order of bn_q1_tile32_slot (the packer stores the row scales in that order too).
+ * The 8 is taken out by scaling the Q8_0 scales by 1/8 when the tables are built: both are
+ * exact (powers of two, far from float's subnormals: fp16 scales are >= 2^-24), so each product
+ * d8 / 8 * (8 * S) rounds exactly like the reference's d8 * S.
  * Integer sums are exact and the float steps are the scalar reference's, in its order, so the
  * results are bit-identical to it. */
 
-/* Tables of one step for one token: [low parts of one group | of the other], then the high parts. */
-#define Q1_STEP_BYTES 64
-#define Q1_BLOCK_TABLE_BYTES (BN_Q1_PLANES * Q1_STEP_BYTES)
-/* Block-token tables built per pass (64 KiB: they stay in L2 while the rows stream by). */
+/* Tables of one group for one token: 16 low parts, then 16 high parts. */
+#define Q1_GROUP_BYTES 32
+#define Q1_BLOCK_TABLE_BYTES (2 * BN_Q1_PLANES * Q1_GROUP_BYTES)
+/* Block-token tables built per pass (64 KiB: they stay in L2 while the rows stream by; passes
+ * over fewer columns at a time, to keep them in L1, made the GEMV of 2048 x 6144 ~15% slower,
+ * the weights then coming as strided runs). */
 #define Q1_TABLE_BLOCKS 64
-/* Tile-blocks ahead to prefetch (every line of one): a few hundred ns of work, about one
- * memory latency, so a GEMV's weights arrive as they are needed. Non-temporal: a GEMV reads
- * them once, and they should not push the tables out of the caches (~3% faster). */
+/* Tile-blocks ahead to prefetch (every line of one): 9 KiB, a few hundred ns of work, about one
+ * memory latency, so a GEMV's weights arrive as they are needed (4 or 8 were slower, 24 no
+ * better). Non-temporal: a GEMV reads them once, and they should not push the tables out of
+ * the caches (~3% faster). */
 #define Q1_PREFETCH 16
-/* Tokens sharing one pass over a chunk of weights (kept in L1 meanwhile). */
+/* Tokens per pass over a chunk of weights: a tile's chunk is then read from memory once and
+ * from L1 by the other tokens. */
 #define Q1_TOKEN_TILE 4
 
-/* Entry e of the table of q[g..g+3], as int16 lane e: two vpmaddubsw of |q| against +-1 sign
+/* GCC's temporary expression replacement moves the table loads and lookups of a whole block
+ * next to their first use and then needs more than 16 ymm registers: the tile loop spilled on
+ * every sub-block (72 stack accesses per block) and ran ~5% slower. */
+#pragma GCC push_options
+#pragma GCC optimize("no-tree-ter")
+
+/* Entry e of the table of q[4g..4g+3], as int16 lane e: two vpmaddubsw of |q| against +-1 sign
  * patterns that carry q's own sign (|q| <= 127, so the unsigned operand is exact). */
 static inline BN_AVX2 __m256i subset_sums(__m256i q8, int g) {
 #define Q1_PAIR(a) a, a + 1
@@ -128,127 +141,128 @@ static inline BN_AVX2 __m256i subset_sums(__m256i q8, int g) {
     return sum;
 }
 
-/* Stores the low-part tables [x | y] and then the high-part ones (int16 entries split as
- * 16 * high + low). */
-static inline BN_AVX2 void q1_store_tables(__m256i x, __m256i y, uint8_t *dst) {
-    const __m256i low = _mm256_set1_epi16(15);
-    /* packing works per 128-bit lane: entries 0-7 of x and y, then 8-15; vpermq restores order */
-    const __m256i lo = _mm256_packus_epi16(_mm256_and_si256(x, low), _mm256_and_si256(y, low));
-    const __m256i hi = _mm256_packs_epi16(_mm256_srai_epi16(x, 4), _mm256_srai_epi16(y, 4));
-    _mm256_store_si256((__m256i *)dst, _mm256_permute4x64_epi64(lo, 0xd8));
-    _mm256_store_si256((__m256i *)(dst + 32), _mm256_permute4x64_epi64(hi, 0xd8));
+/* Stores the table of one group (int16 entries e): the low parts e & 31, then the high parts
+ * e >> 5. vpacksswb works per 128-bit lane; vpermq restores entry order. */
+static inline BN_AVX2 void q1_store_table(__m256i e, uint8_t *dst) {
+    const __m256i parts = _mm256_packs_epi16(_mm256_and_si256(e, _mm256_set1_epi16(31)), _mm256_srai_epi16(e, 5));
+    _mm256_store_si256((__m256i *)dst, _mm256_permute4x64_epi64(parts, 0xd8));
 }
 
-/* The tables of one token for blocks [i0, i0 + nblk) of its Q8_0 row, and the Q8_0 scales.
- * Planes are read in pairs (one per lane), so a pair's tables are: the low-nibble groups of
- * both planes (2j | 2j + 2), then their high-nibble groups (2j + 1 | 2j + 3). */
+/* The tables of one token for blocks [i0, i0 + nblk) of its Q8_0 row (group g of a block at
+ * g * Q1_GROUP_BYTES), and its Q8_0 scales divided by 8 (see above). */
 static BN_AVX2 void q1_build_tables(const bn_block_q8_0 *a, int64_t i0, int64_t nblk, uint8_t *tab, float *d8) {
     for (int64_t b = 0; b < 4 * nblk; b++) {
         const bn_block_q8_0 *blk = &a[4 * i0 + b];
-        d8[b] = _cvtsh_ss(blk->d);
-        for (int s = 0; s < 4; s += 2, tab += 2 * Q1_STEP_BYTES) {
-            int64_t even, odd;
-            memcpy(&even, blk->qs + 8 * s, 8);
-            memcpy(&odd, blk->qs + 8 * s + 8, 8);
-            const __m256i qe = _mm256_set1_epi64x(even), qo = _mm256_set1_epi64x(odd);
-            q1_store_tables(subset_sums(qe, 0), subset_sums(qo, 0), tab);
-            q1_store_tables(subset_sums(qe, 1), subset_sums(qo, 1), tab + Q1_STEP_BYTES);
+        d8[b] = _cvtsh_ss(blk->d) * 0.125f;
+        for (int j = 0; j < 4; j++, tab += 2 * Q1_GROUP_BYTES) {
+            int64_t eight;
+            memcpy(&eight, blk->qs + 8 * j, 8);
+            const __m256i q = _mm256_set1_epi64x(eight);
+            q1_store_table(subset_sums(q, 0), tab);
+            q1_store_table(subset_sums(q, 1), tab + Q1_GROUP_BYTES);
         }
     }
 }
 
-/* Where the tables of nt tokens for one chunk of block columns are (token t at tab + t * stride). */
-typedef struct {
-    const uint8_t *tab;
-    const float *d8;
-    size_t tab_stride, d8_stride;
-} q1_tables;
-
-/* Int16 lanes to float: each lane summed one plane of each pair for rows 0-7 (lo) or 8-15 (hi);
- * adding the lanes gives the 16 rows' dots of a sub-block, returned as [even rows], [odd rows]. */
-static inline BN_AVX2 void q1_rows_to_float(__m256i lo, __m256i hi, __m256 out[2]) {
-    const __m256i sum = _mm256_add_epi16(_mm256_permute2x128_si256(lo, hi, 0x20), _mm256_permute2x128_si256(lo, hi, 0x31));
-    out[0] = _mm256_cvtepi32_ps(_mm256_madd_epi16(sum, _mm256_set1_epi32(1)));
-    out[1] = _mm256_cvtepi32_ps(_mm256_srai_epi32(sum, 16));
-}
-
-/* One tile's 16 rows against nt tokens over nblk block columns, continuing sumf[t] (rows in
- * q1_slot order): per token,
- * partial = sum_k d8_k * isum_k, then sumf += d_w * partial, as the scalar reference. Each
- * plane's nibbles are isolated once for all nt tokens; nt is a constant where this is inlined. */
-static inline __attribute__((always_inline)) BN_AVX2 void
-q1_tile_tokens(const uint8_t *tb, int64_t nblk, q1_tables tt, int nt, float sumf[][BN_Q1_TILE]) {
+/* One tile's 32 rows against one token over nblk block columns, continuing acc (rows in
+ * bn_q1_tile32_slot order): partial = sum_k d8_k * isum_k, then acc += d_w * partial, as the
+ * scalar reference. The reference starts partial at 0.0f; starting it at the first product
+ * differs only in the sign of a zero partial, and acc + (+-0) is the same either way since acc
+ * never is -0 (it starts at +0, and x + y is -0 only when both are). acc is read and written
+ * once per block, so the loop keeps in registers only what a block needs (16 ymm: more spilled
+ * to the stack on every sub-block). `skip` is the distance from the end of this chunk of the
+ * tile to the start of the next tile's chunk, for the prefetches. */
+static inline __attribute__((always_inline)) BN_AVX2 void q1_tile(const uint8_t *tb, int64_t nblk, size_t skip,
+                                                                  const uint8_t *tab, const float *d8, float *acc) {
     const __m256i nibble = _mm256_set1_epi8(15);
-    const __m256i rejoin = _mm256_set1_epi16(0x1001); /* bytes (1, 16): low + 16 * high */
-    for (int64_t i = 0; i < nblk; i++, tb += BN_Q1_TILE_BLOCK) {
-        for (int l = 0; l < BN_Q1_TILE_BLOCK; l += 64)
-            _mm_prefetch((const char *)(tb + Q1_PREFETCH * BN_Q1_TILE_BLOCK + l), _MM_HINT_NTA);
-        __m256 part[Q1_TOKEN_TILE][2];
+    const __m256i rejoin = _mm256_set1_epi16(0x2001); /* bytes (1, 32): low + 32 * high */
+    const __m256i even = _mm256_set1_epi32(1);
+    for (int64_t i = 0; i < nblk; i++, tb += BN_Q1_TILE32_BLOCK, tab += Q1_BLOCK_TABLE_BYTES, d8 += 4) {
+        const uint8_t *pf = tb + Q1_PREFETCH * BN_Q1_TILE32_BLOCK + (i + Q1_PREFETCH >= nblk ? skip : 0);
+        for (int l = 0; l < BN_Q1_TILE32_BLOCK; l += 64) _mm_prefetch((const char *)(pf + l), _MM_HINT_NTA);
+        __m256 part[4];
+#pragma GCC unroll 4
         for (int k = 0; k < 4; k++) {
-            /* per row and lane: the sums of the low and of the high parts of its four lookups */
-            __m256i lo[Q1_TOKEN_TILE], hi[Q1_TOKEN_TILE];
-            for (int t = 0; t < nt; t++) lo[t] = hi[t] = _mm256_setzero_si256();
-            for (int s = 0; s < 4; s++) {
-                /* planes j and j + 1 in the two lanes; their low nibbles, then their high ones */
-                const int j = 4 * k + (s & ~1);
-                const __m256i p = _mm256_loadu_si256((const __m256i *)(tb + BN_Q1_TILE * j));
-                const __m256i idx = _mm256_and_si256(s & 1 ? _mm256_srli_epi16(p, 4) : p, nibble);
-                for (int t = 0; t < nt; t++) {
-                    const uint8_t *tab = tt.tab + t * tt.tab_stride + (size_t)(i * BN_Q1_PLANES + 4 * k + s) * Q1_STEP_BYTES;
-                    const __m256i l = _mm256_shuffle_epi8(_mm256_load_si256((const __m256i *)tab), idx);
-                    const __m256i h = _mm256_shuffle_epi8(_mm256_load_si256((const __m256i *)(tab + 32)), idx);
-                    lo[t] = _mm256_add_epi8(lo[t], l);
-                    hi[t] = _mm256_add_epi8(hi[t], h);
-                }
+            /* per row: the sums of the low and of the high parts of its 8 lookups */
+            __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();
+#pragma GCC unroll 8
+            for (int g = 8 * k; g < 8 * k + 8; g++) {
+                const __m256i p = _mm256_loadu_si256((const __m256i *)(tb + BN_Q1_TILE32 * (g / 2)));
+                const __m256i idx = _mm256_and_si256(g % 2 ? _mm256_srli_epi16(p, 4) : p, nibble);
+                const uint8_t *t = tab + g * Q1_GROUP_BYTES;
+                lo = _mm256_add_epi8(lo, _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(_mm_load_si128((const __m128i *)t)), idx));
+                hi = _mm256_add_epi8(hi, _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(_mm_load_si128((const __m128i *)(t + 16))), idx));
             }
-            for (int t = 0; t < nt; t++) {
-                __m256 v[2];
-                q1_rows_to_float(_mm256_maddubs_epi16(rejoin, _mm256_unpacklo_epi8(lo[t], hi[t])),
-                                 _mm256_maddubs_epi16(rejoin, _mm256_unpackhi_epi8(lo[t], hi[t])), v);
-                const __m256 d = _mm256_set1_ps(tt.d8[t * tt.d8_stride + 4 * i + k]);
-                for (int h = 0; h < 2; h++) {
-                    if (k == 0) part[t][h] = _mm256_setzero_ps();
-                    part[t][h] = _mm256_add_ps(part[t][h], _mm256_mul_ps(d, v[h]));
+            /* 8 * S of rows 0-7 | 16-23, then of rows 8-15 | 24-31 */
+            const __m256i s8[2] = {_mm256_slli_epi16(_mm256_maddubs_epi16(_mm256_unpacklo_epi8(lo, hi), rejoin), 3),
+                                   _mm256_slli_epi16(_mm256_maddubs_epi16(_mm256_unpackhi_epi8(lo, hi), rejoin), 3)};
+            const __m256 d = _mm256_broadcast_ss(d8 + k);
+            for (int h = 0; h < 2; h++) {
+                const __m256 v[2] = {_mm256_cvtepi32_ps(_mm256_madd_epi16(s8[h], even)),
+                                     _mm256_cvtepi32_ps(_mm256_srai_epi32(s8[h], 16))};
+                for (int e = 0; e < 2; e++) {
+                    const __m256 prod = _mm256_mul_ps(d, v[e]);
+                    part[2 * h + e] = k == 0 ? prod : _mm256_add_ps(part[2 * h + e], prod);
                 }
             }
         }
-        /* the 16 row scales in the sums' order: each lane's even scales, then its odd ones;
-         * vpermq gathers the even halves of both lanes, then the odd ones */
-        const __m256i split = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15,
-                                               0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
-        const __m256i dh = _mm256_permute4x64_epi64(
-            _mm256_shuffle_epi8(_mm256_loadu_si256((const __m256i *)(tb + BN_Q1_PLANES * BN_Q1_TILE)), split), 0xd8);
-        const __m256 dw[2] = {_mm256_cvtph_ps(_mm256_castsi256_si128(dh)), _mm256_cvtph_ps(_mm256_extracti128_si256(dh, 1))};
-        for (int t = 0; t < nt; t++)
-            for (int h = 0; h < 2; h++)
-                _mm256_storeu_ps(sumf[t] + 8 * h, _mm256_add_ps(_mm256_loadu_ps(sumf[t] + 8 * h), _mm256_mul_ps(dw[h], part[t][h])));
+        const uint8_t *scales = tb + BN_Q1_PLANES * BN_Q1_TILE32;
+        for (int m = 0; m < 4; m++) {
+            const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(scales + 16 * m)));
+            _mm256_storeu_ps(acc + 8 * m, _mm256_add_ps(_mm256_loadu_ps(acc + 8 * m), _mm256_mul_ps(dw, part[m])));
+        }
     }
 }
 
-/* Where row r of a tile sits in its sums: even rows first, then odd ones. */
-static inline int q1_slot(int64_t r) {
-    return (int)(r % 2 * 8 + r / 2);
+/* 32 consecutive floats <-> a tile's sums (bn_q1_tile32_slot order). */
+static inline BN_AVX2 void q1_to_slots(const float *x, float *slots) {
+    for (int h = 0; h < 2; h++) {
+        const __m256 a = _mm256_loadu_ps(x + 8 * h), b = _mm256_loadu_ps(x + 16 + 8 * h);
+        const __m256 first = _mm256_permute2f128_ps(a, b, 0x20), second = _mm256_permute2f128_ps(a, b, 0x31);
+        _mm256_storeu_ps(slots + 16 * h, _mm256_shuffle_ps(first, second, _MM_SHUFFLE(2, 0, 2, 0)));
+        _mm256_storeu_ps(slots + 16 * h + 8, _mm256_shuffle_ps(first, second, _MM_SHUFFLE(3, 1, 3, 1)));
+    }
 }
 
-/* Rows [r0, r1) for nt tokens over blocks [i0, i0 + nblk), the sums so far carried in y. A
- * range that cuts a tile computes the whole tile and writes only its own rows. */
-static BN_AVX2 void q1_rows_chunk(const bn_matrix *w, int64_t r0, int64_t r1, int64_t i0, int64_t nblk, q1_tables tt,
-                                  int nt, float *y, int64_t y_stride) {
+static inline BN_AVX2 void q1_from_slots(const float *slots, float *x) {
+    for (int h = 0; h < 2; h++) {
+        const __m256 even_rows = _mm256_loadu_ps(slots + 16 * h), odd_rows = _mm256_loadu_ps(slots + 16 * h + 8);
+        const __m256 lo = _mm256_unpacklo_ps(even_rows, odd_rows), hi = _mm256_unpackhi_ps(even_rows, odd_rows);
+        _mm256_storeu_ps(x + 8 * h, _mm256_permute2f128_ps(lo, hi, 0x20));
+        _mm256_storeu_ps(x + 16 + 8 * h, _mm256_permute2f128_ps(lo, hi, 0x31));
+    }
+}
+
+/* Rows [r0, r1) for nt tokens over blocks [i0, i0 + nblk), the sums so far carried in y (when
+ * i0 > 0); token t's tables at tab + t * nblk blocks. A range that cuts a tile computes the
+ * whole tile and writes only its own rows. Each tile runs once per token while its weights
+ * stay in L1. */
+static BN_AVX2 void q1_rows_chunk(const bn_matrix *w, int64_t r0, int64_t r1, int64_t i0, int64_t nblk,
+                                  const uint8_t *tab, const float *d8, int nt, float *y, int64_t y_stride) {
     const int64_t nb = w->cols / BN_QK1_0;
-    for (int64_t row = r0 - r0 % BN_Q1_TILE; row < r1; row += BN_Q1_TILE) {
-        const uint8_t *tb = (const uint8_t *)w->packed + (size_t)(row / BN_Q1_TILE * nb + i0) * BN_Q1_TILE_BLOCK;
-        const int64_t first = row > r0 ? row : r0, end = row + BN_Q1_TILE < r1 ? row + BN_Q1_TILE : r1;
-        float sumf[Q1_TOKEN_TILE][BN_Q1_TILE] = {{0}};
-        for (int t = 0; t < nt && i0 > 0; t++)
-            for (int64_t r = first; r < end; r++) sumf[t][q1_slot(r - row)] = y[t * y_stride + r];
-        switch (nt) { /* one specialization per token count */
-        case 1: q1_tile_tokens(tb, nblk, tt, 1, sumf); break;
-        case 2: q1_tile_tokens(tb, nblk, tt, 2, sumf); break;
-        case 3: q1_tile_tokens(tb, nblk, tt, 3, sumf); break;
-        default: q1_tile_tokens(tb, nblk, tt, 4, sumf); break;
+    const size_t skip = (size_t)(nb - nblk) * BN_Q1_TILE32_BLOCK;
+    for (int64_t row = r0 - r0 % BN_Q1_TILE32; row < r1; row += BN_Q1_TILE32) {
+        const uint8_t *tb = (const uint8_t *)w->packed + (size_t)(row / BN_Q1_TILE32 * nb + i0) * BN_Q1_TILE32_BLOCK;
+        const int64_t first = row > r0 ? row : r0, end = row + BN_Q1_TILE32 < r1 ? row + BN_Q1_TILE32 : r1;
+        const int whole = first == row && end == row + BN_Q1_TILE32;
+        for (int t = 0; t < nt; t++) {
+            float *yt = y + t * y_stride, rows[BN_Q1_TILE32], acc[BN_Q1_TILE32];
+            if (i0 == 0) {
+                for (int m = 0; m < 4; m++) _mm256_storeu_ps(acc + 8 * m, _mm256_setzero_ps());
+            } else if (whole) {
+                q1_to_slots(yt + row, acc);
+            } else {
+                for (int64_t r = first; r < end; r++) rows[r - row] = yt[r];
+                q1_to_slots(rows, acc);
+            }
+            q1_tile(tb, nblk, skip, tab + t * nblk * Q1_BLOCK_TABLE_BYTES, d8 + t * 4 * nblk, acc);
+            if (whole) {
+                q1_from_slots(acc, yt + row);
+            } else {
+                q1_from_slots(acc, rows);
+                for (int64_t r = first; r < end; r++) yt[r] = rows[r - row];
+            }
         }
-        for (int t = 0; t < nt; t++)
-            for (int64_t r = first; r < end; r++) y[t * y_stride + r] = sumf[t][q1_slot(r - row)];
     }
 }
 
@@ -257,7 +271,7 @@ BN_AVX2 void bn_gemm_q1_0_q8_0_avx2(const bn_matrix *w, int64_t r0, int64_t r1, 
     _Alignas(32) uint8_t tab[Q1_TABLE_BLOCKS * Q1_BLOCK_TABLE_BYTES];
     float d8[4 * Q1_TABLE_BLOCKS];
     const int64_t nb = w->cols / BN_QK1_0;
-    if (!w->packed || w->packed_layout != BN_Q1_LAYOUT_TILE16) { /* prepared for another path */
+    if (!w->packed || w->packed_layout != BN_Q1_LAYOUT_TILE32) { /* prepared for another path */
         for (int t = 0; t < n_tokens; t++)
             for (int64_t r = r0; r < r1; r++)
                 bn_vec_dot_q1_0_q8_0_avx2(w->cols, &y[t * y_stride + r], w->data + (size_t)r * w->row_bytes,
@@ -269,14 +283,15 @@ BN_AVX2 void bn_gemm_q1_0_q8_0_avx2(const bn_matrix *w, int64_t r0, int64_t r1, 
         const int64_t chunk = Q1_TABLE_BLOCKS / nt;
         for (int64_t i0 = 0; i0 < nb; i0 += chunk) {
             const int64_t nblk = nb - i0 < chunk ? nb - i0 : chunk;
-            const q1_tables tt = {tab, d8, (size_t)nblk * Q1_BLOCK_TABLE_BYTES, (size_t)(4 * nblk)};
             for (int t = 0; t < nt; t++)
                 q1_build_tables((const bn_block_q8_0 *)((const uint8_t *)act + (size_t)(t0 + t) * act_stride), i0,
-                                nblk, tab + t * tt.tab_stride, d8 + t * tt.d8_stride);
-            q1_rows_chunk(w, r0, r1, i0, nblk, tt, nt, y + t0 * y_stride, y_stride);
+                                nblk, tab + t * nblk * Q1_BLOCK_TABLE_BYTES, d8 + t * 4 * nblk);
+            q1_rows_chunk(w, r0, r1, i0, nblk, tab, d8, nt, y + t0 * y_stride, y_stride);
         }
     }
 }
+
+#pragma GCC pop_options
 
 /* roundf (halves away from zero) of each lane, exactly: truncate, then step one away from zero
  * where the dropped fraction (exact: |v| < 2^23) is at least one half. */

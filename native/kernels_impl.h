@@ -49,6 +49,20 @@ void bn_vec_dot_tq2_0_q8_K_scalar(int64_t n, float *s, const void *w, const void
 #define BN_Q1_LAYOUT_TILE16 0x51310016
 int bn_pack_q1_0_tile16(bn_matrix *m, char *err, size_t errlen);
 
+/* Q1_0 in 32-row tiles for AVX2 (kernels_q1_tile32.c): tile t holds rows 32t..32t+31 (zero rows
+ * pad the last); per block column, plane j (32 bytes) holds bit-byte j of the 32 rows, so one
+ * 256-bit load is one plane, then come the 32 fp16 scales in the order the kernel's sums come
+ * out of its int16 -> int32 widening (bn_q1_tile32_slot), so they load without shuffles. */
+#define BN_Q1_TILE32 32
+#define BN_Q1_TILE32_BLOCK (BN_Q1_PLANES * BN_Q1_TILE32 + 2 * BN_Q1_TILE32)
+#define BN_Q1_LAYOUT_TILE32 0x51310032
+int bn_pack_q1_0_tile32(bn_matrix *m, char *err, size_t errlen);
+
+/* Where row r of a 32-row tile sits among the kernel's sums: four vectors of 8 (even rows of
+ * r % 16 < 8, odd rows of them, even rows of r % 16 >= 8, odd rows of them), each holding
+ * rows of 0-15 in its low half and of 16-31 in its high half. */
+static inline int bn_q1_tile32_slot(int r) { return r / 8 % 2 * 16 + r % 2 * 8 + r / 16 * 4 + r % 8 / 2; }
+
 /* x86 AVX2 + FMA + F16C (kernels_avx2.c: compiled on x86-64 only, chosen at run time). */
 #if defined(__x86_64__) && defined(__GNUC__)
 #define BN_HAVE_AVX2_KERNELS 1
