@@ -48,6 +48,90 @@ static int matmul_group(bn_context *c, const bn_matrix *const *w, float *const *
     return bn_matmul_group(c->pool, c->m->isa, w, y, n_mats, x, n, &c->scratch);
 }
 
+/* ---- element-wise steps on the pool ----
+ * In a long prefill, norms, RoPE and SwiGLU on the calling thread alone would leave the other
+ * threads idle for a noticeable share of the time; in decode they are short, and only SwiGLU
+ * (thousands of expf) pays for a round trip through the pool. */
+
+typedef void (*range_fn)(const void *arg, long begin, long end);
+
+typedef struct range_job {
+    range_fn fn;
+    const void *arg;
+    long n, align;
+} range_job;
+
+static void range_worker(void *p, int ith, int nth) {
+    const range_job *j = p;
+    long begin, end;
+    bn_split_range(j->n, j->align, ith, nth, &begin, &end);
+    if (begin < end) j->fn(j->arg, begin, end);
+}
+
+/* fn over [0, n) in contiguous ranges (multiples of align, so threads do not share cache lines)
+ * on the pool; on this thread alone when n < min_parallel. */
+static void for_range(bn_context *c, long n, long align, long min_parallel, range_fn fn, const void *arg) {
+    if (n < min_parallel) {
+        fn(arg, 0, n);
+        return;
+    }
+    range_job j = {fn, arg, n, align};
+    bn_threadpool_run(c->pool, range_worker, &j);
+}
+
+/* Floats per cache line: element-wise ranges start on one. */
+#define BN_LINE_FLOATS 16
+/* Tokens below which per-token steps stay on the calling thread. */
+#define BN_MIN_PARALLEL_TOKENS 4
+/* SwiGLU values (one expf each) below which it stays on the calling thread. */
+#define BN_MIN_PARALLEL_SWIGLU 4096
+/* Additions below which the residual add stays on the calling thread. */
+#define BN_MIN_PARALLEL_ADD 65536
+
+typedef struct pair_arg {
+    float *y;
+    const float *x;
+} pair_arg;
+
+static void swiglu_range(const void *arg, long begin, long end) {
+    const pair_arg *p = arg;
+    bn_swiglu(p->y + begin, p->x + begin, end - begin);
+}
+
+static void add_range(const void *arg, long begin, long end) {
+    const pair_arg *p = arg;
+    bn_add(p->y + begin, p->x + begin, end - begin);
+}
+
+static void swiglu(bn_context *c, float *gate, const float *up, long n) {
+    const pair_arg arg = {gate, up};
+    for_range(c, n, BN_LINE_FLOATS, BN_MIN_PARALLEL_SWIGLU, swiglu_range, &arg);
+}
+
+static void residual_add(bn_context *c, float *y, const float *x, long n) {
+    const pair_arg arg = {y, x};
+    for_range(c, n, BN_LINE_FLOATS, BN_MIN_PARALLEL_ADD, add_range, &arg);
+}
+
+typedef struct norm_arg {
+    float *y;
+    const float *x, *w;
+    int width;
+    float eps;
+} norm_arg;
+
+static void norm_range(const void *arg, long begin, long end) {
+    const norm_arg *p = arg;
+    for (long t = begin; t < end; t++)
+        bn_rmsnorm(p->y + (size_t)t * p->width, p->x + (size_t)t * p->width, p->w, p->width, p->eps);
+}
+
+/* RMSNorm of n rows of width floats. */
+static void norm_rows(bn_context *c, float *y, const float *x, const float *w, int n, int width, float eps) {
+    const norm_arg arg = {y, x, w, width, eps};
+    for_range(c, n, 1, BN_MIN_PARALLEL_TOKENS, norm_range, &arg);
+}
+
 static size_t kv_row_elems(const bn_hparams *hp) { return (size_t)hp->n_head_kv * hp->head_dim; }
 
 static void kv_store(bn_context *c, void *cache, int pos, const float *src) {
@@ -65,12 +149,23 @@ static void kv_store(bn_context *c, void *cache, int pos, const float *src) {
 
 static void attn_worker(void *arg, int ith, int nth) { bn_attn_run(arg, ith, nth); }
 
-/* Per-head QK-norm (qwen3) and RoPE of the projected q and k, then k and v into the cache. */
-static void position_and_cache(bn_context *c, const bn_layer *l, int il, int n) {
+typedef struct position_arg {
+    bn_context *c;
+    const bn_layer *l;
+    int il;
+} position_arg;
+
+/* Per-head QK-norm (qwen3) and RoPE of the projected q and k of tokens [begin, end), then their
+ * k and v into the cache. */
+static void position_range(const void *arg, long begin, long end) {
+    const position_arg *p = arg;
+    bn_context *c = p->c;
+    const bn_layer *l = p->l;
+    const int il = p->il;
     const bn_hparams *hp = &c->m->hp;
     const bn_acts *a = &c->acts;
     const int hd = hp->head_dim;
-    for (int t = 0; t < n; t++) {
+    for (long t = begin; t < end; t++) {
         const float *cs = a->rope + (size_t)t * hp->n_rot;
         float *q = a->q + (size_t)t * hp->n_head * hd;
         float *k = a->k + (size_t)t * hp->n_head_kv * hd;
@@ -82,19 +177,20 @@ static void position_and_cache(bn_context *c, const bn_layer *l, int il, int n) 
             if (hp->qk_norm) bn_rmsnorm(k + h * hd, k + h * hd, l->k_norm, hd, hp->rms_eps);
             bn_rope_apply(k + h * hd, cs, hp->n_rot, hp->rope_neox);
         }
-        kv_store(c, c->k_cache[il], c->n_past + t, k);
-        kv_store(c, c->v_cache[il], c->n_past + t, a->v + (size_t)t * hp->n_head_kv * hd);
+        kv_store(c, c->k_cache[il], c->n_past + (int)t, k);
+        kv_store(c, c->v_cache[il], c->n_past + (int)t, a->v + (size_t)t * hp->n_head_kv * hd);
     }
 }
 
-static void norm_rows(float *y, const float *x, const float *w, int n, int width, float eps) {
-    for (int t = 0; t < n; t++) bn_rmsnorm(y + (size_t)t * width, x + (size_t)t * width, w, width, eps);
+static void position_and_cache(bn_context *c, const bn_layer *l, int il, int n) {
+    const position_arg arg = {c, l, il};
+    for_range(c, n, 1, BN_MIN_PARALLEL_TOKENS, position_range, &arg);
 }
 
 static int attention_block(bn_context *c, const bn_layer *l, int il, int n) {
     const bn_hparams *hp = &c->m->hp;
     bn_acts *a = &c->acts;
-    norm_rows(a->xb, a->x, l->attn_norm, n, hp->n_embd, hp->rms_eps);
+    norm_rows(c, a->xb, a->x, l->attn_norm, n, hp->n_embd, hp->rms_eps);
     const bn_matrix *qkv[] = {&l->wq, &l->wk, &l->wv};
     float *const qkv_out[] = {a->q, a->k, a->v};
     if (matmul_group(c, qkv, qkv_out, 3, a->xb, n)) return -1;
@@ -109,20 +205,20 @@ static int attention_block(bn_context *c, const bn_layer *l, int il, int n) {
     else
         bn_threadpool_run(c->pool, attn_worker, (void *)&task);
     if (matmul(c, &l->wo, a->att, n, a->xb2)) return -1;
-    bn_add(a->x, a->xb2, (int64_t)n * hp->n_embd);
+    residual_add(c, a->x, a->xb2, (long)n * hp->n_embd);
     return 0;
 }
 
 static int ffn_block(bn_context *c, const bn_layer *l, int n) {
     const bn_hparams *hp = &c->m->hp;
     bn_acts *a = &c->acts;
-    norm_rows(a->xb, a->x, l->ffn_norm, n, hp->n_embd, hp->rms_eps);
+    norm_rows(c, a->xb, a->x, l->ffn_norm, n, hp->n_embd, hp->rms_eps);
     const bn_matrix *gate_up[] = {&l->w_gate, &l->w_up};
     float *const gate_up_out[] = {a->gate, a->up};
     if (matmul_group(c, gate_up, gate_up_out, 2, a->xb, n)) return -1;
-    bn_swiglu(a->gate, a->up, (int64_t)n * hp->n_ff);
+    swiglu(c, a->gate, a->up, (long)n * hp->n_ff);
     if (matmul(c, &l->w_down, a->gate, n, a->xb2)) return -1;
-    bn_add(a->x, a->xb2, (int64_t)n * hp->n_embd);
+    residual_add(c, a->x, a->xb2, (long)n * hp->n_embd);
     return 0;
 }
 
