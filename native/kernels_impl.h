@@ -40,7 +40,7 @@ void bn_vec_dot_q4_0_q8_0_scalar(int64_t n, float *s, const void *w, const void 
 void bn_vec_dot_tq1_0_q8_K_scalar(int64_t n, float *s, const void *w, const void *a);
 void bn_vec_dot_tq2_0_q8_K_scalar(int64_t n, float *s, const void *w, const void *a);
 
-/* Q1_0 in 16-row tiles (kernels_q1_tile16.c), read by the lookup-table gemms: tile t holds rows
+/* Q1_0 in 16-row tiles (kernels_q1_tiles.c), read by the NEON lookup-table gemms: tile t holds rows
  * 16t..16t+15 (zero rows pad the last); per block column, plane j (16 bytes) holds bit-byte j
  * of the 16 rows, then come their 16 fp16 scales. 18 bytes per row and block, as in the file. */
 #define BN_Q1_TILE 16
@@ -49,7 +49,7 @@ void bn_vec_dot_tq2_0_q8_K_scalar(int64_t n, float *s, const void *w, const void
 #define BN_Q1_LAYOUT_TILE16 0x51310016
 int bn_pack_q1_0_tile16(bn_matrix *m, char *err, size_t errlen);
 
-/* Q1_0 in 32-row tiles for AVX2 (kernels_q1_tile32.c): tile t holds rows 32t..32t+31 (zero rows
+/* Q1_0 in 32-row tiles for AVX2 (kernels_q1_tiles.c): tile t holds rows 32t..32t+31 (zero rows
  * pad the last); per block column, plane j (32 bytes) holds bit-byte j of the 32 rows, so one
  * 256-bit load is one plane, then come the 32 fp16 scales in the order the kernel's sums come
  * out of its int16 -> int32 widening (bn_q1_tile32_slot), so they load without shuffles. */
