@@ -19,6 +19,9 @@ BN_AVX2_INLINE __m256 load8(const void *row, int i, int f16) {
     return _mm256_loadu_ps((const float *)row + i);
 }
 
+/* Keys ahead whose rows are prefetched: about one memory latency of work. */
+#define BN_ATTN_PREFETCH 8
+
 /* Scores of R query rows against keys k0 and k1: s[r * ss] = q_r . k0, s[r * ss + 1] = q_r . k1.
  * Each (row, key) pair is summed in 8 lanes over head_dim, then the lanes by one fixed tree, so
  * a score does not depend on R or on which key it is paired with. */
@@ -47,8 +50,13 @@ BN_AVX2_INLINE void scores_rx2(const float *const *q, int R, const void *k0, con
 BN_AVX2_INLINE void scores(const bn_attn_tile *t, int r0, int R, const void *src, size_t stride, int f16, int j0,
                            int j1) {
     float *s = t->s + (size_t)r0 * t->s_stride;
+    const size_t row_bytes = (size_t)t->head_dim * (f16 ? 2 : 4);
     for (int j = j0; j < j1; j += 2) {
         const void *k0 = kv_row(src, j - j0, stride, f16), *k1 = kv_row(src, (j + 1 < j1 ? j + 1 : j) - j0, stride, f16);
+        if (j + BN_ATTN_PREFETCH + 1 < j1) /* rows a cache-position stride apart defeat the hardware prefetcher */
+            for (size_t b = 0; b < 2 * row_bytes; b += 64)
+                _mm_prefetch((const char *)kv_row(src, j + BN_ATTN_PREFETCH - j0 + (int)(b / row_bytes), stride, f16) +
+                                 b % row_bytes, _MM_HINT_T0);
         if (R == 4) scores_rx2(t->q + r0, 4, k0, k1, f16, t->head_dim, s + j, t->s_stride);
         else if (R == 2) scores_rx2(t->q + r0, 2, k0, k1, f16, t->head_dim, s + j, t->s_stride);
         else scores_rx2(t->q + r0, 1, k0, k1, f16, t->head_dim, s + j, t->s_stride);
@@ -122,6 +130,9 @@ BN_AVX2_INLINE void values_rxd(const bn_attn_tile *t, int r0, int R, int d, int 
     }
     for (int j = j0; j < j1; j++) {
         const void *row = kv_row(src, j - j0, stride, f16);
+        if (j + BN_ATTN_PREFETCH < j1)
+            _mm_prefetch((const char *)kv_row(src, j + BN_ATTN_PREFETCH - j0, stride, f16) + (size_t)d * (f16 ? 2 : 4),
+                         _MM_HINT_T0);
         const __m256 a = load8(row, d, f16), b = D == 2 ? load8(row, d + 8, f16) : a;
         for (int r = 0; r < R; r++) {
             const __m256 p = _mm256_broadcast_ss(w + r * t->s_stride + j);
@@ -163,8 +174,26 @@ BN_AVX2_INLINE void pack(const bn_attn_tile *t, const void *base, int f16, int j
     }
 }
 
+/* scores() or values() of rows [r0, r0 + R) against keys [j0, j1) of src. */
+typedef void (*row_block_fn)(const bn_attn_tile *t, int r0, int R, const void *src, size_t stride, int f16, int j0,
+                             int j1);
+
+/* One pass of fn over the cache rows src (K or V) in packed blocks of BN_ATTN_KEY_BLOCK keys,
+ * each block packed once and used by every row block that sees part of it. */
+BN_AVX2_INLINE void packed_pass(const bn_attn_tile *t, const void *src, int f16, int nk, row_block_fn fn) {
+    for (int b0 = 0; b0 < nk; b0 += BN_ATTN_KEY_BLOCK) {
+        const int b1 = b0 + BN_ATTN_KEY_BLOCK < nk ? b0 + BN_ATTN_KEY_BLOCK : nk;
+        pack(t, src, f16, b0, b1);
+        for (int r0 = 0; r0 < t->n_rows;) {
+            const int R = block_rows(t->n_rows - r0), last = t->n_kv[r0 + R - 1], j1 = last < b1 ? last : b1;
+            if (j1 > b0) fn(t, r0, R, t->pack, t->head_dim, 0, b0, j1);
+            r0 += R;
+        }
+    }
+}
+
 BN_AVX2_INLINE void tile(const bn_attn_tile *t, int f16) {
-    const int n = t->n_rows, nk = t->n_kv[n - 1], hd = t->head_dim;
+    const int n = t->n_rows, nk = t->n_kv[n - 1];
     if (n <= 4) {  /* decode: one or two row blocks, every K and V row straight from the cache */
         for (int r0 = 0; r0 < n; r0 += block_rows(n - r0))
             scores(t, r0, block_rows(n - r0), t->k, t->kv_stride, f16, 0, t->n_kv[r0 + block_rows(n - r0) - 1]);
@@ -174,25 +203,9 @@ BN_AVX2_INLINE void tile(const bn_attn_tile *t, int f16) {
         return;
     }
     /* Several row blocks: K and V go through L1-sized packed blocks that every row block reuses. */
-    for (int b0 = 0; b0 < nk; b0 += BN_ATTN_KEY_BLOCK) {
-        const int b1 = b0 + BN_ATTN_KEY_BLOCK < nk ? b0 + BN_ATTN_KEY_BLOCK : nk;
-        pack(t, t->k, f16, b0, b1);
-        for (int r0 = 0; r0 < n;) {
-            const int R = block_rows(n - r0), last = t->n_kv[r0 + R - 1], j1 = last < b1 ? last : b1;
-            if (j1 > b0) scores(t, r0, R, t->pack, hd, 0, b0, j1);
-            r0 += R;
-        }
-    }
+    packed_pass(t, t->k, f16, nk, scores);
     for (int r = 0; r < n; r++) softmax_row(t, r, nk);
-    for (int b0 = 0; b0 < nk; b0 += BN_ATTN_KEY_BLOCK) {
-        const int b1 = b0 + BN_ATTN_KEY_BLOCK < nk ? b0 + BN_ATTN_KEY_BLOCK : nk;
-        pack(t, t->v, f16, b0, b1);
-        for (int r0 = 0; r0 < n;) {
-            const int R = block_rows(n - r0), last = t->n_kv[r0 + R - 1], j1 = last < b1 ? last : b1;
-            if (j1 > b0) values(t, r0, R, t->pack, hd, 0, b0, j1);
-            r0 += R;
-        }
-    }
+    packed_pass(t, t->v, f16, nk, values);
 }
 
 BN_AVX2 void bn_attn_tile_avx2(const bn_attn_tile *t) {
