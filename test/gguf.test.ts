@@ -5,11 +5,28 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { GgufError, readGguf, summarize } from '../src/gguf.js';
+import { writeGguf } from '../src/gguf-writer.js';
 import { HAVE_FIXTURES, fixture } from './helpers/fixtures.js';
 import { seeded } from './helpers/random.js';
 
 const tmp = mkdtempSync(path.join(tmpdir(), 'bonsai-gguf-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+describe('readGguf string arrays', () => {
+  // Arrays are decoded in one piece when no string holds a NUL, string by string otherwise.
+  const cases: [string, string[]][] = [
+    ['empty', []],
+    ['one empty string', ['']],
+    ['empty strings around text', ['', 'a', '', '', 'Ġthe', '']],
+    ['non-ASCII and a trailing space', ['ü', '日本', '😀', 'x ', '<|im_end|>']],
+    ['a NUL inside a string', ['a', 'b\0c', '\0', '']],
+  ];
+  it.each(cases)('reads back %s exactly', async (_name, strings) => {
+    const file = path.join(tmp, 'strings.gguf');
+    await writeGguf(file, [{ key: 'test.strings', type: 'array<string>', value: strings }], []);
+    expect(readGguf(file).metadata['test.strings']).toEqual(strings);
+  });
+});
 
 describe.skipIf(!HAVE_FIXTURES)('readGguf', () => {
   it('reads the qwen3 vocabulary with typed arrays and the chat template', () => {
