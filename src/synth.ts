@@ -32,12 +32,17 @@ export interface SynthOptions {
   layers?: number;
   /** A GGUF whose tokenizer.* keys (vocabulary, merges, chat template...) are copied. */
   vocabFrom?: string;
+  /** Written instead of the copied (or ChatML) chat template, e.g. to try a template's variants. */
+  chatTemplate?: string;
   seed?: number;
 }
 
 /** Writes the model; returns the file size and the tensor table written. */
 export async function synthesize(file: string, options: SynthOptions): Promise<WriteResult & { tensors: number }> {
-  const tokenizer = options.vocabFrom ? copyTokenizer(options.vocabFrom) : byteLevelTokenizer(SHAPES[options.shape].vocab);
+  let tokenizer = options.vocabFrom ? copyTokenizer(options.vocabFrom) : byteLevelTokenizer(SHAPES[options.shape].vocab);
+  if (options.chatTemplate !== undefined) {
+    tokenizer = [...tokenizer.filter((kv) => kv.key !== 'tokenizer.chat_template'), { key: 'tokenizer.chat_template', type: 'string', value: options.chatTemplate }];
+  }
   const tokens = tokenizer.find((kv) => kv.key === 'tokenizer.ggml.tokens')!.value as ArrayLike<unknown>;
   // The embedding and output rows follow the vocabulary actually written.
   const shape: ModelShape = { ...SHAPES[options.shape], vocab: tokens.length, layers: options.layers ?? SHAPES[options.shape].layers };

@@ -11,6 +11,7 @@ import { readGguf } from '../src/gguf.js';
 import { synthesize } from '../src/synth.js';
 import { CLI, runCli } from './helpers/cli.js';
 import { HAVE_FIXTURES, fixture } from './helpers/fixtures.js';
+import { splitWholeOutput, synthesizeThinkingModel } from './helpers/thinking-model.js';
 
 const VOCAB = fixture('qwen3-vocab/ggml-vocab-qwen3.gguf');
 
@@ -185,6 +186,58 @@ describe.skipIf(!HAVE_FIXTURES)('chat on a synthetic Bonsai-1.7B-shaped model (1
     const r = await model.generate({ promptIds: [151644], maxTokens: 5, ignoreEog: true, sampling: { temperature: 0 } });
     expect(r.ids).toHaveLength(5);
     expect(r.finishReason).toBe('length');
+  });
+});
+
+describe.skipIf(!HAVE_FIXTURES)('thinking on real generations (synthetic Qwen3 shape whose template opens <think>)', () => {
+  const tmp = mkdtempSync(path.join(tmpdir(), 'bonsai-think-'));
+  const file = path.join(tmp, 'thinking.gguf');
+  const ASK: ChatMessage[] = [{ role: 'user', content: 'Why is the sky blue?' }];
+  const greedy = { maxTokens: 24, sampling: { temperature: 0 } };
+  let model: Model;
+  beforeAll(async () => {
+    await synthesizeThinkingModel(file);
+    model = await Model.load(file, { threads: 2, contextSize: 256 });
+  }, 120_000);
+  afterAll(() => {
+    model?.close();
+    rmSync(tmp, { recursive: true, force: true });
+  });
+
+  /** The same prompt's tokens generated and decoded without any splitting. */
+  const unsplit = (enableThinking: boolean) => model.generate({ promptIds: model.chatPrompt(ASK, enableThinking).ids, ...greedy });
+
+  it('the template opens the reasoning when thinking is on and closes it empty when off', () => {
+    expect(model.chatPrompt(ASK, true).text.endsWith('<|im_start|>assistant\n<think>\n')).toBe(true);
+    expect(model.chatPrompt(ASK, false).text.endsWith('<|im_start|>assistant\n<think>\n\n</think>\n\n')).toBe(true);
+  });
+
+  it('thinking on: the reasoning streams through onThinking and comes back in thinking, never in text', async () => {
+    const thoughts: string[] = [];
+    const answer: string[] = [];
+    const r = await model.generate({ messages: ASK, enableThinking: true, ...greedy }, { onThinking: (t) => thoughts.push(t), onText: (t) => answer.push(t) });
+    const raw = await unsplit(true);
+    expect(r.ids).toEqual(raw.ids);
+    const expected = splitWholeOutput(raw.text);
+    expect(expected.thinking.length).toBeGreaterThan(10);
+    expect(r.thinking).toBe(expected.thinking);
+    expect(r.text).toBe(expected.answer);
+    expect(thoughts.length).toBeGreaterThan(1);
+    expect(thoughts.join('')).toBe(r.thinking);
+    expect(answer.join('')).toBe(r.text);
+    expect(r.text).not.toContain('<think>');
+  });
+
+  it('thinking off: everything generated is the answer and no reasoning is reported', async () => {
+    const thoughts: string[] = [];
+    const r = await model.generate({ messages: ASK, ...greedy }, { onThinking: (t) => thoughts.push(t) });
+    const raw = await unsplit(false);
+    expect(r.ids).toEqual(raw.ids);
+    expect(raw.text.trimStart().startsWith('<think>')).toBe(false);
+    expect(r.text).toBe(raw.text.trimStart());
+    expect(r.text).not.toBe('');
+    expect(r.thinking).toBeUndefined();
+    expect(thoughts).toEqual([]);
   });
 });
 
