@@ -1,12 +1,16 @@
 // `bonsai serve` and `bonsai ask` as users run them: child processes of the built CLI, the real
 // engine on stories260K, the embedded broker or a real mosquitto, and signals.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Model } from '../src/engine.js';
 import type { DaemonEngine } from '../src/daemon/server.js';
 import { CLI, runCli } from './helpers/cli.js';
 import { HAVE_FIXTURES, loadStories, Observer, STORIES } from './helpers/daemon.js';
 import { freePort, HAVE_MOSQUITTO, startMosquitto, type Mosquitto } from './helpers/mosquitto.js';
+import { synthesizeThinkingModel } from './helpers/thinking-model.js';
 
 const RUN = HAVE_MOSQUITTO && HAVE_FIXTURES && existsSync(CLI);
 if (!RUN) console.warn('daemon CLI tests skipped: they need mosquitto, the stories260K fixture and a built CLI (npx tsc)');
@@ -28,8 +32,8 @@ afterAll(async () => {
   for (const c of cleanups.reverse()) await c().catch(() => undefined);
 });
 
-function serve(args: string[], env: Record<string, string> = {}): Serve {
-  const child = spawn(process.execPath, [CLI, 'serve', '--model', STORIES, ...args], { env: { ...ENV, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+function serve(args: string[], env: Record<string, string> = {}, model = STORIES): Serve {
+  const child = spawn(process.execPath, [CLI, 'serve', '--model', model, ...args], { env: { ...ENV, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   children.push(child);
   const logs: Record<string, unknown>[] = [];
   let stderr = '';
@@ -118,6 +122,33 @@ describe.skipIf(!RUN)('bonsai serve / bonsai ask', () => {
       expect(states.at(-1)).toBe('offline');
     });
   }
+
+  it('ask --think: the reasoning goes to stderr, the answer to stdout, streamed or not', async () => {
+    const tmp = mkdtempSync(path.join(tmpdir(), 'bonsai-think-cli-'));
+    cleanups.push(async () => rmSync(tmp, { recursive: true, force: true }));
+    const file = path.join(tmp, 'thinking.gguf');
+    await synthesizeThinkingModel(file);
+    const node = 'thinker';
+    const s = serve(['--broker', mosquitto.url, '--node', node], { BONSAI_HOMEASSISTANT_DISCOVERY: 'false' }, file);
+    await s.waitLog('online');
+    const model = await Model.load(file, { threads: 1, contextSize: 256 });
+    cleanups.push(async () => model.close());
+    const question = 'Why is the sky blue?';
+    const greedy = { maxTokens: 24, sampling: { temperature: 0 } };
+    const thinking = await model.generate({ messages: [{ role: 'user', content: question }], enableThinking: true, ...greedy });
+    expect(thinking.thinking!.length).toBeGreaterThan(10);
+    const args = ['ask', '--url', mosquitto.url, '--node', node, '--max-tokens', '24', '--temperature', '0'];
+    for (const extra of [[], ['--no-stream']]) {
+      // Not a terminal here, so the reasoning is not dimmed.
+      const r = await runCli([...args, '--think', ...extra, question]);
+      expect(r, extra.join(' ')).toEqual({ code: 0, stdout: `${thinking.text}\n`, stderr: `${thinking.thinking}\n` });
+    }
+    // Without --think the prompt is plain completion, as before, and nothing goes to stderr.
+    const completion = await model.generate({ prompt: question, ...greedy });
+    expect(await runCli([...args, question])).toEqual({ code: 0, stdout: `${completion.text}\n`, stderr: '' });
+    s.child.kill('SIGTERM');
+    expect(await s.exited).toBe(0);
+  });
 
   it('--remove-discovery deletes the Home Assistant entities the daemon published', async () => {
     const node = 'ha-node';

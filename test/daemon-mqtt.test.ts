@@ -1,13 +1,19 @@
 // Acceptance tests of the daemon against a real mosquitto (started here on free 127.0.0.1 ports)
 // with the real engine on stories260K: MQTT 5 and 3.1.1, password file + ACL, TLS, the fleet's
-// shared subscription, fuzzing, flooding, cancellation and a broker restart mid-stream.
+// shared subscription, fuzzing, flooding, cancellation and a broker restart mid-stream; and the
+// thinking switch on a synthetic Qwen3-shaped model whose replies are reasoning when it is on.
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Model } from '../src/engine.js';
 import type { Daemon, DaemonEngine } from '../src/daemon/server.js';
 import type { Reply } from '../src/daemon/replies.js';
 import { HAVE_FIXTURES, isFinal, loadStories, Observer, startDaemon, testConfig } from './helpers/daemon.js';
 import { HAVE_MOSQUITTO, startMosquitto, type Mosquitto } from './helpers/mosquitto.js';
 import { seeded } from './helpers/random.js';
+import { synthesizeThinkingModel } from './helpers/thinking-model.js';
 
 const RUN = HAVE_MOSQUITTO && HAVE_FIXTURES;
 if (!RUN) console.warn('daemon MQTT tests skipped: they need mosquitto and the stories260K fixture');
@@ -42,7 +48,7 @@ async function observer(url: string, options: Parameters<typeof Observer.connect
   return o;
 }
 
-const textOf = (replies: Reply[]) => replies.flatMap((r) => (r.type === 'chunk' ? [r.text] : [])).join('');
+const textOf = (replies: Reply[], type: 'chunk' | 'thinking' = 'chunk') => replies.flatMap((r) => (r.type === type ? [r.text] : [])).join('');
 
 describe.skipIf(!RUN)('daemon on mosquitto', () => {
   let plain: Mosquitto;
@@ -292,8 +298,82 @@ describe.skipIf(!RUN)('daemon on mosquitto', () => {
   });
 });
 
+describe.skipIf(!RUN)('the thinking switch on mosquitto (synthetic Qwen3 shape whose template opens <think>)', () => {
+  const tmp = mkdtempSync(path.join(tmpdir(), 'bonsai-think-mqtt-'));
+  const file = path.join(tmp, 'thinking.gguf');
+  const MESSAGES = [{ role: 'user' as const, content: 'Why is the sky blue?' }];
+  let plain: Mosquitto;
+  let reference: Model;
+  beforeAll(async () => {
+    await synthesizeThinkingModel(file);
+    cleanups.push(async () => rmSync(tmp, { recursive: true, force: true }));
+    plain = await broker();
+    reference = await thinkingModel();
+  }, 120_000);
+
+  async function thinkingModel(): Promise<Model> {
+    const model = await Model.load(file, { threads: 1, contextSize: 256 });
+    cleanups.push(async () => model.close());
+    return model;
+  }
+  const expected = (enableThinking: boolean) => reference.generate({ messages: MESSAGES, enableThinking, maxTokens: 24, sampling: { temperature: 0 } });
+
+  it('MQTT 5, streaming: think=true sends the reasoning as "thinking" chunks and in done.thinking, never in the answer', async () => {
+    const d = await daemon(plain.url, { 'topics.shared': 'never', 'replies.chunkIntervalMs': 0 }, await thinkingModel());
+    expect(d.protocolName).toBe('mqtt5');
+    const o = await observer(plain.url);
+    await o.watch('think/v5');
+    const request = { messages: MESSAGES, max_tokens: 24, temperature: 0 };
+    await o.publish(d.topics.request, JSON.stringify({ ...request, think: true }), { properties: { responseTopic: 'think/v5', correlationData: Buffer.from('on') } });
+    const on = await o.finalFor('on');
+    const want = await expected(true);
+    expect(want.thinking!.length).toBeGreaterThan(10);
+    expect(on).toMatchObject({ type: 'done', text: want.text, thinking: want.thinking, usage: { completion_tokens: want.ids.length } });
+    const replies = o.repliesFor('on');
+    const thoughts = replies.flatMap((r) => (r.type === 'thinking' ? [r] : []));
+    expect(thoughts.length).toBeGreaterThan(1);
+    expect(thoughts.map((r) => r.seq)).toEqual(thoughts.map((_, i) => i));
+    expect(textOf(replies, 'thinking')).toBe(want.thinking);
+    expect(textOf(replies)).toBe(want.text);
+    for (const r of replies) if (r.type === 'chunk' || r.type === 'done') expect(r.text).not.toContain('<think>');
+
+    // The default (think off): the same model answers, and no reasoning is sent at all.
+    await o.publish(d.topics.request, JSON.stringify(request), { properties: { responseTopic: 'think/v5', correlationData: Buffer.from('off') } });
+    const off = await o.finalFor('off');
+    const plainAnswer = await expected(false);
+    expect(plainAnswer.text).not.toBe('');
+    expect(off).toMatchObject({ type: 'done', text: plainAnswer.text });
+    expect(off).not.toHaveProperty('thinking');
+    expect(o.repliesFor('off').map((r) => r.type)).not.toContain('thinking');
+    expect(textOf(o.repliesFor('off'))).toBe(plainAnswer.text);
+  });
+
+  it('MQTT 3.1.1, final reply only: done carries the reasoning beside the answer', async () => {
+    const d = await daemon(plain.url, { 'mqtt.protocol': '3.1.1', 'topics.shared': 'never' }, await thinkingModel());
+    expect(d.protocolName).toBe('mqtt3.1.1');
+    const o = await observer(plain.url, { protocol: '3.1.1' });
+    await o.watch('think/v3/#');
+    await o.publish(d.topics.request, JSON.stringify({ id: 'v3', messages: MESSAGES, think: true, max_tokens: 24, temperature: 0, stream: false, reply_to: 'think/v3/r' }));
+    const want = await expected(true);
+    expect(await o.finalFor('v3')).toMatchObject({ type: 'done', text: want.text, thinking: want.thinking });
+    expect(o.repliesFor('v3').map((r) => r.type)).toEqual(['done']);
+  });
+
+  it('refuses think=true where it cannot apply: a plain prompt, or a model without a chat template', async () => {
+    const withTemplate = await daemon(plain.url, { 'topics.shared': 'never' }, await thinkingModel());
+    const base = await daemon(plain.url, { 'topics.shared': 'never' });
+    const o = await observer(plain.url);
+    await o.watch('think/refused/#');
+    await o.publish(withTemplate.topics.request, JSON.stringify({ id: 'p', prompt: 'Hi', think: true, reply_to: 'think/refused/p' }));
+    expect(await o.finalFor('p')).toMatchObject({ type: 'error', code: 'bad_request', message: expect.stringMatching(/think: .*"messages" instead of "prompt"/) });
+    await o.publish(base.topics.request, JSON.stringify({ id: 'b', messages: MESSAGES, think: true, reply_to: 'think/refused/b' }));
+    expect(await o.finalFor('b')).toMatchObject({ type: 'error', code: 'bad_request', message: expect.stringMatching(/no chat template.*cannot think/) });
+    for (const id of ['p', 'b']) expect(o.repliesFor(id).map((r) => r.type)).toEqual(['error']);
+  });
+});
+
 const WRONG_VALUES: unknown[] = [null, true, -1, 1.5, 1e308, '', 'x', [], [1, 'a'], {}, { a: 1 }, '\u0000', 'a/#'];
-const FIELDS = ['id', 'prompt', 'messages', 'system', 'max_tokens', 'temperature', 'top_p', 'top_k', 'min_p', 'seed', 'stop', 'stream', 'reply_to', 'priority', 'deadline_ms'];
+const FIELDS = ['id', 'prompt', 'messages', 'system', 'max_tokens', 'temperature', 'top_p', 'top_k', 'min_p', 'seed', 'stop', 'think', 'stream', 'reply_to', 'priority', 'deadline_ms'];
 
 function fuzzPayload(i: number, random: () => number): { kind: string; payload: Buffer } {
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)]!;

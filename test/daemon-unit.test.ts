@@ -9,7 +9,7 @@ import { cpuTemperature } from '../src/daemon/health.js';
 import { discoveryMessages, discoveryRemovals } from '../src/daemon/discovery.js';
 import { Scheduler, type AbortReason, type Job } from '../src/daemon/queue.js';
 import { ReplyStream, type PublishOptions } from '../src/daemon/replies.js';
-import { isRejection, parseRequest, renderForModel, type Rejection, type Request } from '../src/daemon/request.js';
+import { isRejection, modelCannotServe, parseRequest, renderForModel, type Rejection, type Request } from '../src/daemon/request.js';
 import { topicsFor } from '../src/daemon/topics.js';
 import { startEmbeddedBroker } from '../src/daemon/broker.js';
 
@@ -99,6 +99,8 @@ describe('requests', () => {
     ['too many tokens', '{"prompt": "x", "max_tokens": 100000}', 'too_large', /max_tokens/],
     ['too large', Buffer.alloc(300_000, 0x61), 'too_large', /payload is 300000 bytes/],
     ['array', '{"prompt": ["x"]}', 'bad_request', /prompt/],
+    ['think that is not a boolean', '{"messages": [{"role":"user","content":"y"}], "think": "yes"}', 'bad_request', /think: .*boolean/],
+    ['think with a plain prompt', '{"prompt": "x", "think": true}', 'bad_request', /^invalid request: think: thinking applies to chat requests: send "messages" instead of "prompt"$/],
   ])('rejects %s with a clear error', (_name, payload, code, message) => {
     const r = parse(payload);
     expect(isRejection(r)).toBe(true);
@@ -111,6 +113,20 @@ describe('requests', () => {
     const bad = parse('{"id": "a/b", "prompt": 1}') as Rejection;
     expect(bad.route.topic).toBe(`bonsai/n1/response/${bad.route.id}`);
     expect(bad.route.id).not.toBe('a/b');
+  });
+
+  it('takes think for chat requests, off by default, and passes it to the template only', () => {
+    const messages = [{ role: 'user', content: 'Hi' }];
+    expect(ok(parse(JSON.stringify({ messages }))).think).toBe(false);
+    expect(ok(parse('Plain text')).think).toBe(false);
+    expect(ok(parse(JSON.stringify({ prompt: 'x', think: false }))).think).toBe(false);
+    const thinking = ok(parse(JSON.stringify({ messages, think: true })));
+    expect(thinking.think).toBe(true);
+    expect(renderForModel(thinking, { chatTemplate: '{{ x }}' })).toMatchObject({ messages, enableThinking: true });
+    expect(renderForModel(ok(parse(JSON.stringify({ messages }))), { chatTemplate: '{{ x }}' }).enableThinking).toBe(false);
+    expect(modelCannotServe(thinking, { chatTemplate: '{{ x }}' })).toBeUndefined();
+    expect(modelCannotServe(thinking, { chatTemplate: undefined })).toMatch(/no chat template.*cannot think: send the request without "think"/);
+    expect(modelCannotServe({ think: false }, { chatTemplate: undefined })).toBeUndefined();
   });
 
   it('renders messages through the chat template only when the model has one', () => {
@@ -245,11 +261,40 @@ describe('reply stream', () => {
     expect(sent.at(-1)!.options.expirySec).toBeUndefined();
   });
 
+  it('keeps reasoning and answer in chunks of their own kind, each numbered from 0, coalesced and in order', () => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance'] });
+    const { sent, publish } = capture();
+    const r = new ReplyStream({ id: 'x', topic: 't' }, publish, { stream: true, chunkIntervalMs: 50, chunkExpirySec: 60 });
+    const reasoning = Array.from({ length: 60 }, (_, i) => `r${i} `);
+    const answer = Array.from({ length: 60 }, (_, i) => `a${i} `);
+    r.start();
+    for (const piece of reasoning) r.thinking(piece), vi.advanceTimersByTime(1);
+    for (const piece of answer) r.text(piece), vi.advanceTimersByTime(1);
+    r.done({ text: answer.join(''), thinking: reasoning.join(''), finish_reason: 'length', usage: { prompt_tokens: 1, completion_tokens: 120 }, timings: { queue_ms: 0, ttft_ms: 0, tokens_per_s: 1 } });
+    const bodies = sent.map((s) => s.body);
+    const types = bodies.map((b) => b.type);
+    expect(types[0]).toBe('start');
+    expect(types.at(-1)).toBe('done');
+    // Every reasoning chunk comes before the first answer chunk.
+    expect(types.lastIndexOf('thinking')).toBeLessThan(types.indexOf('chunk'));
+    for (const [type, pieces] of [['thinking', reasoning], ['chunk', answer]] as const) {
+      const chunks = bodies.filter((b) => b.type === type);
+      // 60 pieces 1 ms apart at one chunk per 50 ms: 2 intervals, plus the flush at the switch or the end.
+      expect(chunks.length, type).toBeGreaterThanOrEqual(2);
+      expect(chunks.length, type).toBeLessThanOrEqual(3);
+      expect(chunks.map((c) => c.seq)).toEqual(chunks.map((_, i) => i));
+      expect(chunks.map((c) => c.text).join('')).toBe(pieces.join(''));
+    }
+    expect(bodies.at(-1)).toMatchObject({ type: 'done', text: answer.join(''), thinking: reasoning.join('') });
+    expect(sent.filter((s) => s.body.type === 'thinking').every((s) => s.options.expirySec === 60)).toBe(true);
+  });
+
   it('sends only the final reply when not streaming', () => {
     const { sent, publish } = capture();
     const r = new ReplyStream({ id: 'x', topic: 't' }, publish, { stream: false, chunkIntervalMs: 50, chunkExpirySec: 60 });
     r.start();
     r.text('abc');
+    r.thinking('hmm');
     r.error('timeout', 'late');
     expect(sent.map((s) => s.body)).toEqual([{ id: 'x', type: 'error', code: 'timeout', message: 'late' }]);
   });

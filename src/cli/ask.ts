@@ -1,11 +1,13 @@
-// `bonsai ask`: send one prompt to a daemon and stream its answer to stdout. It reads the same
-// config file and BONSAI_* environment as `bonsai serve`, so on the daemon's own machine no
-// flags are needed. Exit codes: 0 done, 1 error reply, 2 no answer (timeout, no broker).
+// `bonsai ask`: send one prompt to a daemon and stream its answer to stdout (with --think, the
+// model's reasoning to stderr). It reads the same config file and BONSAI_* environment as
+// `bonsai serve`, so on the daemon's own machine no flags are needed. Exit codes: 0 done,
+// 1 error reply, 2 no answer (timeout, no broker).
 import type { Command } from 'commander';
 import { ask, AskTimeout } from '../daemon/ask-client.js';
 import { loadConfig } from '../daemon/config.js';
 import { connectMqtt, connectOptionsFrom, ConnectError } from '../daemon/connect.js';
 import type { Reply } from '../daemon/replies.js';
+import { DIM, RESET } from './style.js';
 
 interface AskFlags {
   config?: string;
@@ -17,6 +19,7 @@ interface AskFlags {
   system?: string;
   maxTokens?: number;
   temperature?: number;
+  think?: boolean;
   stream: boolean;
   timeout: number;
 }
@@ -35,6 +38,7 @@ export function register(program: Command): void {
     .option('--system <text>', 'system text')
     .option('--max-tokens <n>', 'max tokens to generate', parseNumber)
     .option('--temperature <t>', 'sampling temperature (0 = greedy)', parseNumber)
+    .option('--think', "let the model reason first (Qwen3's thinking switch; sends the prompt as a chat message): the reasoning goes to stderr")
     .option('--no-stream', 'ask for the final answer only')
     .option('--timeout <seconds>', 'give up after this long', parseNumber, 300)
     .action(async (prompt: string | undefined, flags: AskFlags) => {
@@ -60,7 +64,9 @@ async function run(promptArg: string | undefined, flags: AskFlags): Promise<numb
   try {
     const connection = await connectMqtt({ ...connectOptionsFrom(config, url, `-ask-${process.pid}`), timeoutMs });
     try {
-      const request: Record<string, unknown> = { prompt, stream: flags.stream };
+      // Thinking is a switch of the chat template, which a plain prompt does not go through.
+      const input = flags.think ? { messages: [{ role: 'user', content: prompt }], think: true } : { prompt };
+      const request: Record<string, unknown> = { ...input, stream: flags.stream };
       if (flags.system !== undefined) request.system = flags.system;
       if (flags.maxTokens !== undefined) request.max_tokens = flags.maxTokens;
       if (flags.temperature !== undefined) request.temperature = flags.temperature;
@@ -87,14 +93,32 @@ function printJson(reply: Reply): void {
   process.stdout.write(JSON.stringify(reply) + '\n');
 }
 
-/** Streams chunk text as it comes; prints the final text only when nothing was streamed. */
+/**
+ * Streams the answer to stdout and the reasoning to stderr (dimmed on a terminal) as they come;
+ * prints the final reply's text and reasoning only when nothing was streamed.
+ */
 function textPrinter(): (reply: Reply) => void {
   let streamed = false;
+  let reasoned = false;
+  const reason = (text: string) => {
+    reasoned = true;
+    process.stderr.write(process.stderr.isTTY ? `${DIM}${text}${RESET}` : text);
+  };
+  const endReasoning = () => {
+    if (reasoned) process.stderr.write('\n');
+    reasoned = false;
+  };
   return (reply) => {
-    if (reply.type === 'chunk') {
+    if (reply.type === 'thinking') {
       streamed = true;
+      reason(reply.text);
+    } else if (reply.type === 'chunk') {
+      streamed = true;
+      endReasoning();
       process.stdout.write(reply.text);
     } else if (reply.type === 'done') {
+      if (!streamed && reply.thinking) reason(reply.thinking);
+      endReasoning();
       process.stdout.write((streamed ? '' : reply.text) + '\n');
     }
   };

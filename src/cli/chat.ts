@@ -7,6 +7,7 @@ import type { Command } from 'commander';
 import type { ChatMessage, Model } from '../engine.js';
 import { EngineError } from '../errors.js';
 import { addModelOptions, floatOption, intOption, loadModel, type ModelCliOptions } from './options.js';
+import { DIM, RESET } from './style.js';
 
 interface ChatCliOptions extends ModelCliOptions {
   system?: string;
@@ -15,9 +16,6 @@ interface ChatCliOptions extends ModelCliOptions {
   temp: number;
   seed?: number;
 }
-
-const DIM = '\x1b[2m';
-const RESET = '\x1b[0m';
 
 export function register(program: Command): void {
   addModelOptions(program.command('chat').description('chat with a model in the terminal (/reset starts over, /exit or Ctrl-D quits, Ctrl-C stops a reply)'))

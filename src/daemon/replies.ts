@@ -1,6 +1,8 @@
 // The replies of one request, in order on one topic: start, chunk..., then done or error.
 // A fast model produces a piece of text per token; publishing each would flood the broker and
-// the clients, so text is coalesced into at most one chunk per interval.
+// the clients, so text is coalesced into at most one chunk per interval. A request with thinking
+// on also gets "thinking" chunks (its reasoning), never mixed into one message with the answer:
+// where the reasoning gives way to the answer, what is pending goes out at once.
 import type { ErrorCode, ReplyRoute } from './request.js';
 
 export interface PublishOptions {
@@ -14,20 +16,26 @@ export type Publish = (topic: string, payload: string, options: PublishOptions) 
 
 export interface DoneBody {
   text: string;
+  /** The whole reasoning; present only when the request asked for thinking. */
+  thinking?: string;
   finish_reason: 'stop' | 'length' | 'cancelled';
   usage: { prompt_tokens: number; completion_tokens: number };
   timings: { queue_ms: number; ttft_ms: number; tokens_per_s: number };
 }
 
+/** A piece of the answer, or of the reasoning; each kind numbers its own chunks from 0. */
+export type ChunkType = 'chunk' | 'thinking';
+
 export type Reply =
   | { id: string; type: 'start'; [extra: string]: unknown }
-  | { id: string; type: 'chunk'; seq: number; text: string }
+  | { id: string; type: ChunkType; seq: number; text: string }
   | ({ id: string; type: 'done' } & DoneBody)
   | { id: string; type: 'error'; code: ErrorCode; message: string };
 
 export class ReplyStream {
   private pending = '';
-  private seq = 0;
+  private pendingType: ChunkType = 'chunk';
+  private readonly seq: Record<ChunkType, number> = { chunk: 0, thinking: 0 };
   private lastChunkAt = -Infinity;
   private timer?: NodeJS.Timeout;
   private finished = false;
@@ -42,8 +50,23 @@ export class ReplyStream {
     if (this.options.stream) this.send({ ...extra, id: this.route.id, type: 'start' });
   }
 
+  /** A piece of the answer. */
   text(piece: string): void {
+    this.append('chunk', piece);
+  }
+
+  /** A piece of the reasoning. */
+  thinking(piece: string): void {
+    this.append('thinking', piece);
+  }
+
+  private append(type: ChunkType, piece: string): void {
     if (!this.options.stream || this.finished || !piece) return;
+    // A chunk holds one kind of text: what is pending of the other kind goes out first, in order.
+    if (type !== this.pendingType) {
+      this.flush();
+      this.pendingType = type;
+    }
     this.pending += piece;
     const wait = this.lastChunkAt + this.options.chunkIntervalMs - performance.now();
     if (wait <= 0) this.flush();
@@ -74,7 +97,8 @@ export class ReplyStream {
     const text = this.pending;
     this.pending = '';
     this.lastChunkAt = performance.now();
-    this.send({ id: this.route.id, type: 'chunk', seq: this.seq++, text }, this.options.chunkExpirySec);
+    const type = this.pendingType;
+    this.send({ id: this.route.id, type, seq: this.seq[type]++, text }, this.options.chunkExpirySec);
   }
 
   private send(reply: Reply, expirySec?: number): void {

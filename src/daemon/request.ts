@@ -21,6 +21,8 @@ export interface Request {
   input: { prompt: string } | { messages: ChatMessage[] };
   system?: string;
   options: Pick<GenerateRequest, 'maxTokens' | 'sampling' | 'stop'>;
+  /** Qwen3's thinking switch: reason first, the reasoning replied apart from the answer (chat only). */
+  think: boolean;
   stream: boolean;
   priority: number;
   /** Absolute time (ms since epoch) after which the request ends with `timeout`. */
@@ -76,13 +78,20 @@ const requestSchema = z
     min_p: z.number().min(0).max(1),
     seed: z.number().int().min(0).max(0xffffffff),
     stop: z.array(z.string().min(1).max(256)).max(16),
+    think: z.boolean(),
     stream: z.boolean(),
     reply_to: topicName,
     priority: z.number().int().min(-100).max(100),
     deadline_ms: z.number().int().min(1).max(86_400_000),
   })
   .partial()
-  .refine((r) => (r.prompt === undefined) !== (r.messages === undefined), 'give exactly one of "prompt" or "messages"');
+  .refine((r) => (r.prompt === undefined) !== (r.messages === undefined), 'give exactly one of "prompt" or "messages"')
+  // A prompt is completed as plain text, never through the chat template that holds the switch:
+  // accepting think there would promise reasoning that cannot come.
+  .refine((r) => !(r.think && r.prompt !== undefined), {
+    path: ['think'],
+    message: 'thinking applies to chat requests: send "messages" instead of "prompt"',
+  });
 
 type RequestBody = z.infer<typeof requestSchema>;
 const utf8 = new TextDecoder('utf-8', { fatal: true });
@@ -120,6 +129,7 @@ export function parseRequest(
     input: r.messages ? { messages: r.messages } : { prompt: r.prompt ?? '' },
     ...(r.system !== undefined ? { system: r.system } : {}),
     options: generationOptions(r, config),
+    think: r.think ?? false,
     stream: r.stream ?? topicDefaults.stream ?? true,
     priority: r.priority ?? 0,
     deadline: r.deadline_ms !== undefined ? now + r.deadline_ms : undefined,
@@ -191,15 +201,29 @@ function generationOptions(r: RequestBody, config: DaemonConfig): Request['optio
 /**
  * The one place that decides what the engine sees. Chat messages go through the model's chat
  * template when it has one; otherwise (base models) the text is completed as is: the message
- * contents joined by blank lines. A prompt is always plain completion. `system` comes first.
+ * contents joined by blank lines. A prompt is always plain completion. `system` comes first. The
+ * thinking switch lives in the template, so it goes only with templated chats (modelCannotServe
+ * refuses the other cases).
  */
-export function renderForModel(req: Pick<Request, 'input' | 'system' | 'options'>, model: ModelTraits): GenerateRequest {
+export function renderForModel(req: Pick<Request, 'input' | 'system' | 'options' | 'think'>, model: ModelTraits): GenerateRequest {
   const { input, system, options } = req;
   if ('messages' in input && model.chatTemplate) {
-    return { ...options, messages: system !== undefined ? [{ role: 'system', content: system }, ...input.messages] : input.messages };
+    const messages = system !== undefined ? [{ role: 'system' as const, content: system }, ...input.messages] : input.messages;
+    return { ...options, messages, enableThinking: req.think };
   }
   const parts = 'messages' in input ? input.messages.map((m) => m.content) : [input.prompt];
   return { ...options, prompt: (system !== undefined ? [system, ...parts] : parts).join('\n\n') };
+}
+
+/**
+ * Why a valid request cannot run on this model, or undefined when it can. Checked before queueing
+ * so the sender gets bad_request at once rather than a plain completion without the reasoning.
+ */
+export function modelCannotServe(req: Pick<Request, 'think'>, model: ModelTraits): string | undefined {
+  if (req.think && !model.chatTemplate) {
+    return 'this model has no chat template (a base model), so it cannot think: send the request without "think"';
+  }
+  return undefined;
 }
 
 function reject(route: ReplyRoute, code: ErrorCode, message: string): Rejection {

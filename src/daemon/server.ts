@@ -11,7 +11,7 @@ import { collectHealth, cpuTemperature, type HealthCounters } from './health.js'
 import type { Logger } from './logger.js';
 import { Scheduler, type AbortReason, type Job } from './queue.js';
 import { ReplyStream, sendReply, type Publish, type Reply } from './replies.js';
-import { isRejection, parseRequest, renderForModel, type ErrorCode, type Request, type ReplyRoute, type TopicDefaults } from './request.js';
+import { isRejection, modelCannotServe, parseRequest, renderForModel, type ErrorCode, type Request, type ReplyRoute, type TopicDefaults } from './request.js';
 import { topicsFor, type Topics } from './topics.js';
 
 /** What the daemon needs from a model: src/engine.ts's Model satisfies it. */
@@ -222,6 +222,8 @@ export class Daemon {
       defaults,
     );
     if (isRejection(parsed)) return this.reject(parsed.route, parsed.code, parsed.message);
+    const unservable = modelCannotServe(parsed, this.engine!);
+    if (unservable) return this.reject(parsed.route, 'bad_request', unservable);
     const key = `${parsed.route.topic}\0${parsed.route.id}`;
     const earlier = this.finals.get(key);
     if (earlier) {
@@ -263,11 +265,17 @@ export class Daemon {
     let ttftMs: number | undefined;
     replies.start({ node: this.config.topics.node, model: engine.name });
     try {
+      // The first token counts whether it starts the reasoning or the answer.
+      const firstToken = () => (ttftMs ??= performance.now() - startedAt);
       const result = await engine.generate(renderForModel(request, engine), {
         signal,
         onText: (text) => {
-          ttftMs ??= performance.now() - startedAt;
+          firstToken();
           replies.text(text);
+        },
+        onThinking: (text) => {
+          firstToken();
+          replies.thinking(text);
         },
       });
       if (result.finishReason === 'cancelled' && signal.reason === ('timeout' satisfies AbortReason)) {
@@ -275,7 +283,8 @@ export class Daemon {
       }
       const timings = { queue_ms: queueMs, ttft_ms: round(ttftMs ?? performance.now() - startedAt), tokens_per_s: round(result.timings.genTokensPerS) };
       const usage = { prompt_tokens: result.promptIds.length, completion_tokens: result.ids.length };
-      this.finish(job, replies.done({ text: result.text, finish_reason: result.finishReason, usage, timings }));
+      const thinking = request.think ? { thinking: result.thinking ?? '' } : {};
+      this.finish(job, replies.done({ text: result.text, ...thinking, finish_reason: result.finishReason, usage, timings }));
       this.counters.served++;
       this.counters.lastTokensPerS = result.timings.genTokensPerS;
       this.log.info({ id: job.id, topic: job.replies.route.topic, finish_reason: result.finishReason, ...usage, ...timings, gen_ms: round(result.timings.genMs) }, 'request done');
