@@ -4,9 +4,19 @@
 #define BN_TEST_HARNESS_H
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* One xorshift32 step of *state: uniform in [-1, 1). Each test keeps its own state, so its data
+ * does not depend on which other checks ran before. */
+static inline float bn_test_rand_unit(uint32_t *state) {
+    *state ^= *state << 13;
+    *state ^= *state >> 17;
+    *state ^= *state << 5;
+    return (float)(*state >> 8) / 8388608.0f - 1.0f;
+}
 
 static int bn_test_failures = 0;
 static int bn_test_checks = 0;

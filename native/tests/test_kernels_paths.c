@@ -21,12 +21,7 @@
 #include "quants.h"
 
 static uint32_t rng = 2463534242u;
-static float rand_unit(void) { /* xorshift32, uniform in [-1, 1) */
-    rng ^= rng << 13;
-    rng ^= rng >> 17;
-    rng ^= rng << 5;
-    return (float)(rng >> 8) / 8388608.0f - 1.0f;
-}
+static float rand_unit(void) { return bn_test_rand_unit(&rng); }
 
 /* Row r of a test matrix: mostly random, with rows of all-positive and all-negative values
  * (every weight bit set / clear) and a row with a large outlier. */

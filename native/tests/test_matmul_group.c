@@ -14,12 +14,7 @@
 #define SENTINEL -12345.0f
 
 static uint32_t rng = 88172645u;
-static float rand_unit(void) { /* xorshift32, uniform in [-1, 1) */
-    rng ^= rng << 13;
-    rng ^= rng >> 17;
-    rng ^= rng << 5;
-    return (float)(rng >> 8) / 8388608.0f - 1.0f;
-}
+static float rand_unit(void) { return bn_test_rand_unit(&rng); }
 
 static void random_floats(float *out, size_t n) {
     for (size_t i = 0; i < n; i++) out[i] = rand_unit();
