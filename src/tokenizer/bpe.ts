@@ -38,9 +38,8 @@ export class BpeModel {
     merges: string[],
     private readonly ignoreMerges: boolean,
   ) {
-    merges.forEach((m, rank) => {
-      if (!this.ranks.has(m)) this.ranks.set(m, rank);
-    });
+    // Backwards, so that of duplicate lines the first (lowest) rank is the one left standing.
+    for (let rank = merges.length - 1; rank >= 0; rank--) this.ranks.set(merges[rank]!, rank);
   }
 
   /** Appends the ids of one pre-token (raw text, not yet byte-mapped). */

@@ -124,7 +124,7 @@ export class Vocab {
   }
 }
 
-type NumArrayCtor<T> = { new (n: number): T; from(a: ArrayLike<number>): T };
+type NumArrayCtor<T> = { new (n: number): T; new (a: ArrayLike<number>): T; from(a: ArrayLike<number>): T };
 
 function numberArray<T extends Float32Array | Int32Array>(
   value: GgufValue | undefined,
@@ -132,10 +132,16 @@ function numberArray<T extends Float32Array | Int32Array>(
   ctor: NumArrayCtor<T>,
   fill = 0,
 ): T {
-  if (value === undefined) return ctor.from(new Array<number>(n).fill(fill));
+  if (value === undefined) {
+    const filled = new ctor(n);
+    filled.fill(fill);
+    return filled;
+  }
   if (typeof value !== 'object' || !('length' in value) || value.length !== n) {
     throw new Error(`GGUF tokenizer array has the wrong length (expected ${n})`);
   }
+  // Already the wanted kind (the usual case): a copy, which the vocabulary may then amend.
+  if (value instanceof ctor) return new ctor(value);
   return ctor.from(Array.from(value as ArrayLike<number | bigint | boolean>, Number));
 }
 
