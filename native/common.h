@@ -42,4 +42,10 @@ static inline int bn_mul_u64(uint64_t a, uint64_t b, uint64_t *out) {
 /* Monotonic clock in milliseconds (for timings reported to users). */
 double bn_now_ms(void);
 
+/* Memory for data streamed through again and again (packed weights): 64-byte aligned, and when
+ * large, aligned to and advised onto transparent huge pages where the kernel offers them. With
+ * 4 KiB pages every 4 KiB read is a TLB miss, and filling the buffer takes a page fault per 4 KiB.
+ * Free with free(). NULL when out of memory. */
+void *bn_alloc_streamed(size_t bytes);
+
 #endif

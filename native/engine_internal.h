@@ -21,6 +21,7 @@ struct bn_model {
     bn_matrix output;         /* same data as tok_embd when tied, prepared separately */
     const float *output_norm;
     bn_layer *layers;
+    uint8_t *packed;          /* every matrix's repacked layout, in one allocation */
 };
 
 /* Per-eval activations for up to cap tokens, [cap][width] each. */

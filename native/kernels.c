@@ -179,14 +179,37 @@ int bn_matrix_init(bn_matrix *m, uint32_t type, int64_t rows, int64_t cols, cons
     return 0;
 }
 
-int bn_matrix_prepare(bn_matrix *m, bn_isa isa, char *err, size_t errlen) {
+size_t bn_matrix_packed_size(bn_matrix *m, bn_isa isa) {
+    bn_kernel_ops ops;
+    if (m->packed || bn_kernel_ops_get(m->type, isa, &ops) != 0 || !ops.pack) return 0;
+    ops.pack(m, NULL);
+    return m->packed_bytes;
+}
+
+int bn_matrix_prepare_into(bn_matrix *m, bn_isa isa, void *dst, char *err, size_t errlen) {
     bn_kernel_ops ops;
     if (bn_kernel_ops_get(m->type, isa, &ops) != 0) return bn_fail(err, errlen, "no kernels for type %u", m->type);
-    return ops.pack && !m->packed ? ops.pack(m, err, errlen) : 0;
+    if (!ops.pack || m->packed) return 0;
+    void *own = NULL;
+    if (!dst) {
+        ops.pack(m, NULL);
+        dst = own = bn_alloc_streamed(m->packed_bytes);
+        if (!dst)
+            return bn_fail(err, errlen, "out of memory packing a %lld x %lld matrix", (long long)m->rows,
+                           (long long)m->cols);
+    }
+    ops.pack(m, dst);
+    m->packed_owned = own != NULL;
+    return 0;
+}
+
+int bn_matrix_prepare(bn_matrix *m, bn_isa isa, char *err, size_t errlen) {
+    return bn_matrix_prepare_into(m, isa, NULL, err, errlen);
 }
 
 void bn_matrix_release(bn_matrix *m) {
-    free(m->packed);
+    if (m->packed_owned) free(m->packed);
+    m->packed_owned = 0;
     m->packed = NULL;
     m->packed_bytes = 0;
     m->packed_layout = 0;

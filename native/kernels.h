@@ -26,7 +26,8 @@ int bn_isa_supported(bn_isa isa);
 
 /* A weight matrix: `rows` rows of `cols` elements of `type`, row-major, row r at data + r*row_bytes.
  * `data` may point into a memory-mapped file or into a decoded buffer; the matrix never owns it.
- * `packed` is an optional load-time re-layout owned by the matrix (bn_matrix_release frees it). */
+ * `packed` is an optional load-time re-layout: in memory of the caller's (bn_matrix_prepare_into)
+ * or of the matrix's own, which bn_matrix_release frees. */
 typedef struct bn_matrix {
     uint32_t type;
     int64_t rows, cols;
@@ -35,13 +36,19 @@ typedef struct bn_matrix {
     void *packed;
     size_t packed_bytes;
     int packed_layout;
+    int packed_owned;    /* packed was allocated by bn_matrix_prepare (else it lives in the caller's memory) */
 } bn_matrix;
 
 /* Fills m for a row-major tensor; 0 on success. */
 int bn_matrix_init(bn_matrix *m, uint32_t type, int64_t rows, int64_t cols, const void *data,
                    char *err, size_t errlen);
-/* Optional re-layout for the given path (may do nothing). */
+/* Optional re-layout for the given path (may do nothing), into memory the matrix allocates. */
 int bn_matrix_prepare(bn_matrix *m, bn_isa isa, char *err, size_t errlen);
+/* Bytes the re-layout for isa needs (0: none), so that a model can pack all its matrices into
+ * one allocation; then bn_matrix_prepare_into writes it to dst (64-byte aligned, that size; NULL
+ * allocates as bn_matrix_prepare does). */
+size_t bn_matrix_packed_size(bn_matrix *m, bn_isa isa);
+int bn_matrix_prepare_into(bn_matrix *m, bn_isa isa, void *dst, char *err, size_t errlen);
 void bn_matrix_release(bn_matrix *m);
 
 /* Dequantizes row r of m into out[cols] (embedding lookup). */

@@ -18,9 +18,11 @@ typedef void (*bn_vec_dot_fn)(int64_t n, float *s, const void *w, const void *a)
 typedef void (*bn_gemm_fn)(const bn_matrix *w, int64_t r0, int64_t r1, const void *act, size_t act_stride,
                            int n_tokens, float *y, int64_t y_stride);
 
-/* Load-time re-layout of m into m->packed (sets packed_bytes and packed_layout), read by the
- * gemm of the same column; vec_dot always reads the ggml rows in m->data. */
-typedef int (*bn_pack_fn)(bn_matrix *m, char *err, size_t errlen);
+/* Load-time re-layout of m, read by the gemm of the same column; vec_dot always reads the ggml
+ * rows in m->data. With dst NULL it only sets m->packed_bytes (the size it needs); otherwise it
+ * writes the layout into dst (64-byte aligned, packed_bytes long) and sets m->packed and
+ * m->packed_layout. */
+typedef void (*bn_pack_fn)(bn_matrix *m, void *dst);
 
 typedef struct bn_kernel_ops {
     bn_vec_dot_fn vec_dot; /* GEMV building block */
@@ -47,7 +49,7 @@ void bn_vec_dot_tq2_0_q8_K_scalar(int64_t n, float *s, const void *w, const void
 #define BN_Q1_PLANES 16
 #define BN_Q1_TILE_BLOCK (BN_Q1_PLANES * BN_Q1_TILE + 2 * BN_Q1_TILE)
 #define BN_Q1_LAYOUT_TILE16 0x51310016
-int bn_pack_q1_0_tile16(bn_matrix *m, char *err, size_t errlen);
+void bn_pack_q1_0_tile16(bn_matrix *m, void *dst);
 
 /* Q1_0 in 32-row tiles for AVX2 (kernels_q1_tiles.c): tile t holds rows 32t..32t+31 (zero rows
  * pad the last); per block column, plane j (32 bytes) holds bit-byte j of the 32 rows, so one
@@ -56,7 +58,7 @@ int bn_pack_q1_0_tile16(bn_matrix *m, char *err, size_t errlen);
 #define BN_Q1_TILE32 32
 #define BN_Q1_TILE32_BLOCK (BN_Q1_PLANES * BN_Q1_TILE32 + 2 * BN_Q1_TILE32)
 #define BN_Q1_LAYOUT_TILE32 0x51310032
-int bn_pack_q1_0_tile32(bn_matrix *m, char *err, size_t errlen);
+void bn_pack_q1_0_tile32(bn_matrix *m, void *dst);
 
 /* Where row r of a 32-row tile sits among the kernel's sums: four vectors of 8 (even rows of
  * r % 16 < 8, odd rows of them, even rows of r % 16 >= 8, odd rows of them), each holding

@@ -2,9 +2,7 @@
  * architecture): a kernel indexes one table with the same 4 weight bits of a whole tile of rows
  * at once, so those bits must sit side by side. 16-row tiles serve NEON (one 128-bit register),
  * 32-row tiles AVX2 (one 256-bit register, two lanes of 16). See kernels_impl.h. */
-#include <stdlib.h>
 #include <string.h>
-#include "common.h"
 #include "kernels_impl.h"
 #include "quants.h"
 
@@ -12,15 +10,14 @@ static int tile16_slot(int r) { return r; }
 
 /* Packs m into tiles of tile_rows rows: per block column, plane j holds bit-byte j of each row
  * of the tile, then come the rows' fp16 scales, row r's at position slot(r). */
-static int pack_tiles(bn_matrix *m, int tile_rows, int (*slot)(int), int layout, char *err, size_t errlen) {
+static void pack_tiles(bn_matrix *m, void *dst, int tile_rows, int (*slot)(int), int layout) {
     const int64_t tiles = (m->rows + tile_rows - 1) / tile_rows, nb = m->cols / BN_QK1_0;
     const size_t tile_block = (size_t)(BN_Q1_PLANES + 2) * (size_t)tile_rows;
-    const size_t bytes = (size_t)(tiles * nb) * tile_block;
-    uint8_t *p = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
-    if (!p)
-        return bn_fail(err, errlen, "out of memory packing a %lld x %lld q1_0 matrix", (long long)m->rows,
-                       (long long)m->cols);
-    memset(p, 0, bytes); /* the rows padding the last tile are zero */
+    m->packed_bytes = (size_t)(tiles * nb) * tile_block;
+    if (!dst) return;
+    uint8_t *p = dst;
+    if (m->rows % tile_rows) /* the rows padding the last tile are zero */
+        memset(p + (size_t)((tiles - 1) * nb) * tile_block, 0, (size_t)nb * tile_block);
     for (int64_t r = 0; r < m->rows; r++) {
         const bn_block_q1_0 *row = (const bn_block_q1_0 *)(m->data + (size_t)r * m->row_bytes);
         uint8_t *tb = p + (size_t)(r / tile_rows * nb) * tile_block;
@@ -31,15 +28,11 @@ static int pack_tiles(bn_matrix *m, int tile_rows, int (*slot)(int), int layout,
         }
     }
     m->packed = p;
-    m->packed_bytes = bytes;
     m->packed_layout = layout;
-    return 0;
 }
 
-int bn_pack_q1_0_tile16(bn_matrix *m, char *err, size_t errlen) {
-    return pack_tiles(m, BN_Q1_TILE, tile16_slot, BN_Q1_LAYOUT_TILE16, err, errlen);
-}
+void bn_pack_q1_0_tile16(bn_matrix *m, void *dst) { pack_tiles(m, dst, BN_Q1_TILE, tile16_slot, BN_Q1_LAYOUT_TILE16); }
 
-int bn_pack_q1_0_tile32(bn_matrix *m, char *err, size_t errlen) {
-    return pack_tiles(m, BN_Q1_TILE32, bn_q1_tile32_slot, BN_Q1_LAYOUT_TILE32, err, errlen);
+void bn_pack_q1_0_tile32(bn_matrix *m, void *dst) {
+    pack_tiles(m, dst, BN_Q1_TILE32, bn_q1_tile32_slot, BN_Q1_LAYOUT_TILE32);
 }

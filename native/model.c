@@ -200,6 +200,7 @@ static int multiplied_matrices(bn_model *m, bn_matrix **out) {
 typedef struct prepare_job {
     bn_model *m;
     bn_matrix **mats;
+    size_t *offset; /* of each matrix's layout in m->packed */
     int n;
     atomic_int next;   /* next matrix to take */
     atomic_int failed; /* index + 1 of a matrix that failed, 0 if none */
@@ -212,7 +213,8 @@ static void prepare_worker(void *arg, int ith, int nth) {
     char msg[256];
     for (int i; (i = atomic_fetch_add(&j->next, 1)) < j->n && !atomic_load(&j->failed);) {
         bn_matrix *w = j->mats[i];
-        if (bn_matrix_prepare(w, j->m->isa, msg, sizeof msg) != 0) {
+        uint8_t *dst = j->m->packed ? j->m->packed + j->offset[i] : NULL; /* NULL: nothing is packed */
+        if (bn_matrix_prepare_into(w, j->m->isa, dst, msg, sizeof msg) != 0) {
             int none = 0;
             if (atomic_compare_exchange_strong(&j->failed, &none, i + 1)) snprintf(j->err, sizeof j->err, "%s", msg);
             return;
@@ -222,12 +224,30 @@ static void prepare_worker(void *arg, int ith, int nth) {
     }
 }
 
-/* Repacks the multiplied matrices for the model's kernel path, on several threads. */
+/* Repacks the multiplied matrices for the model's kernel path, on several threads, into one
+ * allocation (on huge pages where the system has them: see bn_alloc_streamed). */
 static int prepare_matrices(bn_model *m, char *err, size_t errlen) {
     prepare_job j = {.m = m};
-    j.mats = malloc(((size_t)m->hp.n_layer * BN_MATRICES_PER_LAYER + 1) * sizeof *j.mats);
-    if (!j.mats) return bn_fail(err, errlen, "out of memory");
+    const size_t most = (size_t)m->hp.n_layer * BN_MATRICES_PER_LAYER + 1;
+    j.mats = malloc(most * sizeof *j.mats);
+    j.offset = malloc(most * sizeof *j.offset);
+    if (!j.mats || !j.offset) {
+        free(j.mats);
+        free(j.offset);
+        return bn_fail(err, errlen, "out of memory");
+    }
     j.n = multiplied_matrices(m, j.mats);
+    size_t total = 0;
+    for (int i = 0; i < j.n; i++) {
+        j.offset[i] = total;
+        total += (bn_matrix_packed_size(j.mats[i], m->isa) + 63) & ~(size_t)63;
+    }
+    m->packed = total ? bn_alloc_streamed(total) : NULL;
+    if (total && !m->packed) {
+        free(j.mats);
+        free(j.offset);
+        return bn_fail(err, errlen, "out of memory for %.1f MiB of repacked weights", (double)total / (1 << 20));
+    }
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     bn_threadpool *pool = bn_threadpool_new(cpus < 1 ? 1 : cpus > BN_PREPARE_THREADS ? BN_PREPARE_THREADS : (int)cpus);
     if (pool) {
@@ -237,6 +257,7 @@ static int prepare_matrices(bn_model *m, char *err, size_t errlen) {
         prepare_worker(&j, 0, 1);
     }
     free(j.mats);
+    free(j.offset);
     return atomic_load(&j.failed) ? bn_fail(err, errlen, "repacking the weights: %s", j.err) : 0;
 }
 
@@ -290,6 +311,7 @@ void bn_model_free(bn_model *m) {
     }
     bn_matrix_release(&m->output);
     bn_matrix_release(&m->tok_embd);
+    free(m->packed);
     bn_gguf_close(m->gguf);
     free(m);
 }

@@ -1,10 +1,12 @@
 /* bn_matmul_group against one bn_matmul per matrix: the same products, bit for bit, on every
  * supported path and thread count, for groups whose row counts are not multiples of the row
  * split, groups with mixed weight types, and groups larger than one job takes. Also checks
- * that no output row outside the matrices' own is written. */
+ * that no output row outside the matrices' own is written, and that a layout packed into the
+ * caller's memory (bn_matrix_prepare_into) equals the one a matrix allocates. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include "harness.h"
 #include "kernels.h"
 #include "quants.h"
@@ -78,7 +80,36 @@ static int check_group(const mat_spec *spec, int n, bn_isa isa, bn_threadpool *p
     return bad;
 }
 
+/* A layout packed into the caller's memory equals the one the matrix allocates for itself, and
+ * release frees only the latter. */
+static void test_prepare_into(void) {
+    char err[256];
+    static const mat_spec spec[] = {{BN_TYPE_Q1_0, 40}, {BN_TYPE_Q1_0, 40}};
+    bn_matrix m[2];
+    uint8_t *blob[2];
+    make_matrices(spec, 2, m, blob);
+    memcpy((void *)m[1].data, m[0].data, m[0].row_bytes * 40); /* the same weights */
+    for (int isa = 0; isa < BN_ISA_COUNT; isa++) {
+        if (!bn_isa_supported((bn_isa)isa)) continue;
+        const size_t size = bn_matrix_packed_size(&m[1], (bn_isa)isa);
+        void *buf = size ? aligned_alloc(64, (size + 63) & ~(size_t)63) : NULL;
+        CHECK(bn_matrix_prepare(&m[0], (bn_isa)isa, err, sizeof err) == 0, "%s", err);
+        CHECK(bn_matrix_prepare_into(&m[1], (bn_isa)isa, buf, err, sizeof err) == 0, "%s", err);
+        CHECK(m[0].packed_bytes == size && (size == 0) == (m[1].packed == NULL), "%s: packed size %zu vs %zu",
+              bn_isa_name((bn_isa)isa), m[0].packed_bytes, size);
+        CHECK(!size || (m[1].packed == buf && !m[1].packed_owned && m[0].packed_owned &&
+                        memcmp(m[0].packed, m[1].packed, size) == 0),
+              "%s: layout in caller memory differs", bn_isa_name((bn_isa)isa));
+        bn_matrix_release(&m[0]);
+        bn_matrix_release(&m[1]);
+        free(buf);
+    }
+    free(blob[0]);
+    free(blob[1]);
+}
+
 int main(void) {
+    test_prepare_into();
     /* q/k/v-like; rows off every split unit; a mixed-type group; more matrices than one job */
     static const mat_spec groups[][MAX_MATS] = {
         {{BN_TYPE_Q1_0, 128}, {BN_TYPE_Q1_0, 64}, {BN_TYPE_Q1_0, 64}},
