@@ -43,9 +43,13 @@ static inline int bn_mul_u64(uint64_t a, uint64_t b, uint64_t *out) {
 double bn_now_ms(void);
 
 /* Memory for data streamed through again and again (packed weights): 64-byte aligned, and when
- * large, aligned to and advised onto transparent huge pages where the kernel offers them. With
- * 4 KiB pages every 4 KiB read is a TLB miss, and filling the buffer takes a page fault per 4 KiB.
- * Free with free(). NULL when out of memory. */
+ * large, aligned to huge pages so that bn_advise_huge can put it on them. Free with free(). NULL
+ * when out of memory. */
 void *bn_alloc_streamed(size_t bytes);
+/* Asks for transparent huge pages for the whole huge pages inside [p, p + bytes): with 4 KiB
+ * pages every 4 KiB streamed is a TLB miss. Advice only (nothing happens where the system has no
+ * THP): memory not yet touched then faults in huge pages; pages already there are merged by the
+ * kernel's khugepaged in the background. */
+void bn_advise_huge(void *p, size_t bytes);
 
 #endif

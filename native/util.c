@@ -1,4 +1,5 @@
 #define _DEFAULT_SOURCE
+#include <stdint.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <time.h>
@@ -16,10 +17,13 @@ double bn_now_ms(void) {
 
 void *bn_alloc_streamed(size_t bytes) {
     if (bytes < BN_HUGE_PAGE) return aligned_alloc(64, (bytes + 63) & ~(size_t)63);
-    const size_t size = (bytes + BN_HUGE_PAGE - 1) & ~(BN_HUGE_PAGE - 1);
-    void *p = aligned_alloc(BN_HUGE_PAGE, size);
+    return aligned_alloc(BN_HUGE_PAGE, (bytes + BN_HUGE_PAGE - 1) & ~(BN_HUGE_PAGE - 1));
+}
+
+void bn_advise_huge(void *p, size_t bytes) {
+    const uintptr_t begin = ((uintptr_t)p + BN_HUGE_PAGE - 1) & ~(uintptr_t)(BN_HUGE_PAGE - 1);
+    const uintptr_t end = ((uintptr_t)p + bytes) & ~(uintptr_t)(BN_HUGE_PAGE - 1);
 #if defined(MADV_HUGEPAGE)
-    if (p) madvise(p, size, MADV_HUGEPAGE); /* advice only: refused, the pages stay small */
+    if (end > begin) madvise((void *)begin, end - begin, MADV_HUGEPAGE);
 #endif
-    return p;
 }
