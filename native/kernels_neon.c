@@ -162,6 +162,13 @@ static void q1_build_lut(const bn_block_q8_0 *a, q1_lut *lut) {
     Q1_ACC16("v6", "v7", "v4", "v5", Q1_NEXT)                                                      \
     Q1_FLOAT("v6", "v7", "v0", "v1", "v2", "v3", s, "v8", "v9", "v10", "v11", k, first)
 
+/* One block column's header (its four d8 scales into v27, its four sub-blocks' -S broadcast into
+ * v28-v31 by ld4r) and its four sub-blocks, each by SUB(k, first-or-next, -S register). */
+#define Q1_BLOCK_SUBS(SUB)                                                                         \
+    "ld1 {v27.4s}, [%[lut]], #16\n\t"                                                              \
+    "ld4r {v28.4s-v31.4s}, [%[lut]], #16\n\t"                                                      \
+    SUB(0, Q1_FIRST, "v28") SUB(1, Q1_NEXT, "v29") SUB(2, Q1_NEXT, "v30") SUB(3, Q1_NEXT, "v31")
+
 static void q1_tile_dots(const uint8_t *w, const q1_lut *lut, int64_t nb, float out[BN_Q1_TILE]) {
     __asm__ volatile("movi v12.16b, #0\n\t"
                      "movi v13.16b, #0\n\t"
@@ -171,10 +178,7 @@ static void q1_tile_dots(const uint8_t *w, const q1_lut *lut, int64_t nb, float 
                      "movi v25.16b, #2\n\t"
                      "movi v26.16b, #32\n\t"
                      "1:\n\t"
-                     "ld1 {v27.4s}, [%[lut]], #16\n\t"
-                     "ld4r {v28.4s-v31.4s}, [%[lut]], #16\n\t"
-                     Q1_TILE_SUB(0, Q1_FIRST, "v28") Q1_TILE_SUB(1, Q1_NEXT, "v29")
-                     Q1_TILE_SUB(2, Q1_NEXT, "v30") Q1_TILE_SUB(3, Q1_NEXT, "v31")
+                     Q1_BLOCK_SUBS(Q1_TILE_SUB)
                      "ld1 {v0.8h, v1.8h}, [%[w]], #32\n\t"
                      "fcvtl v2.4s, v0.4h\n\t"
                      "fcvtl2 v3.4s, v0.8h\n\t"
@@ -262,10 +266,7 @@ static void q1_pair_dots(const q1_pair_col *w, const q1_lut *lut, int64_t nb, fl
     __asm__ volatile("movi v25.16b, #2\n\t"
                      "movi v26.16b, #32\n\t"
                      "1:\n\t"
-                     "ld1 {v27.4s}, [%[lut]], #16\n\t"
-                     "ld4r {v28.4s-v31.4s}, [%[lut]], #16\n\t"
-                     Q1_PAIR_SUB(0, Q1_FIRST, "v28") Q1_PAIR_SUB(1, Q1_NEXT, "v29")
-                     Q1_PAIR_SUB(2, Q1_NEXT, "v30") Q1_PAIR_SUB(3, Q1_NEXT, "v31")
+                     Q1_BLOCK_SUBS(Q1_PAIR_SUB)
                      Q1_PAIR_SUMF("suma", "v0", "v1", "v2", "v3", "v4", "v7", "v17", "v18", "v19", "v20")
                      "fadd v4.4s, v4.4s, v0.4s\n\t"
                      "fadd v5.4s, v5.4s, v1.4s\n\t"
