@@ -197,10 +197,10 @@ int bn_matrix_prepare_into(bn_matrix *m, bn_isa isa, void *dst, char *err, size_
         if (!dst)
             return bn_fail(err, errlen, "out of memory packing a %lld x %lld matrix", (long long)m->rows,
                            (long long)m->cols);
-        bn_advise_huge(dst, m->packed_bytes);
     }
     ops.pack(m, dst);
     m->packed_owned = own != NULL;
+    if (own) bn_advise_huge(own, m->packed_bytes); /* after packing, as for a model (model.c) */
     return 0;
 }
 
