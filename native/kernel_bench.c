@@ -11,15 +11,14 @@
 #include "common.h"
 #include "quants.h"
 
-/* Distinct weight rows, quantized from pseudo-random values and tiled over the matrix: valid
- * blocks of any type (finite scales) without quantizing hundreds of MB. */
+/* Distinct weight rows, quantized from pseudo-random values and tiled over the matrix. */
 #define SOURCE_ROWS 64
 /* Products timed at least, however long they take. */
 #define MIN_SAMPLES 3
 /* A small matrix stays cached however many copies there are: cap them at a bounded setup cost. */
 #define MAX_COPIES 1024
 
-static float rand_normalish(uint32_t *state) {
+float bn_bench_rand_normalish(uint32_t *state) {
     float s = 0.0f;
     for (int i = 0; i < 4; i++) {
         *state = *state * 1664525u + 1013904223u;
@@ -28,8 +27,7 @@ static float rand_normalish(uint32_t *state) {
     return s;
 }
 
-/* rows x cols of `type`, rows tiled from SOURCE_ROWS quantized random rows. NULL on failure. */
-static uint8_t *random_matrix(uint32_t type, int64_t rows, int64_t cols, uint32_t *state) {
+uint8_t *bn_bench_random_matrix(uint32_t type, int64_t rows, int64_t cols, uint32_t *state) {
     const size_t row_bytes = (size_t)bn_row_bytes(type, (uint64_t)cols);
     uint8_t *w = malloc(row_bytes * (size_t)rows);
     float *src = malloc((size_t)cols * sizeof *src);
@@ -40,7 +38,7 @@ static uint8_t *random_matrix(uint32_t type, int64_t rows, int64_t cols, uint32_
     }
     for (int64_t r = 0; r < rows; r++) {
         if (r < SOURCE_ROWS) {
-            for (int64_t c = 0; c < cols; c++) src[c] = 0.02f * rand_normalish(state);
+            for (int64_t c = 0; c < cols; c++) src[c] = 0.02f * bn_bench_rand_normalish(state);
             bn_type_get(type)->from_float(src, w + (size_t)r * row_bytes, cols);
         } else {
             memcpy(w + (size_t)r * row_bytes, w + (size_t)(r % SOURCE_ROWS) * row_bytes, row_bytes);
@@ -86,7 +84,7 @@ static int bench_setup(const bn_kernel_bench_spec *s, bench_state *b, bn_kernel_
     if (!b->data || !b->m || !b->x || !b->y || !b->pool) return bn_fail(err, errlen, "out of memory");
     uint32_t state = 12345u;
     for (int i = 0; i < b->copies; i++) {
-        if (!(b->data[i] = random_matrix(s->type, s->rows, s->cols, &state)))
+        if (!(b->data[i] = bn_bench_random_matrix(s->type, s->rows, s->cols, &state)))
             return bn_fail(err, errlen, "out of memory for %d copies of a %zu-byte matrix", b->copies, bytes);
         if (bn_matrix_init(&b->m[i], s->type, s->rows, s->cols, b->data[i], err, errlen) != 0) return -1;
         const double t0 = bn_now_ms();
@@ -96,7 +94,7 @@ static int bench_setup(const bn_kernel_bench_spec *s, bench_state *b, bn_kernel_
             out->packed_bytes = b->m[0].packed_bytes;
         }
     }
-    for (size_t i = 0; i < (size_t)s->batch * (size_t)s->cols; i++) b->x[i] = rand_normalish(&state);
+    for (size_t i = 0; i < (size_t)s->batch * (size_t)s->cols; i++) b->x[i] = bn_bench_rand_normalish(&state);
     return 0;
 }
 

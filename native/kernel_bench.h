@@ -27,6 +27,12 @@ typedef struct bn_kernel_bench_result {
     int iterations;
 } bn_kernel_bench_result;
 
+/* Uniform-sum pseudo-random value near a normal one (mean 0, sd ~0.58), from *state. */
+float bn_bench_rand_normalish(uint32_t *state);
+/* rows x cols of `type`, its rows tiled from a few quantized random rows: valid blocks of any type
+ * (finite scales) without quantizing hundreds of MB. NULL when out of memory; free() it. */
+uint8_t *bn_bench_random_matrix(uint32_t type, int64_t rows, int64_t cols, uint32_t *state);
+
 /* Returns 0, or -1 with a message in err. */
 int bn_kernel_bench(const bn_kernel_bench_spec *spec, bn_kernel_bench_result *out, char *err, size_t errlen);
 

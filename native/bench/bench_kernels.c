@@ -13,21 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include "kernel_bench.h"
 #include "kernels.h"
 #include "quants.h"
-
-/* Distinct weight rows quantized from pseudo-random values, tiled over the matrix. */
-#define SOURCE_ROWS 64
-
-static uint32_t rng_state = 12345u;
-static float rng_normalish(void) {
-    float s = 0.0f;
-    for (int i = 0; i < 4; i++) {
-        rng_state = rng_state * 1664525u + 1013904223u;
-        s += (float)(rng_state >> 8) / 16777216.0f - 0.5f;
-    }
-    return s;
-}
 
 static uint32_t type_by_name(const char *name) {
     static const uint32_t types[] = {BN_TYPE_Q1_0, BN_TYPE_TQ2_0, BN_TYPE_TQ1_0, BN_TYPE_Q8_0, BN_TYPE_Q4_0,
@@ -36,21 +24,6 @@ static uint32_t type_by_name(const char *name) {
         if (strcmp(bn_type_get(types[i])->name, name) == 0) return types[i];
     fprintf(stderr, "bench_kernels: unknown type %s\n", name);
     exit(2);
-}
-
-static uint8_t *make_weights(uint32_t type, int64_t rows, int64_t cols, size_t *row_bytes) {
-    *row_bytes = (size_t)bn_row_bytes(type, (uint64_t)cols);
-    uint8_t *w = malloc(*row_bytes * (size_t)rows);
-    float *src = malloc((size_t)cols * sizeof(float));
-    if (!w || !src) exit(3);
-    for (int64_t r = 0; r < rows && r < SOURCE_ROWS; r++) {
-        for (int64_t c = 0; c < cols; c++) src[c] = rng_normalish();
-        bn_type_get(type)->from_float(src, w + (size_t)r * *row_bytes, cols);
-    }
-    for (int64_t r = SOURCE_ROWS; r < rows; r++)
-        memcpy(w + (size_t)r * *row_bytes, w + (size_t)(r % SOURCE_ROWS) * *row_bytes, *row_bytes);
-    free(src);
-    return w;
 }
 
 static double now_ns(void) {
@@ -71,12 +44,13 @@ int main(int argc, char **argv) {
     char err[256];
     bn_isa isa;
     bn_matrix m;
-    size_t row_bytes;
     if (bn_isa_select(&isa, err, sizeof err) != 0) {
         fprintf(stderr, "bench_kernels: %s\n", err);
         return 1;
     }
-    uint8_t *w = make_weights(type, rows, cols, &row_bytes);
+    uint32_t state = 12345u;
+    uint8_t *w = bn_bench_random_matrix(type, rows, cols, &state);
+    if (!w) return 3;
     if (bn_matrix_init(&m, type, rows, cols, w, err, sizeof err) || bn_matrix_prepare(&m, isa, err, sizeof err)) {
         fprintf(stderr, "bench_kernels: %s\n", err);
         return 1;
@@ -84,7 +58,7 @@ int main(int argc, char **argv) {
     float *x = malloc((size_t)batch * (size_t)cols * sizeof(float));
     float *y = malloc((size_t)batch * (size_t)rows * sizeof(float));
     if (!x || !y) return 3;
-    for (size_t i = 0; i < (size_t)batch * (size_t)cols; i++) x[i] = rng_normalish();
+    for (size_t i = 0; i < (size_t)batch * (size_t)cols; i++) x[i] = bn_bench_rand_normalish(&state);
     bn_scratch scratch = {0};
 
     const double t0 = now_ns();
