@@ -11,10 +11,10 @@ import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { startEmbeddedBroker } from '../src/daemon/broker.js';
 import { loadConfig } from '../src/daemon/config.js';
-import { connectMqtt } from '../src/daemon/connect.js';
+import { connectMqtt } from '../src/protocol/connect.js';
 import { createLogger } from '../src/daemon/logger.js';
-import { Daemon } from '../src/daemon/server.js';
-import { Model } from '../src/engine.js';
+import { Controller } from '../src/daemon/controller.js';
+import { Model } from '../src/engine/engine.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const fixtures = process.env.BONSAI_FIXTURES ?? path.resolve(repoRoot, '../shared/fixtures');
@@ -32,9 +32,10 @@ const request = { prompt: 'Once upon a time', maxTokens: 4, sampling: { temperat
 
 const embedded = args.broker ? undefined : await startEmbeddedBroker({ host: '127.0.0.1', port: 0 });
 const url = args.broker ?? embedded!.url;
-const config = loadConfig({ flags: { 'topics.node': 'bench', 'log.level': 'warn', 'homeassistant.discovery': false, 'topics.shared': 'never' } });
+const config = loadConfig({ flags: { 'mqtt.url': url, 'topics.node': 'bench', 'log.level': 'warn', 'homeassistant.discovery': false, 'topics.shared': 'never' } });
 const model = await Model.load(args.model);
-const daemon = await Daemon.start({ config, brokerUrl: url, logger: createLogger('warn', 'bench'), version: 'bench', loadEngine: async () => model });
+const daemon = new Controller({ config, logger: createLogger('warn', 'bench'), version: 'bench', loadEngine: async () => model });
+await daemon.start();
 const { client, protocolVersion } = await connectMqtt({ url, clientId: 'bench-client', timeoutMs: 10_000 });
 await client.subscribeAsync(daemon.topics.response('+'), { qos: 1 });
 

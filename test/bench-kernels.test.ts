@@ -1,7 +1,7 @@
 // bonsai bench kernels: the report's rows and keys, the exact --json document, the CLI, and its
 // errors. Functional only: no assertion on speed (the machine may be busy).
 import { describe, expect, it } from 'vitest';
-import { gemmBatch, kernelBenchJson, parseShapes, runKernelBench } from '../src/bench-kernels.js';
+import { gemmBatch, kernelBenchJson, parseShapes, runKernelBench } from '../src/bench/kernels.js';
 import { native } from '../src/native.js';
 import { runCli } from './helpers/cli.js';
 

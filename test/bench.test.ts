@@ -4,12 +4,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { benchJson, formatBench, meanSd, weightStats, type BenchReport } from '../src/bench.js';
-import { readGguf } from '../src/gguf.js';
+import { benchJson, formatBench, meanSd, weightStats, type BenchReport } from '../src/bench/bench.js';
+import { readGguf } from '../src/gguf/reader.js';
 import { native } from '../src/native.js';
-import { synthesize } from '../src/synth.js';
+import { synthesize } from '../src/gguf/synth.js';
 import { runCli } from './helpers/cli.js';
-import { peerModuleUrl } from '../src/peer.js';
+import { peerModuleUrl } from '../src/bench/peer.js';
 
 const tmp = mkdtempSync(path.join(tmpdir(), 'bonsai-bench-'));
 const MODEL = path.join(tmp, 'tiny-1layer.gguf');

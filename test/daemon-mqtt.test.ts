@@ -7,9 +7,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Model } from '../src/engine.js';
-import type { Daemon, DaemonEngine } from '../src/daemon/server.js';
-import type { Reply } from '../src/daemon/replies.js';
+import { Model } from '../src/engine/engine.js';
+import type { Controller } from '../src/daemon/controller.js';
+import type { DaemonEngine } from '../src/daemon/pipeline.js';
+import type { Reply } from '../src/protocol/messages.js';
 import { HAVE_FIXTURES, isFinal, loadStories, Observer, startDaemon, testConfig } from './helpers/daemon.js';
 import { HAVE_MOSQUITTO, startMosquitto, type Mosquitto } from './helpers/mosquitto.js';
 import { seeded } from './helpers/random.js';
@@ -36,7 +37,7 @@ async function engine(): Promise<DaemonEngine> {
   return model;
 }
 
-async function daemon(url: string, flags: Record<string, unknown> = {}, eng?: DaemonEngine): Promise<Daemon> {
+async function daemon(url: string, flags: Record<string, unknown> = {}, eng?: DaemonEngine): Promise<Controller> {
   const d = await startDaemon(url, eng ?? (await engine()), testConfig(flags));
   cleanups.push(() => d.stop());
   return d;
@@ -168,7 +169,7 @@ describe.skipIf(!RUN)('daemon on mosquitto', () => {
 
   it('fleet: 3 daemons share the fleet topic; 30 requests are each answered exactly once, by all of them', async () => {
     const b = await broker();
-    const daemons = await Promise.all([0, 1, 2].map(() => daemon(b.url, { 'queue.max': 30 })));
+    const daemons = await Promise.all([0, 1, 2].map(() => daemon(b.url, { 'queue.maxWaiting': 30 })));
     const o = await observer(b.url);
     await o.watch('fleet/replies/#');
     const ids = Array.from({ length: 30 }, (_, i) => `f${i}`);
@@ -187,7 +188,7 @@ describe.skipIf(!RUN)('daemon on mosquitto', () => {
   });
 
   it('fuzz: 1,000 random payloads each get an error reply or a correct answer; the daemon stays up, RSS bounded', async () => {
-    const d = await daemon(plain.url, { 'topics.shared': 'never', 'queue.max': 1000, 'limits.maxTokens': 8 });
+    const d = await daemon(plain.url, { 'topics.shared': 'never', 'queue.maxWaiting': 1000, 'limits.maxTokens': 8 });
     const o = await observer(plain.url);
     await o.watch('fuzz/r');
     const rssBefore = process.memoryUsage.rss();
@@ -219,7 +220,7 @@ describe.skipIf(!RUN)('daemon on mosquitto', () => {
   }, 120_000);
 
   it('flood: beyond the queue the excess get busy at once, the rest are answered, none is lost', async () => {
-    const d = await daemon(plain.url, { 'topics.shared': 'never', 'queue.max': 3 });
+    const d = await daemon(plain.url, { 'topics.shared': 'never', 'queue.maxWaiting': 3 });
     const o = await observer(plain.url);
     await o.watch(d.topics.response('+'));
     const sentAt = performance.now();
@@ -256,7 +257,7 @@ describe.skipIf(!RUN)('daemon on mosquitto', () => {
     const b = await broker();
     const d = await daemon(b.url, { 'topics.shared': 'never' });
     const o = await observer(b.url);
-    const { ask } = await import('../src/daemon/ask-client.js');
+    const { ask } = await import('../src/client/ask.js');
     const replies: Reply[] = [];
     let restarted: Promise<void> | undefined;
     const final = await ask(o.connection, {

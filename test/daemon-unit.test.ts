@@ -4,13 +4,13 @@ import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { ConfigError, describeConfig, loadConfig } from '../src/daemon/config.js';
-import { cpuTemperature } from '../src/daemon/health.js';
-import { discoveryMessages, discoveryRemovals } from '../src/daemon/discovery.js';
+import { ConfigError, describeConfig, loadConfig, readConfig } from '../src/daemon/config.js';
+import { cpuTemperature } from '../src/daemon/extensions/health.js';
+import { discoveryMessages, discoveryRemovals } from '../src/daemon/extensions/homeassistant.js';
 import { Scheduler, type AbortReason, type Job } from '../src/daemon/queue.js';
 import { ReplyStream, type PublishOptions } from '../src/daemon/replies.js';
 import { isRejection, modelCannotServe, parseRequest, renderForModel, type Rejection, type Request } from '../src/daemon/request.js';
-import { topicsFor } from '../src/daemon/topics.js';
+import { topicsFor } from '../src/protocol/topics.js';
 import { startEmbeddedBroker } from '../src/daemon/broker.js';
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'bonsai-unit-'));
@@ -22,15 +22,15 @@ describe('config', () => {
     const keys = describeConfig();
     expect(keys.length).toBeGreaterThan(30);
     for (const k of keys) expect(k.description, k.key).not.toBe('');
-    expect(keys.find((k) => k.key === 'queue.max')).toMatchObject({ env: 'BONSAI_QUEUE_MAX', default: '8' });
+    expect(keys.find((k) => k.key === 'queue.maxWaiting')).toMatchObject({ env: 'BONSAI_QUEUE_MAX_WAITING', default: '8' });
     expect(keys.find((k) => k.key === 'replies.chunkIntervalMs')?.env).toBe('BONSAI_REPLIES_CHUNK_INTERVAL_MS');
   });
 
   it('layers defaults < file < environment < flags', () => {
     const file = path.join(tmp, 'c.json');
-    writeFileSync(file, JSON.stringify({ queue: { max: 3 }, mqtt: { url: 'mqtt://file:1883', qos: 0 }, topics: { node: 'from-file' } }));
+    writeFileSync(file, JSON.stringify({ version: 2, queue: { maxWaiting: 3 }, mqtt: { url: 'mqtt://file:1883', qos: 0 }, topics: { node: 'from-file' } }));
     const c = loadConfig({ file, env: { BONSAI_MQTT_URL: 'mqtt://env:1883', BONSAI_HOMEASSISTANT_DISCOVERY: 'false', BONSAI_TOPICS_NODE: 'from-env' }, flags: { 'topics.node': 'from-flag', 'model.path': undefined } });
-    expect(c.queue.max).toBe(3);
+    expect(c.queue.maxWaiting).toBe(3);
     expect(c.mqtt.qos).toBe(0);
     expect(c.mqtt.url).toBe('mqtt://env:1883');
     expect(c.homeassistant.discovery).toBe(false);
@@ -39,11 +39,41 @@ describe('config', () => {
     expect(c.topics.node).not.toBe('');
   });
 
+  it('migrates a file written for an older version (renamed keys) and accepts it, saying what changed', () => {
+    const unversioned = path.join(tmp, 'v1.json');
+    writeFileSync(unversioned, JSON.stringify({ queue: { max: 3 }, mqtt: { qos: 0 } }));
+    const read = readConfig({ file: unversioned });
+    expect(read.config.queue.maxWaiting).toBe(3);
+    expect(read.config.version).toBe(2);
+    expect(read.config.mqtt.qos).toBe(0);
+    expect(read.warnings).toEqual([expect.stringMatching(/"queue\.max" is now "queue\.maxWaiting"/)]);
+    const v1 = path.join(tmp, 'v1-explicit.json');
+    writeFileSync(v1, JSON.stringify({ version: 1, queue: { max: 5 } }));
+    expect(loadConfig({ file: v1 }).queue.maxWaiting).toBe(5);
+    // An environment file deployed with the old variable name keeps working too.
+    const env = readConfig({ env: { BONSAI_QUEUE_MAX: '6' } });
+    expect(env.config.queue.maxWaiting).toBe(6);
+    expect(env.warnings).toEqual(['environment: BONSAI_QUEUE_MAX is now BONSAI_QUEUE_MAX_WAITING']);
+    expect(loadConfig({ env: { BONSAI_QUEUE_MAX: '6', BONSAI_QUEUE_MAX_WAITING: '2' } }).queue.maxWaiting).toBe(2);
+  });
+
+  it('refuses a file newer than it reads, an old key in a current file, and both names at once', () => {
+    const file = path.join(tmp, 'versions.json');
+    writeFileSync(file, JSON.stringify({ version: 3 }));
+    expect(() => loadConfig({ file })).toThrow(/version 3, newer than this bonsai-edge reads \(2\)/);
+    writeFileSync(file, JSON.stringify({ version: 'two' }));
+    expect(() => loadConfig({ file })).toThrow(/"version" must be an integer/);
+    writeFileSync(file, JSON.stringify({ version: 2, queue: { max: 3 } }));
+    expect(() => loadConfig({ file })).toThrow(/max/);
+    writeFileSync(file, JSON.stringify({ queue: { max: 3, maxWaiting: 4 } }));
+    expect(() => loadConfig({ file })).toThrow(/both "queue\.max" and its new name "queue\.maxWaiting"/);
+  });
+
   it('rejects unknown keys, wrong types and unreadable files with the key named', () => {
     const bad = path.join(tmp, 'bad.json');
     writeFileSync(bad, JSON.stringify({ queue: { maxx: 3 } }));
     expect(() => loadConfig({ file: bad })).toThrow(/maxx/);
-    expect(() => loadConfig({ env: { BONSAI_QUEUE_MAX: 'lots' } })).toThrow(/queue\.max/);
+    expect(() => loadConfig({ env: { BONSAI_QUEUE_MAX_WAITING: 'lots' } })).toThrow(/queue\.maxWaiting/);
     expect(() => loadConfig({ file: path.join(tmp, 'missing.json') })).toThrow(ConfigError);
     writeFileSync(bad, '{ not json');
     expect(() => loadConfig({ file: bad })).toThrow(/not valid JSON/);

@@ -1,7 +1,7 @@
 // The engine's JavaScript boundary on a real model (stories260K): streaming, cancellation,
 // stop strings, errors, and inference off the main thread. Expected text comes from run.c.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Model } from '../src/engine.js';
+import { Model } from '../src/engine/engine.js';
 import { EngineError } from '../src/errors.js';
 import { HAVE_FIXTURES, fixture, readJson } from './helpers/fixtures.js';
 

@@ -4,8 +4,8 @@ import { readFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { GgufError, readGguf, summarize } from '../src/gguf.js';
-import { writeGguf } from '../src/gguf-writer.js';
+import { GgufError, readGguf, summarize } from '../src/gguf/reader.js';
+import { writeGguf } from '../src/gguf/writer.js';
 import { HAVE_FIXTURES, fixture } from './helpers/fixtures.js';
 import { seeded } from './helpers/random.js';
 

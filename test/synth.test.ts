@@ -4,10 +4,10 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Model } from '../src/engine.js';
-import { readGguf, type GgufFileInfo } from '../src/gguf.js';
-import { GGML_TYPE, tensorBytes, writeGguf, type GgufKv, type GgufTensorSource } from '../src/gguf-writer.js';
-import { SHAPES, synthesize, tensorTable } from '../src/synth.js';
+import { Model } from '../src/engine/engine.js';
+import { readGguf, type GgufFileInfo } from '../src/gguf/reader.js';
+import { GGML_TYPE, tensorBytes, writeGguf, type GgufKv, type GgufTensorSource } from '../src/gguf/writer.js';
+import { SHAPES, synthesize, tensorTable } from '../src/gguf/synth.js';
 import { runCli } from './helpers/cli.js';
 import { HAVE_FIXTURES, fixture } from './helpers/fixtures.js';
 

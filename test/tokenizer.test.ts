@@ -3,9 +3,9 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { readGguf } from '../src/gguf.js';
-import { createTokenizer, type Tokenizer } from '../src/tokenizer/index.js';
-import { cleanSpaces } from '../src/tokenizer/decoder.js';
+import { readGguf } from '../src/gguf/reader.js';
+import { createTokenizer, type Tokenizer } from '../src/engine/tokenizer/index.js';
+import { cleanSpaces } from '../src/engine/tokenizer/decoder.js';
 import { FIXTURES, HAVE_FIXTURES } from './helpers/fixtures.js';
 
 const haveFixtures = HAVE_FIXTURES;

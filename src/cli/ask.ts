@@ -3,10 +3,11 @@
 // `bonsai serve`, so on the daemon's own machine no flags are needed. Exit codes: 0 done,
 // 1 error reply, 2 no answer (timeout, no broker).
 import type { Command } from 'commander';
-import { ask, AskTimeout } from '../daemon/ask-client.js';
+import { ask, AskTimeout } from '../client/ask.js';
 import { loadConfig } from '../daemon/config.js';
-import { connectMqtt, connectOptionsFrom, ConnectError } from '../daemon/connect.js';
-import type { Reply } from '../daemon/replies.js';
+import { connectOptionsFrom } from '../daemon/mqtt.js';
+import { connectMqtt, ConnectError } from '../protocol/connect.js';
+import type { Reply } from '../protocol/messages.js';
 import { DIM, RESET } from './style.js';
 
 interface AskFlags {

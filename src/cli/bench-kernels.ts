@@ -1,7 +1,7 @@
 // `bonsai bench kernels`: a subcommand of `bench`. The parent's --json and -t/--threads apply
 // (commander hands options the parent knows to the parent, wherever they appear).
 import type { Command } from 'commander';
-import { formatKernelBench, kernelBenchJson, parseShapes, runKernelBench } from '../bench-kernels.js';
+import { formatKernelBench, kernelBenchJson, parseShapes, runKernelBench } from '../bench/kernels.js';
 import { intOption } from './options.js';
 
 interface KernelsCliOptions {

@@ -1,7 +1,7 @@
 // `bonsai bench`: llama-bench-style speed figures, against the bandwidth roofline and the peer.
 import { InvalidArgumentError, type Command } from 'commander';
-import { benchJson, formatBench, runBench } from '../bench.js';
-import { defaultThreads } from '../engine.js';
+import { benchJson, formatBench, runBench } from '../bench/bench.js';
+import { defaultThreads } from '../engine/engine.js';
 import { intOption } from './options.js';
 import { registerKernels } from './bench-kernels.js';
 

@@ -4,7 +4,7 @@
 // is one user message.
 import { createInterface } from 'node:readline';
 import type { Command } from 'commander';
-import type { ChatMessage, Model } from '../engine.js';
+import type { ChatMessage, Model } from '../engine/engine.js';
 import { EngineError } from '../errors.js';
 import { addModelOptions, floatOption, intOption, loadModel, type ModelCliOptions } from './options.js';
 import { DIM, RESET } from './style.js';

@@ -1,6 +1,6 @@
 // `bonsai inspect`: a GGUF file's metadata, tensor table and a summary.
 import type { Command } from 'commander';
-import { describeValue, jsonValue, readGguf, summarize } from '../gguf.js';
+import { describeValue, jsonValue, readGguf, summarize } from '../gguf/reader.js';
 
 export function register(program: Command): void {
   program

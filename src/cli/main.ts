@@ -1,6 +1,5 @@
 #!/usr/bin/env node
 // The `bonsai` command line: each subcommand lives in its own module and registers itself here.
-import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { register as registerRun } from './run.js';
 import { register as registerTokenize } from './tokenize.js';
@@ -12,13 +11,12 @@ import { register as registerBench } from './bench.js';
 import { register as registerChat } from './chat.js';
 import { register as registerServe } from './serve.js';
 import { register as registerAsk } from './ask.js';
-
-const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+import { packageVersion } from '../version.js';
 
 export function buildProgram(): Command {
   const program = new Command('bonsai')
     .description('Run 1-bit (Bonsai, Q1_0) and other GGUF language models offline, and serve them over MQTT')
-    .version(pkg.version)
+    .version(packageVersion())
     .option('--verbose', 'print stack traces with errors')
     .showHelpAfterError()
     .exitOverride();

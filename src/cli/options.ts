@@ -1,6 +1,6 @@
 // Option parsers and model loading shared by the CLI commands.
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { Model, defaultThreads, type LoadOptions } from '../engine.js';
+import { Model, defaultThreads, type LoadOptions } from '../engine/engine.js';
 
 export function intOption(name: string, min: number, max = Number.MAX_SAFE_INTEGER) {
   return (value: string): number => {

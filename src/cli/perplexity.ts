@@ -1,7 +1,7 @@
 // `bonsai perplexity`: perplexity of a model over a text file.
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
-import { perplexity } from '../perplexity.js';
+import { perplexity } from '../engine/perplexity.js';
 import { addModelOptions, loadModel, type ModelCliOptions } from './options.js';
 
 export function register(program: Command): void {

@@ -1,6 +1,7 @@
 // `bonsai run`: generate text from a prompt, streaming it to stdout.
 import type { Command } from 'commander';
-import type { ChatMessage } from '../engine.js';
+import type { ChatMessage } from '../engine/engine.js';
+import { SAMPLING_DEFAULTS } from '../engine/sampling.js';
 import { addModelOptions, floatOption, intOption, loadModel, type ModelCliOptions } from './options.js';
 
 interface RunOptions extends ModelCliOptions {
@@ -22,12 +23,12 @@ export function register(program: Command): void {
   addModelOptions(program.command('run').description('generate text from a prompt'))
     .option('-p, --prompt <text>', 'prompt text (empty: start from BOS alone)', '')
     .option('-n, --n-predict <n>', 'number of tokens to generate', intOption('n-predict', 0), 128)
-    .option('--temp <t>', 'temperature (0 = greedy)', floatOption('temp', 0, 100), 0.8)
-    .option('--top-k <k>', 'keep the k most likely tokens (0 = off)', intOption('top-k', 0), 40)
-    .option('--top-p <p>', 'nucleus sampling threshold (1 = off)', floatOption('top-p', 0, 1), 0.95)
-    .option('--min-p <p>', 'drop tokens below p x the top probability (0 = off)', floatOption('min-p', 0, 1), 0.05)
-    .option('--repeat-penalty <r>', 'penalty for recent tokens (1 = off)', floatOption('repeat-penalty', 0, 100), 1.0)
-    .option('--repeat-last-n <n>', 'how many recent tokens the penalty considers', intOption('repeat-last-n', 0), 64)
+    .option('--temp <t>', 'temperature (0 = greedy)', floatOption('temp', 0, 100), SAMPLING_DEFAULTS.temperature)
+    .option('--top-k <k>', 'keep the k most likely tokens (0 = off)', intOption('top-k', 0), SAMPLING_DEFAULTS.topK)
+    .option('--top-p <p>', 'nucleus sampling threshold (1 = off)', floatOption('top-p', 0, 1), SAMPLING_DEFAULTS.topP)
+    .option('--min-p <p>', 'drop tokens below p x the top probability (0 = off)', floatOption('min-p', 0, 1), SAMPLING_DEFAULTS.minP)
+    .option('--repeat-penalty <r>', 'penalty for recent tokens (1 = off)', floatOption('repeat-penalty', 0, 100), SAMPLING_DEFAULTS.repeatPenalty)
+    .option('--repeat-last-n <n>', 'how many recent tokens the penalty considers', intOption('repeat-last-n', 0), SAMPLING_DEFAULTS.repeatLastN)
     .option('--seed <s>', 'random seed (default: random)', intOption('seed', 0, 2 ** 53 - 1))
     .option('--json', 'print one JSON object with ids, text and timings at the end instead of streaming')
     .option('--chat', "send the prompt as a user message through the model's chat template (thinking off)")

@@ -1,13 +1,9 @@
 // `bonsai serve`: load the model once, keep it resident, answer over MQTT until SIGTERM/SIGINT.
+// This module only reads the flags; the daemon's lifecycle is daemon/controller.ts.
 import type { Command } from 'commander';
-import { startEmbeddedBroker, type EmbeddedBroker } from '../daemon/broker.js';
-import { describeConfig, loadConfig, type DaemonConfig } from '../daemon/config.js';
-import { connectMqtt, connectOptionsFrom } from '../daemon/connect.js';
-import { discoveryRemovals } from '../daemon/discovery.js';
-import { createLogger } from '../daemon/logger.js';
-import { Daemon, publishRetained } from '../daemon/server.js';
-import { topicsFor } from '../daemon/topics.js';
-import { packageVersion } from '../daemon/version.js';
+import { describeConfig, readConfig, type DaemonConfig } from '../daemon/config.js';
+import { Controller } from '../daemon/controller.js';
+import { removeDiscoveryEntries } from '../daemon/extensions/homeassistant.js';
 
 interface ServeFlags {
   config?: string;
@@ -34,7 +30,7 @@ export function register(program: Command): void {
     .option('--print-config', 'list every config key with its environment variable and default, and exit')
     .action(async (flags: ServeFlags) => {
       if (flags.printConfig) return printConfig();
-      const config = loadConfig({
+      const { config, warnings } = readConfig({
         file: flags.config,
         env: process.env,
         flags: {
@@ -46,7 +42,7 @@ export function register(program: Command): void {
         },
       });
       if (flags.removeDiscovery) return removeDiscovery(config);
-      await serve(config);
+      process.exit(await Controller.run({ config, warnings }));
     });
 }
 
@@ -62,54 +58,7 @@ function printConfig(): void {
   }
 }
 
-async function serve(config: DaemonConfig): Promise<void> {
-  const modelPath = config.model.path;
-  if (!modelPath) throw new Error('serve needs a model: --model FILE (or model.path / BONSAI_MODEL_PATH)');
-  const logger = createLogger(config.log.level, config.topics.node);
-  let broker: EmbeddedBroker | undefined;
-  if (!config.mqtt.url) {
-    broker = await startEmbeddedBroker(config.embedded);
-    logger.info({ url: broker.url }, 'embedded broker listening');
-  }
-  let model: { close(): void } | undefined;
-  let daemon: Daemon;
-  try {
-    daemon = await Daemon.start({
-      config,
-      brokerUrl: config.mqtt.url ?? broker!.url,
-      logger,
-      version: packageVersion(),
-      loadEngine: async () => {
-        // Imported here so that the rest of the CLI works where the native addon is not built.
-        const { Model } = await import('../engine.js');
-        const loaded = await Model.load(modelPath, { threads: config.model.threads, contextSize: config.model.contextSize });
-        model = loaded;
-        return loaded;
-      },
-    });
-  } catch (err) {
-    // An open embedded broker would keep the process alive after the error is reported.
-    await broker?.close();
-    throw err;
-  }
-  const stop = async (signal: string) => {
-    logger.info({ signal }, 'signal received');
-    await daemon.stop();
-    await broker?.close();
-    model?.close();
-    logger.flush();
-    process.exit(0);
-  };
-  process.once('SIGTERM', () => void stop('SIGTERM'));
-  process.once('SIGINT', () => void stop('SIGINT'));
-}
-
 async function removeDiscovery(config: DaemonConfig): Promise<void> {
-  if (!config.mqtt.url) throw new Error('--remove-discovery needs the broker Home Assistant uses: --broker URL (or mqtt.url)');
-  const { topics, homeassistant } = config;
-  const { client } = await connectMqtt({ ...connectOptionsFrom(config, config.mqtt.url, '-remove'), timeoutMs: 15_000 });
-  const removals = discoveryRemovals({ prefix: homeassistant.prefix, node: topics.node, topics: topicsFor(topics.base, topics.node) });
-  await publishRetained(client, removals);
-  await client.endAsync();
-  console.log(`removed ${removals.length} Home Assistant discovery entries for node ${topics.node}`);
+  const removed = await removeDiscoveryEntries(config);
+  console.log(`removed ${removed} Home Assistant discovery entries for node ${config.topics.node}`);
 }

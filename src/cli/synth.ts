@@ -1,7 +1,7 @@
 // `bonsai synth`: write a synthetic model with one of Bonsai's exact shapes (random 1-bit weights),
 // to test and benchmark the engine at real sizes without the real files.
 import { InvalidArgumentError, type Command } from 'commander';
-import { SHAPES, synthesize, type ShapeName } from '../synth.js';
+import { SHAPES, synthesize, type ShapeName } from '../gguf/synth.js';
 import { intOption } from './options.js';
 
 interface SynthCliOptions {

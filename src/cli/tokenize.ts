@@ -1,7 +1,7 @@
 // `bonsai tokenize`: the token ids of a text (only the vocabulary is read, not the weights).
 import type { Command } from 'commander';
-import { readGguf } from '../gguf.js';
-import { createTokenizer } from '../tokenizer/index.js';
+import { readGguf } from '../gguf/reader.js';
+import { createTokenizer } from '../engine/tokenizer/index.js';
 
 export function register(program: Command): void {
   program

@@ -1,15 +1,19 @@
 // The daemon's configuration: one zod schema is the single source of truth for the keys, their
 // types, defaults and documentation. Values are layered defaults < JSON file < environment
-// (BONSAI_<SECTION>_<KEY>) < command-line flags, and the merged result is validated once.
+// (BONSAI_<SECTION>_<KEY>) < command-line flags, and the merged result is validated once. A file
+// written for an older version is migrated first (config-migrations.ts).
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { z } from 'zod';
+import { SAMPLING_DEFAULTS } from '../engine/sampling.js';
+import { CONFIG_VERSION, ConfigMigrationError, migrateConfigFile, renamedKeys } from './config-migrations.js';
 
 // prefault({}) parses an absent section as {} so that each key's own default applies.
 const section = <T extends z.ZodRawShape>(shape: T) => z.strictObject(shape).prefault({} as z.input<z.ZodObject<T, z.core.$strict>>);
 const int = () => z.number().int();
 
 export const configSchema = z.strictObject({
+  version: z.literal(CONFIG_VERSION).default(CONFIG_VERSION),
   model: section({
     path: z.string().min(1).optional().describe('GGUF model file (required by `bonsai serve`)'),
     threads: int().min(1).max(256).optional().describe('inference threads (default: min(4, CPU count))'),
@@ -17,10 +21,10 @@ export const configSchema = z.strictObject({
   }),
   sampling: section({
     maxTokens: int().min(1).default(256).describe('max_tokens when a request gives none'),
-    temperature: z.number().min(0).max(5).default(0.8).describe('temperature when a request gives none (0 = greedy)'),
-    topP: z.number().min(0).max(1).default(0.95).describe('top_p default'),
-    topK: int().min(0).default(40).describe('top_k default (0 = off)'),
-    minP: z.number().min(0).max(1).default(0.05).describe('min_p default'),
+    temperature: z.number().min(0).max(5).default(SAMPLING_DEFAULTS.temperature).describe('temperature when a request gives none (0 = greedy)'),
+    topP: z.number().min(0).max(1).default(SAMPLING_DEFAULTS.topP).describe('top_p default'),
+    topK: int().min(0).default(SAMPLING_DEFAULTS.topK).describe('top_k default (0 = off)'),
+    minP: z.number().min(0).max(1).default(SAMPLING_DEFAULTS.minP).describe('min_p default'),
   }),
   limits: section({
     maxTokens: int().min(1).default(4096).describe('largest max_tokens a request may ask for'),
@@ -28,7 +32,7 @@ export const configSchema = z.strictObject({
     maxRunMs: int().min(100).default(600000).describe('a generation running longer ends with `timeout`'),
   }),
   queue: section({
-    max: int().min(0).default(8).describe('requests waiting behind the running one; more get `busy`'),
+    maxWaiting: int().min(0).default(8).describe('requests waiting behind the running one; more get `busy`'),
   }),
   mqtt: section({
     url: z.string().min(1).optional().describe('broker URL (mqtt://, mqtts://, ws://); unset: start the embedded broker'),
@@ -78,7 +82,7 @@ export const configSchema = z.strictObject({
 });
 
 export type DaemonConfig = z.infer<typeof configSchema>;
-type Layer = Record<string, Record<string, unknown>>;
+type Layer = Record<string, unknown>;
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -92,13 +96,32 @@ export interface ConfigSources {
 }
 
 export function loadConfig(sources: ConfigSources = {}): DaemonConfig {
+  return readConfig(sources).config;
+}
+
+/** The configuration, and what the reader changed on the way (keys renamed since the file was written). */
+export function readConfig(sources: ConfigSources = {}): { config: DaemonConfig; warnings: string[] } {
   const merged: Layer = {};
-  if (sources.file) mergeLayer(merged, readConfigFile(sources.file));
-  mergeLayer(merged, envLayer(sources.env ?? {}));
+  const warnings: string[] = [];
+  if (sources.file) {
+    const { layer, notes } = migrateFile(readConfigFile(sources.file), sources.file);
+    mergeLayer(merged, layer);
+    warnings.push(...notes);
+  }
+  mergeLayer(merged, envLayer(sources.env ?? {}, warnings));
   mergeLayer(merged, dottedLayer(sources.flags ?? {}));
   const parsed = configSchema.safeParse(merged);
   if (!parsed.success) throw new ConfigError(`invalid configuration:\n${z.prettifyError(parsed.error)}`);
-  return parsed.data;
+  return { config: parsed.data, warnings };
+}
+
+function migrateFile(layer: Layer, file: string): { layer: Layer; notes: string[] } {
+  try {
+    return migrateConfigFile(layer, file);
+  } catch (err) {
+    if (err instanceof ConfigMigrationError) throw new ConfigError(err.message);
+    throw err;
+  }
 }
 
 /** Every key with its environment variable, default and description (for docs and --help). */
@@ -114,6 +137,7 @@ export function describeConfig(): { key: string; env: string; default: string; d
 function leaves(): { key: string; schema: z.ZodType }[] {
   const out: { key: string; schema: z.ZodType }[] = [];
   for (const [name, sec] of Object.entries(configSchema.shape)) {
+    if (name === 'version') continue;
     const inner = (sec.def as unknown as { innerType: z.ZodObject }).innerType;
     for (const [leaf, schema] of Object.entries(inner.shape)) out.push({ key: `${name}.${leaf}`, schema: schema as z.ZodType });
   }
@@ -140,10 +164,16 @@ function readConfigFile(file: string): Layer {
   }
 }
 
-function envLayer(env: NodeJS.ProcessEnv): Layer {
+function envLayer(env: NodeJS.ProcessEnv, warnings: string[]): Layer {
   const flat: Record<string, unknown> = {};
+  const oldNames = new Map([...renamedKeys()].map(([old, current]) => [current, old]));
   for (const { key, schema } of leaves()) {
-    const raw = env[envName(key)];
+    let raw = env[envName(key)];
+    const old = oldNames.get(key);
+    if ((raw === undefined || raw === '') && old !== undefined && env[envName(old)]) {
+      raw = env[envName(old)];
+      warnings.push(`environment: ${envName(old)} is now ${envName(key)}`);
+    }
     if (raw !== undefined && raw !== '') flat[key] = coerceEnv(raw, leafType(schema));
   }
   return dottedLayer(flat);
@@ -167,15 +197,18 @@ function dottedLayer(flat: Record<string, unknown>): Layer {
   for (const [key, value] of Object.entries(flat)) {
     if (value === undefined) continue;
     const [sec, leaf] = key.split('.', 2) as [string, string];
-    (out[sec] ??= {})[leaf] = value;
+    ((out[sec] ??= {}) as Layer)[leaf] = value;
   }
   return out;
 }
 
+function isSection(value: unknown): value is Layer {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
 function mergeLayer(into: Layer, layer: Layer): void {
   for (const [sec, values] of Object.entries(layer)) {
-    into[sec] = values !== null && typeof values === 'object' && !Array.isArray(values) && typeof into[sec] === 'object'
-      ? { ...into[sec], ...values }
-      : values;
+    const earlier = into[sec];
+    into[sec] = isSection(values) && isSection(earlier) ? { ...earlier, ...values } : values;
   }
 }

@@ -3,7 +3,8 @@
 // the clients, so text is coalesced into at most one chunk per interval. A request with thinking
 // on also gets "thinking" chunks (its reasoning), never mixed into one message with the answer:
 // where the reasoning gives way to the answer, what is pending goes out at once.
-import type { ErrorCode, ReplyRoute } from './request.js';
+import type { ChunkType, DoneBody, DoneReply, ErrorCode, ErrorReply, Reply } from '../protocol/messages.js';
+import type { ReplyRoute } from './request.js';
 
 export interface PublishOptions {
   /** MQTT 5 message expiry (chunks only: a stale chunk is useless). */
@@ -13,24 +14,6 @@ export interface PublishOptions {
 
 /** Sends one reply message; must keep the order of calls (MQTT.js does per topic and QoS). */
 export type Publish = (topic: string, payload: string, options: PublishOptions) => void;
-
-export interface DoneBody {
-  text: string;
-  /** The whole reasoning; present only when the request asked for thinking. */
-  thinking?: string;
-  finish_reason: 'stop' | 'length' | 'cancelled';
-  usage: { prompt_tokens: number; completion_tokens: number };
-  timings: { queue_ms: number; ttft_ms: number; tokens_per_s: number };
-}
-
-/** A piece of the answer, or of the reasoning; each kind numbers its own chunks from 0. */
-export type ChunkType = 'chunk' | 'thinking';
-
-export type Reply =
-  | { id: string; type: 'start'; [extra: string]: unknown }
-  | { id: string; type: ChunkType; seq: number; text: string }
-  | ({ id: string; type: 'done' } & DoneBody)
-  | { id: string; type: 'error'; code: ErrorCode; message: string };
 
 export class ReplyStream {
   private pending = '';
@@ -74,17 +57,22 @@ export class ReplyStream {
   }
 
   /** Sends the final reply (once); returns it so it can be replayed to a repeated request. */
-  done(body: DoneBody): Reply {
+  done(body: DoneBody): DoneReply {
     this.flush();
     return this.finish({ id: this.route.id, type: 'done', ...body });
   }
 
-  error(code: ErrorCode, message: string): Reply {
+  error(code: ErrorCode, message: string): ErrorReply {
     this.flush();
     return this.finish({ id: this.route.id, type: 'error', code, message });
   }
 
-  private finish(reply: Reply): Reply {
+  /** Sends a final reply made earlier for the same id (a replay), once. */
+  replay(reply: DoneReply | ErrorReply): void {
+    this.finish(reply);
+  }
+
+  private finish<R extends Reply>(reply: R): R {
     if (!this.finished) this.send(reply);
     this.finished = true;
     return reply;

@@ -3,10 +3,10 @@
 // still knows where to send its error reply.
 import { randomUUID } from 'node:crypto';
 import { z } from 'zod';
-import type { ChatMessage, GenerateRequest, SamplingParams } from '../engine.js';
+import type { ChatMessage, GenerateRequest, SamplingParams } from '../engine/engine.js';
+import type { ErrorCode } from '../protocol/messages.js';
 import type { DaemonConfig } from './config.js';
 
-export type ErrorCode = 'bad_request' | 'too_large' | 'busy' | 'cancelled' | 'timeout' | 'model_error' | 'internal';
 
 /** Where and how replies for one request go. */
 export interface ReplyRoute {

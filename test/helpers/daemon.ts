@@ -3,17 +3,18 @@
 import { randomUUID } from 'node:crypto';
 import type { IClientPublishOptions, MqttClient } from 'mqtt';
 import { loadConfig, type DaemonConfig } from '../../src/daemon/config.js';
-import { connectMqtt, type MqttConnectOptions, type MqttConnection } from '../../src/daemon/connect.js';
+import { connectMqtt, type MqttConnectOptions, type MqttConnection } from '../../src/protocol/connect.js';
 import { createLogger } from '../../src/daemon/logger.js';
-import type { Reply } from '../../src/daemon/replies.js';
-import { Daemon, type DaemonEngine } from '../../src/daemon/server.js';
+import type { Reply } from '../../src/protocol/messages.js';
+import { Controller } from '../../src/daemon/controller.js';
+import type { DaemonEngine } from '../../src/daemon/pipeline.js';
 import { fixture, HAVE_FIXTURES } from './fixtures.js';
 
 export const STORIES = fixture('stories260K/stories260K.gguf');
 
 /** The real engine on the tiny stories model (a fresh Model each call: one generation per model). */
 export async function loadStories(): Promise<DaemonEngine & { close(): void }> {
-  const { Model } = await import('../../src/engine.js');
+  const { Model } = await import('../../src/engine/engine.js');
   return Model.load(STORIES, { threads: 1 });
 }
 
@@ -32,14 +33,15 @@ export function testConfig(flags: Record<string, unknown> = {}): DaemonConfig {
   });
 }
 
-export async function startDaemon(brokerUrl: string, engine: DaemonEngine, config: DaemonConfig): Promise<Daemon> {
-  return Daemon.start({
-    config,
-    brokerUrl,
+export async function startDaemon(brokerUrl: string, engine: DaemonEngine, config: DaemonConfig): Promise<Controller> {
+  const controller = new Controller({
+    config: { ...config, mqtt: { ...config.mqtt, url: brokerUrl } },
     logger: createLogger(config.log.level, config.topics.node),
     version: 'test',
     loadEngine: async () => engine,
   });
+  await controller.start();
+  return controller;
 }
 
 export interface Received {

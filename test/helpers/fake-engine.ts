@@ -1,9 +1,9 @@
 // A stand-in for the engine with Model's generate() contract, for the fast unit tests of the
 // daemon's scheduling and protocol: it "generates" one word per token at a chosen pace and
 // honours cancellation at the next token, like the real engine.
-import type { GenerateOptions, GenerateRequest, GenerateResult } from '../../src/engine.js';
+import type { GenerateOptions, GenerateRequest, GenerateResult } from '../../src/engine/engine.js';
 import { EngineError } from '../../src/errors.js';
-import type { DaemonEngine } from '../../src/daemon/server.js';
+import type { DaemonEngine } from '../../src/daemon/pipeline.js';
 
 export class FakeEngine implements DaemonEngine {
   readonly name = 'fake';

@@ -3,8 +3,8 @@
 // itself when thinking is on, as Qwen3-Thinking-2507's template does. Random weights never write
 // <think> on their own; with the block opened by the prompt, everything the model generates is
 // reasoning (up to a "</think>"), so the engine's split can be checked on real generations.
-import { readGguf } from '../../src/gguf.js';
-import { synthesize } from '../../src/synth.js';
+import { readGguf } from '../../src/gguf/reader.js';
+import { synthesize } from '../../src/gguf/synth.js';
 import { fixture } from './fixtures.js';
 
 export const QWEN3_VOCAB = fixture('qwen3-vocab/ggml-vocab-qwen3.gguf');

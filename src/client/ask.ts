@@ -4,9 +4,9 @@
 // replays the final reply of a finished one, so nothing is lost when the broker restarts.
 import { randomUUID } from 'node:crypto';
 import type { MqttClient } from 'mqtt';
-import type { MqttConnection } from './connect.js';
-import type { Reply } from './replies.js';
-import { topicsFor } from './topics.js';
+import type { MqttConnection } from '../protocol/connect.js';
+import type { Reply } from '../protocol/messages.js';
+import { topicsFor } from '../protocol/topics.js';
 
 export interface AskOptions {
   base: string;

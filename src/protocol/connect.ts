@@ -4,7 +4,6 @@
 import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import mqtt, { type IClientOptions, type IConnackPacket, type MqttClient } from 'mqtt';
-import type { DaemonConfig } from './config.js';
 
 export interface MqttConnectOptions {
   url: string;
@@ -36,24 +35,6 @@ export class ConnectError extends Error {
 
 // CONNACK codes meaning "not this protocol version": 3.1.1 return code 1, MQTT 5 reason 0x84.
 const PROTOCOL_REFUSED = new Set([1, 0x84]);
-
-/** The connection settings of a config: the daemon's, or a helper's with its client id suffixed. */
-export function connectOptionsFrom(config: DaemonConfig, url: string, clientIdSuffix = ''): MqttConnectOptions {
-  const { mqtt, topics } = config;
-  const options: MqttConnectOptions = {
-    url,
-    clientId: (mqtt.clientId ?? `bonsai-${topics.node}`) + clientIdSuffix,
-    rejectUnauthorized: mqtt.rejectUnauthorized,
-    protocol: mqtt.protocol,
-    keepaliveSec: mqtt.keepaliveSec,
-    reconnectMinMs: mqtt.reconnectMinMs,
-    reconnectMaxMs: mqtt.reconnectMaxMs,
-  };
-  for (const key of ['username', 'password', 'ca', 'cert', 'key'] as const) {
-    if (mqtt[key] !== undefined) options[key] = mqtt[key];
-  }
-  return options;
-}
 
 export async function connectMqtt(options: MqttConnectOptions): Promise<MqttConnection> {
   const tls = readTls(options);

@@ -1,6 +1,6 @@
 // The vocabulary as llama.cpp's llama_vocab sees it: token texts, scores, attributes, special ids,
 // end-of-generation set and the list of tokens matched verbatim in text before tokenization.
-import type { GgufValue } from '../native.js';
+import type { GgufValue } from '../../native.js';
 
 export type Metadata = Record<string, GgufValue>;
 

@@ -1,7 +1,7 @@
 // `bonsai bench kernels`: the matrix kernels alone, on Bonsai's shapes, per path and thread count,
 // against the memory read bandwidth measured in the same run. Decode (GEMV) streams every weight
 // once per token, so its weight GB/s over the bandwidth is how close it runs to the roofline.
-import { native, type KernelBenchResult } from './native.js';
+import { native, type KernelBenchResult } from '../native.js';
 
 export interface KernelShape {
   rows: number;

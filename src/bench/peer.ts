@@ -4,7 +4,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
-const checkout = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const checkout = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const bases = [import.meta.url, path.join(checkout, '.peer', 'package.json')];
 
 /** A file URL to import node-llama-cpp from, or undefined when it is not installed. */

@@ -1,9 +1,9 @@
 // GGUF files as the TypeScript side sees them: the native reader's result, plus the summary
 // `bonsai inspect` prints. Parsing and validation happen in native/gguf.c (one parser for both
 // the engine and the tools).
-import { native, type GgufFileInfo, type GgufValue } from './native.js';
+import { native, type GgufFileInfo, type GgufValue } from '../native.js';
 
-export type { GgufFileInfo, GgufTensorInfo, GgufValue } from './native.js';
+export type { GgufFileInfo, GgufTensorInfo, GgufValue } from '../native.js';
 
 export class GgufError extends Error {
   constructor(message: string) {

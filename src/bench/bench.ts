@@ -4,9 +4,9 @@
 // runs in its own child process (bench-worker.ts) so that each one's peak RSS is its own.
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { readGguf, type GgufFileInfo } from './gguf.js';
-import { native } from './native.js';
-import type { WorkerProgress, WorkerReply, WorkerResult, WorkerSpec } from './bench-worker.js';
+import { readGguf, type GgufFileInfo } from '../gguf/reader.js';
+import { native } from '../native.js';
+import type { WorkerProgress, WorkerReply, WorkerResult, WorkerSpec } from './worker.js';
 
 export interface BenchOptions {
   model: string;
@@ -151,7 +151,7 @@ export function meanSd(samples: number[]): { mean: number; sd: number } {
 }
 
 function runWorker(spec: WorkerSpec, progress: (message: string) => void): Promise<WorkerReply> {
-  const worker = fileURLToPath(new URL('./bench-worker.js', import.meta.url));
+  const worker = fileURLToPath(new URL('./worker.js', import.meta.url));
   return new Promise((resolve, reject) => {
     // stdout stays closed: nothing a worker or llama.cpp prints may mix into --json output.
     const child = fork(worker, [JSON.stringify(spec)], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] });

@@ -1,7 +1,13 @@
 // Home Assistant MQTT discovery: one device per node with its sensors, a text entity that sends a
 // prompt and a sensor with the last answer. Availability follows the retained status topic, so
-// the entities go unavailable when the daemon stops or its last will fires.
-import type { Topics } from './topics.js';
+// the entities go unavailable when the daemon stops or its last will fires. The discovery messages
+// are published again when Home Assistant announces itself online (it may have lost them).
+import { connectMqtt } from '../../protocol/connect.js';
+import { topicsFor, type Topics } from '../../protocol/topics.js';
+import type { DaemonConfig } from '../config.js';
+import { connectOptionsFrom, type RetainedMessage } from '../mqtt.js';
+import type { Extension, ExtensionContext } from './extension.js';
+import { cpuTemperature } from './health.js';
 
 export interface DiscoveryContext {
   prefix: string;
@@ -10,11 +16,6 @@ export interface DiscoveryContext {
   model: string;
   version: string;
   hasTemperature: boolean;
-}
-
-export interface RetainedMessage {
-  topic: string;
-  payload: string;
 }
 
 type Component = 'sensor' | 'text';
@@ -99,4 +100,46 @@ export function discoveryMessages(ctx: DiscoveryContext): RetainedMessage[] {
 /** Empty retained payloads for every entity this node may have published (HA then deletes them). */
 export function discoveryRemovals(ctx: Pick<DiscoveryContext, 'prefix' | 'node' | 'topics'>): RetainedMessage[] {
   return discoveryMessages({ ...ctx, model: '', version: '', hasTemperature: true }).map((m) => ({ topic: m.topic, payload: '' }));
+}
+
+export function homeAssistantExtension(ctx: ExtensionContext): Extension {
+  const { config, topics, mqtt, pipeline, logger } = ctx;
+  const ha = config.homeassistant;
+  const publishDiscovery = () =>
+    mqtt.publishRetained(
+      discoveryMessages({
+        prefix: ha.prefix,
+        node: config.topics.node,
+        topics,
+        model: ctx.engine.name,
+        version: ctx.version,
+        hasTemperature: cpuTemperature() !== undefined,
+      }),
+    );
+  return {
+    name: 'homeassistant',
+    async start() {
+      // The text entity's prompts are requests whose answer goes to the last-answer sensor, whole.
+      pipeline.addSource(topics.haPrompt, { replyTopic: topics.haAnswer, stream: false });
+      const haStatus = `${ha.prefix}/status`;
+      mqtt.handle(haStatus, (payload) => {
+        if (payload.toString() !== 'online') return;
+        publishDiscovery().catch((err: Error) => logger.warn({ err: err.message }, 'discovery publish failed'));
+      });
+      const refused = await mqtt.subscribe([haStatus]);
+      if (refused.length) logger.error({ topics: refused }, 'broker refused subscriptions (check the ACL)');
+    },
+    online: publishDiscovery,
+  };
+}
+
+/** Deletes this node's entities from Home Assistant (on the broker it uses); returns how many. */
+export async function removeDiscoveryEntries(config: DaemonConfig): Promise<number> {
+  if (!config.mqtt.url) throw new Error('--remove-discovery needs the broker Home Assistant uses: --broker URL (or mqtt.url)');
+  const { topics, homeassistant } = config;
+  const { client } = await connectMqtt({ ...connectOptionsFrom(config, config.mqtt.url, '-remove'), timeoutMs: 15_000 });
+  const removals = discoveryRemovals({ prefix: homeassistant.prefix, node: topics.node, topics: topicsFor(topics.base, topics.node) });
+  await Promise.all(removals.map((m) => client.publishAsync(m.topic, m.payload, { qos: 1, retain: true })));
+  await client.endAsync();
+  return removals.length;
 }

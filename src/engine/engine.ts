@@ -1,14 +1,16 @@
 // The engine as the rest of the program sees it: a loaded model with its tokenizer, one context
 // (KV cache) and the generation/scoring calls. Inference runs on native worker threads; this
 // module only prepares token ids, streams text back and enforces one generation at a time.
-import { native, type GgufFileInfo, type ModelHparams, type NativeContext, type NativeModel, type SamplingParams, type FinishReason } from './native.js';
-import { readGguf } from './gguf.js';
+import { native, type GgufFileInfo, type ModelHparams, type NativeContext, type NativeModel, type SamplingParams, type FinishReason } from '../native.js';
+import { readGguf } from '../gguf/reader.js';
 import { createTokenizer, type Tokenizer } from './tokenizer/index.js';
-import { EngineError } from './errors.js';
-import { ChatTemplate, CHATML_TEMPLATE, opensThinking, ThinkSplitter, type ChatMessage } from './chat.js';
+import { EngineError } from '../errors.js';
+import { CHATML_TEMPLATE } from '../gguf/chat-template.js';
+import { ChatTemplate, opensThinking, ThinkSplitter, type ChatMessage } from './chat.js';
 import { availableParallelism } from 'node:os';
+import { SAMPLING_DEFAULTS } from './sampling.js';
 
-export type { SamplingParams, FinishReason } from './native.js';
+export type { SamplingParams, FinishReason } from '../native.js';
 
 export interface LoadOptions {
   threads?: number;
@@ -63,16 +65,6 @@ export interface GenerateResult {
     genTokensPerS: number;
   };
 }
-
-export const DEFAULT_SAMPLING: SamplingParams = {
-  temperature: 0.8,
-  topK: 40,
-  topP: 0.95,
-  minP: 0.05,
-  repeatPenalty: 1.0,
-  repeatLastN: 64,
-  seed: 0,
-};
 
 export class Model {
   private busy = false;
@@ -213,7 +205,7 @@ export class Model {
           {
             maxTokens: request.maxTokens,
             stopIds: Int32Array.from(request.ignoreEog ? [] : this.eogIds()),
-            sampling: { ...DEFAULT_SAMPLING, ...request.sampling },
+            sampling: { ...SAMPLING_DEFAULTS, ...request.sampling },
           },
           (token) => {
             if (stoppedByString) return;

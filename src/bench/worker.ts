@@ -1,7 +1,7 @@
 // One side of `bonsai bench`, run in its own process so each engine's peak RSS is its own: this
 // engine or the peer (node-llama-cpp). Takes a WorkerSpec as JSON in argv[2], sends one
 // WorkerReply over IPC, and exits.
-import { Model } from './engine.js';
+import { Model } from '../engine/engine.js';
 import { peerModuleUrl } from './peer.js';
 
 export interface WorkerSpec {

@@ -1,9 +1,9 @@
 // Synthetic models with exactly the shapes of PrismML's Bonsai GGUFs (qwen3, every matrix Q1_0,
 // F32 norms, untied output) and random seeded weights: the engine can be loaded, run and
 // benchmarked at real sizes without the real files. The text they produce is noise.
-import { CHATML_TEMPLATE } from './chat.js';
-import { readGguf } from './gguf.js';
-import { GGML_TYPE, tensorBytes, writeGguf, type GgufKv, type GgufMetaType, type GgufTensorSource, type WriteResult } from './gguf-writer.js';
+import { CHATML_TEMPLATE } from './chat-template.js';
+import { readGguf } from './reader.js';
+import { GGML_TYPE, tensorBytes, writeGguf, type GgufKv, type GgufMetaType, type GgufTensorSource, type WriteResult } from './writer.js';
 
 export interface ModelShape {
   layers: number;

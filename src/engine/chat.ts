@@ -17,11 +17,6 @@ export interface ChatRenderOptions {
   enableThinking?: boolean;
 }
 
-/** What llama.cpp falls back to when a model ships no template. */
-export const CHATML_TEMPLATE =
-  "{%- for message in messages %}{{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>\\n' }}{%- endfor %}" +
-  "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}";
-
 export class ChatTemplate {
   private readonly template: Template;
 

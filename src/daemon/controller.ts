@@ -1,0 +1,225 @@
+// The daemon's lifecycle, in one place and in order. Start: the embedded broker (when no broker is
+// configured), the broker connection with its last will, `loading`, the model, the request
+// pipeline and the extensions, the request topics, `online`. Stop (SIGTERM/SIGINT): no new
+// requests, the queue drained, the extensions stopped in reverse, `offline`, disconnect, the
+// embedded broker and the model closed. `bonsai serve` only parses its flags and calls run().
+import { startEmbeddedBroker, type EmbeddedBroker } from './broker.js';
+import type { DaemonConfig } from './config.js';
+import type { Extension, ExtensionContext, ExtensionFactory } from './extensions/extension.js';
+import { healthExtension } from './extensions/health.js';
+import { homeAssistantExtension } from './extensions/homeassistant.js';
+import { replayExtension } from './extensions/replay.js';
+import { requestLogExtension } from './extensions/request-log.js';
+import { createLogger, type Logger } from './logger.js';
+import { DaemonMqtt, withTimeout } from './mqtt.js';
+import { RequestPipeline, type DaemonEngine } from './pipeline.js';
+import { topicsFor, type Topics } from '../protocol/topics.js';
+import { packageVersion } from '../version.js';
+
+export interface ControllerOptions {
+  config: DaemonConfig;
+  /** Default: JSON lines on stdout at log.level. */
+  logger?: Logger;
+  /** Default: the package version. */
+  version?: string;
+  /**
+   * Loads the model once the `loading` status is out. Default: the engine on model.path, closed
+   * by the controller at stop; an engine given here stays its caller's.
+   */
+  loadEngine?: () => Promise<DaemonEngine>;
+  /** Default: the built-in extensions the config enables (builtinExtensions). */
+  extensions?: ExtensionFactory[];
+  /** What reading the config changed (renamed keys), logged once the logger exists. */
+  warnings?: string[];
+}
+
+type State = 'loading' | 'online' | 'offline';
+
+/** How long one publish or disconnect may hold up a shutdown when the broker is gone. */
+const SHUTDOWN_IO_MS = 3000;
+
+/** In start order; stopped in reverse. */
+export function builtinExtensions(config: DaemonConfig): ExtensionFactory[] {
+  return [requestLogExtension, replayExtension, healthExtension, ...(config.homeassistant.discovery ? [homeAssistantExtension] : [])];
+}
+
+export class Controller {
+  readonly topics: Topics;
+  readonly log: Logger;
+  private readonly config: DaemonConfig;
+  private readonly version: string;
+  private readonly startedAt = Date.now();
+  private broker?: EmbeddedBroker;
+  private mqtt?: DaemonMqtt;
+  private engine?: DaemonEngine;
+  private closeEngine?: () => void;
+  private pipeline?: RequestPipeline;
+  private extensions: Extension[] = [];
+  private stopping?: Promise<void>;
+
+  constructor(private readonly options: ControllerOptions) {
+    this.config = options.config;
+    this.log = options.logger ?? createLogger(this.config.log.level, this.config.topics.node);
+    this.version = options.version ?? packageVersion();
+    this.topics = topicsFor(this.config.topics.base, this.config.topics.node);
+  }
+
+  /** mqtt5 or mqtt3.1.1, once connected. */
+  get protocolName(): string | undefined {
+    return this.mqtt?.protocolName;
+  }
+
+  /** Starts the daemon and, until SIGTERM or SIGINT, serves; returns the process exit code. */
+  static async run(options: ControllerOptions): Promise<number> {
+    const controller = new Controller(options);
+    await controller.start();
+    const signal = await new Promise<string>((resolve) => {
+      process.once('SIGTERM', () => resolve('SIGTERM'));
+      process.once('SIGINT', () => resolve('SIGINT'));
+    });
+    controller.log.info({ signal }, 'signal received');
+    await controller.stop();
+    controller.log.flush();
+    return 0;
+  }
+
+  /** Up to `online`; on failure everything started so far is closed again and the error thrown. */
+  async start(): Promise<void> {
+    for (const warning of this.options.warnings ?? []) this.log.warn(warning);
+    try {
+      const url = await this.brokerUrl();
+      const will = { topic: this.topics.status, payload: JSON.stringify(this.statusBody('offline')) };
+      this.mqtt = await DaemonMqtt.connect(this.config, url, will, this.log);
+      await this.publishStatus('loading');
+      const engine = await this.loadEngine();
+      const pipeline = new RequestPipeline(this.config, this.topics, this.mqtt, engine);
+      this.pipeline = pipeline;
+      const context = this.extensionContext(this.mqtt, pipeline, engine);
+      const factories = this.options.extensions ?? builtinExtensions(this.config);
+      for (const create of factories) {
+        const extension = create(context);
+        this.extensions.push(extension);
+        await extension.start?.();
+      }
+      await this.takeRequests(pipeline);
+      await this.announce();
+      this.mqtt.on('reconnect', () => this.onReconnect());
+      this.log.info({ model: engine.name, protocol: this.mqtt.protocolName, queue: this.config.queue.maxWaiting }, 'online');
+    } catch (err) {
+      await this.close();
+      throw err;
+    }
+  }
+
+  /**
+   * Stops taking requests, lets the running one finish (or cancels it, per shutdown.mode), answers
+   * every queued one, then publishes `offline` and closes everything. Safe to call more than once.
+   */
+  stop(): Promise<void> {
+    this.stopping ??= this.shutdown();
+    return this.stopping;
+  }
+
+  private async shutdown(): Promise<void> {
+    const pipeline = this.pipeline;
+    if (!pipeline) return this.close();
+    this.log.info({ mode: this.config.shutdown.mode }, 'stopping');
+    await withTimeout(pipeline.close(), SHUTDOWN_IO_MS).catch(() => undefined);
+    await pipeline.drain(this.config.shutdown.mode === 'cancel', this.config.shutdown.graceMs);
+    for (const extension of [...this.extensions].reverse()) {
+      await Promise.resolve(extension.stop?.()).catch((err: Error) => this.log.warn({ err: err.message, extension: extension.name }, 'extension failed to stop'));
+    }
+    await withTimeout(this.publishStatus('offline'), SHUTDOWN_IO_MS).catch(() => undefined);
+    const summary = this.healthFields();
+    await this.close();
+    this.log.info(summary, 'offline');
+  }
+
+  /** Disconnects, closes the embedded broker and the model (whichever were started). */
+  private async close(): Promise<void> {
+    await this.mqtt?.end(SHUTDOWN_IO_MS);
+    // An open embedded broker would keep the process alive after an error is reported.
+    await this.broker?.close();
+    this.closeEngine?.();
+  }
+
+  private async brokerUrl(): Promise<string> {
+    if (this.config.mqtt.url) return this.config.mqtt.url;
+    this.broker = await startEmbeddedBroker(this.config.embedded);
+    this.log.info({ url: this.broker.url }, 'embedded broker listening');
+    return this.broker.url;
+  }
+
+  private async loadEngine(): Promise<DaemonEngine> {
+    try {
+      this.engine = await (this.options.loadEngine ?? (() => this.loadModel()))();
+      return this.engine;
+    } catch (err) {
+      this.log.error({ err }, 'model failed to load');
+      await this.publishStatus('offline', { error: (err as Error).message });
+      throw err;
+    }
+  }
+
+  private async loadModel(): Promise<DaemonEngine> {
+    const { path, threads, contextSize } = this.config.model;
+    if (!path) throw new Error('serve needs a model: --model FILE (or model.path / BONSAI_MODEL_PATH)');
+    // Imported here so that the rest of the daemon loads where the native addon is not built.
+    const { Model } = await import('../engine/engine.js');
+    const model = await Model.load(path, { threads, contextSize });
+    this.closeEngine = () => model.close();
+    return model;
+  }
+
+  private extensionContext(mqtt: DaemonMqtt, pipeline: RequestPipeline, engine: DaemonEngine): ExtensionContext {
+    return {
+      config: this.config,
+      topics: this.topics,
+      mqtt,
+      pipeline,
+      engine,
+      logger: this.log,
+      version: this.version,
+      startedAt: this.startedAt,
+      health: () => this.healthFields(),
+    };
+  }
+
+  private healthFields(): Record<string, unknown> {
+    return Object.assign({}, ...this.extensions.map((e) => e.health?.() ?? {}));
+  }
+
+  private async takeRequests(pipeline: RequestPipeline): Promise<void> {
+    const { refused, unshared } = await pipeline.open();
+    if (unshared.length) this.log.warn({ topics: unshared }, 'shared subscription refused; subscribing to the fleet topic directly');
+    if (refused.length) this.log.error({ topics: refused }, 'broker refused subscriptions (check the ACL)');
+  }
+
+  /** Status, then each extension's retained messages: after a broker restart they may be gone. */
+  private async announce(): Promise<void> {
+    await this.publishStatus('online');
+    for (const extension of this.extensions) await extension.online?.();
+  }
+
+  private onReconnect(): void {
+    if (this.stopping) return;
+    this.log.info('reconnected to the broker');
+    this.announce().catch((err: Error) => this.log.warn({ err: err.message }, 'announce after reconnect failed'));
+  }
+
+  private statusBody(state: State): Record<string, unknown> {
+    return {
+      state,
+      node: this.config.topics.node,
+      model: this.engine?.name ?? (this.config.model.path ?? '').split('/').pop(),
+      version: this.version,
+      ...(state === 'online'
+        ? { protocol: this.mqtt?.protocolName, context_size: this.engine?.contextSize, since: new Date(this.startedAt).toISOString() }
+        : {}),
+    };
+  }
+
+  private async publishStatus(state: State, extra: Record<string, unknown> = {}): Promise<void> {
+    await this.mqtt?.publishAsync(this.topics.status, JSON.stringify({ ...this.statusBody(state), ...extra }), { qos: 1, retain: true });
+  }
+}

@@ -1,0 +1,40 @@
+// What a daemon feature plugs into. The controller builds every extension once the model is loaded
+// and the broker connected, starts them in order before requests are taken, tells them each time
+// the daemon announces itself online (first start and every reconnect: retained messages may be
+// gone after a broker restart), and stops them in reverse order after the queue has drained.
+// Extensions follow requests through the pipeline's events (accepted, started, chunk, finished,
+// failed, cancelled), may answer requests themselves (pipeline.intercept) and may add fields to
+// the retained health message.
+import type { Topics } from '../../protocol/topics.js';
+import type { DaemonConfig } from '../config.js';
+import type { Logger } from '../logger.js';
+import type { DaemonMqtt } from '../mqtt.js';
+import type { DaemonEngine, RequestPipeline } from '../pipeline.js';
+
+export interface ExtensionContext {
+  readonly config: DaemonConfig;
+  readonly topics: Topics;
+  readonly mqtt: DaemonMqtt;
+  readonly pipeline: RequestPipeline;
+  readonly engine: DaemonEngine;
+  readonly logger: Logger;
+  readonly version: string;
+  /** When the daemon started (ms since epoch). */
+  readonly startedAt: number;
+  /** The health fields of every extension, for the extension that publishes them. */
+  health(): Record<string, unknown>;
+}
+
+export interface Extension {
+  readonly name: string;
+  /** Before the request topics are subscribed: register handlers, interceptors, event listeners. */
+  start?(): Promise<void> | void;
+  /** After `online` was published, at start and after every reconnect. */
+  online?(): Promise<void> | void;
+  /** Fields for the retained health message. */
+  health?(): Record<string, unknown>;
+  /** After the queue has drained, before `offline` is published. */
+  stop?(): Promise<void> | void;
+}
+
+export type ExtensionFactory = (context: ExtensionContext) => Extension;

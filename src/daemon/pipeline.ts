@@ -1,0 +1,246 @@
+// The request pipeline: an MQTT payload in, replies out. A message from a request topic is parsed
+// (request.ts), offered to the interceptors (extensions that can answer it without the engine, such
+// as the replay of finished requests), queued (queue.ts) and run on the engine, its text streamed
+// back (replies.ts). What happens is announced as typed events — accepted, started, chunk,
+// finished, failed, cancelled — which logging, health and later features listen to; the pipeline
+// itself keeps no counters and writes no logs.
+import { EventEmitter } from 'node:events';
+import type { IPublishPacket } from 'mqtt';
+import type { GenerateOptions, GenerateRequest, GenerateResult } from '../engine/engine.js';
+import { EngineError } from '../errors.js';
+import type { ChunkType, DoneReply, ErrorCode } from '../protocol/messages.js';
+import type { Topics } from '../protocol/topics.js';
+import type { DaemonConfig } from './config.js';
+import type { DaemonMqtt } from './mqtt.js';
+import { Scheduler, type AbortReason, type Job } from './queue.js';
+import { ReplyStream, sendReply, type Publish } from './replies.js';
+import { isRejection, modelCannotServe, parseRequest, renderForModel, type ReplyRoute, type Request, type TopicDefaults } from './request.js';
+
+/** What the daemon needs from a model: src/engine/engine.ts's Model satisfies it. */
+export interface DaemonEngine {
+  readonly name: string;
+  readonly contextSize: number;
+  readonly chatTemplate: string | undefined;
+  generate(request: GenerateRequest, options: GenerateOptions): Promise<GenerateResult>;
+}
+
+export interface RequestJob extends Job {
+  request: Request;
+  replies: ReplyStream;
+}
+
+/** A request that ended with an error reply: rejected before queueing (no job), or after. */
+export interface RequestFailure {
+  route: ReplyRoute;
+  code: ErrorCode;
+  message: string;
+  /** rejected: refused before queueing (a corrected retry with the same id is welcome). */
+  stage: 'rejected' | 'queued' | 'running';
+  job?: RequestJob;
+  /** The exception behind an `internal` error. */
+  error?: unknown;
+}
+
+export interface PipelineEvents {
+  accepted: [job: RequestJob];
+  started: [job: RequestJob];
+  chunk: [job: RequestJob, type: ChunkType, text: string];
+  finished: [job: RequestJob, reply: DoneReply, result: GenerateResult];
+  failed: [failure: RequestFailure];
+  cancelled: [job: RequestJob, reason: AbortReason];
+  /** A message that was not a request to run (a duplicate id in flight, a cancel without a usable id). */
+  ignored: [what: string, id?: string];
+}
+
+/** Answers a request instead of the engine (the job's reply stream is theirs); true when it did. */
+export type Interceptor = (job: RequestJob) => boolean;
+
+interface Source {
+  /** What to subscribe to (a `$share/...` filter for the fleet topic). */
+  filter: string;
+  /** The name messages arrive with; subscribed to alone when the broker refuses `filter`. */
+  topic: string;
+  defaults: TopicDefaults;
+}
+
+export class RequestPipeline extends EventEmitter<PipelineEvents> {
+  private readonly scheduler: Scheduler<RequestJob>;
+  private readonly sources: Source[] = [];
+  private readonly interceptors: Interceptor[] = [];
+  private subscribed: string[] = [];
+
+  constructor(
+    private readonly config: DaemonConfig,
+    private readonly topics: Topics,
+    private readonly mqtt: DaemonMqtt,
+    private readonly engine: DaemonEngine,
+  ) {
+    super();
+    this.scheduler = new Scheduler<RequestJob>({
+      max: config.queue.maxWaiting,
+      maxRunMs: config.limits.maxRunMs,
+      run: (job, signal) => this.run(job, signal),
+      dropped: (job, reason) => this.dropped(job, reason),
+    });
+    const shared = `$share/${config.topics.sharedGroup}/${topics.fleetRequest}`;
+    this.addSource(topics.request, {});
+    this.addSource(topics.fleetRequest, {}, this.useSharedSubscription() ? shared : topics.fleetRequest);
+    for (const cancel of [topics.cancel, topics.fleetCancel]) mqtt.handle(cancel, (payload) => this.onCancel(payload));
+  }
+
+  get depth(): number {
+    return this.scheduler.depth;
+  }
+
+  get busy(): boolean {
+    return this.scheduler.busy;
+  }
+
+  /** A topic whose messages are requests, with what the topic implies (reply topic, streaming). */
+  addSource(topic: string, defaults: TopicDefaults, filter = topic): void {
+    this.sources.push({ topic, filter, defaults });
+    this.mqtt.handle(topic, (payload, packet) => this.submit(payload, packet, defaults));
+  }
+
+  intercept(interceptor: Interceptor): void {
+    this.interceptors.push(interceptor);
+  }
+
+  /**
+   * Subscribes to the request and cancel topics: from here on requests arrive. Returns the filters
+   * the broker refused, and the shared subscriptions it refused that were replaced by the plain topic.
+   */
+  async open(): Promise<{ refused: string[]; unshared: string[] }> {
+    const filters = this.sources.map((s) => s.filter);
+    const refused = await this.mqtt.subscribe([...filters, this.topics.cancel, this.topics.fleetCancel]);
+    const unshared = this.sources.filter((s) => s.filter !== s.topic && refused.includes(s.filter));
+    // A refused shared subscription: take the topic alone rather than not at all.
+    await this.mqtt.subscribe(unshared.map((s) => s.topic));
+    this.subscribed = this.sources.map((s) => (unshared.includes(s) ? s.topic : s.filter));
+    return { refused: refused.filter((f) => !unshared.some((s) => s.filter === f)), unshared: unshared.map((s) => s.filter) };
+  }
+
+  /** Unsubscribes from the request topics: no new requests arrive. */
+  async close(): Promise<void> {
+    await this.mqtt.unsubscribe(this.subscribed);
+  }
+
+  /**
+   * Stops taking requests and answers the queued ones; the running one finishes, or is cancelled
+   * at once (cancelRunning) or after graceMs. Resolves when nothing runs any more.
+   */
+  drain(cancelRunning: boolean, graceMs: number): Promise<void> {
+    return this.scheduler.stop(cancelRunning, graceMs);
+  }
+
+  /** One request message; every outcome is a reply or an event, never an exception. */
+  submit(payload: Buffer, packet: IPublishPacket, defaults: TopicDefaults): void {
+    const props = packet.properties;
+    const parsed = parseRequest(
+      { payload, responseTopic: props?.responseTopic, correlationData: props?.correlationData },
+      this.config,
+      this.topics.response,
+      defaults,
+    );
+    if (isRejection(parsed)) return this.reject(parsed.route, parsed.code, parsed.message);
+    const unservable = modelCannotServe(parsed, this.engine);
+    if (unservable) return this.reject(parsed.route, 'bad_request', unservable);
+    const replies = new ReplyStream(parsed.route, this.publish, {
+      stream: parsed.stream,
+      chunkIntervalMs: this.config.replies.chunkIntervalMs,
+      chunkExpirySec: this.config.replies.chunkExpirySec,
+    });
+    const key = `${parsed.route.topic}\0${parsed.route.id}`;
+    const job: RequestJob = { key, id: parsed.route.id, priority: parsed.priority, deadline: parsed.deadline, request: parsed, replies };
+    if (this.interceptors.some((intercept) => intercept(job))) return;
+    const outcome = this.scheduler.submit(job);
+    if (outcome === 'queued') this.emit('accepted', job);
+    else if (outcome === 'busy') this.reject(parsed.route, 'busy', `queue is full (${this.config.queue.maxWaiting} waiting); try again later`);
+    else if (outcome === 'stopped') this.reject(parsed.route, 'busy', 'daemon is shutting down');
+    else this.emit('ignored', 'request id already queued or running', job.id);
+  }
+
+  private onCancel(payload: Buffer): void {
+    const text = payload.toString('utf8').trim();
+    let id: unknown = text;
+    if (text.startsWith('{')) {
+      try {
+        id = (JSON.parse(text) as { id?: unknown }).id;
+      } catch {
+        id = undefined;
+      }
+    }
+    if (typeof id !== 'string' || !id) return void this.emit('ignored', 'cancel without a usable id');
+    if (this.scheduler.cancel(id) === 0) this.emit('ignored', 'cancel for no queued or running request', id);
+  }
+
+  private async run(job: RequestJob, signal: AbortSignal): Promise<void> {
+    const { request, replies } = job;
+    const startedAt = performance.now();
+    const queueMs = Date.now() - request.receivedAt;
+    let ttftMs: number | undefined;
+    replies.start({ node: this.config.topics.node, model: this.engine.name });
+    this.emit('started', job);
+    const piece = (type: ChunkType) => (text: string) => {
+      // The first token counts whether it starts the reasoning or the answer.
+      ttftMs ??= performance.now() - startedAt;
+      if (type === 'chunk') replies.text(text);
+      else replies.thinking(text);
+      this.emit('chunk', job, type, text);
+    };
+    signal.addEventListener('abort', () => this.cancelled(job, signal.reason as AbortReason), { once: true });
+    try {
+      const result = await this.engine.generate(renderForModel(request, this.engine), { signal, onText: piece('chunk'), onThinking: piece('thinking') });
+      if (result.finishReason === 'cancelled' && signal.reason === ('timeout' satisfies AbortReason)) {
+        return this.fail(job, 'running', 'timeout', `deadline reached after ${result.ids.length} tokens`);
+      }
+      const timings = { queue_ms: queueMs, ttft_ms: round(ttftMs ?? performance.now() - startedAt), tokens_per_s: round(result.timings.genTokensPerS) };
+      const usage = { prompt_tokens: result.promptIds.length, completion_tokens: result.ids.length };
+      const thinking = request.think ? { thinking: result.thinking ?? '' } : {};
+      const reply = replies.done({ text: result.text, ...thinking, finish_reason: result.finishReason, usage, timings });
+      this.emit('finished', job, reply, result);
+    } catch (err) {
+      this.fail(job, 'running', errorCode(err), (err as Error).message, err);
+    }
+  }
+
+  private dropped(job: RequestJob, reason: AbortReason): void {
+    this.cancelled(job, reason);
+    const message = { timeout: 'deadline passed while queued', cancelled: 'cancelled while queued', shutdown: 'daemon is shutting down' }[reason];
+    this.fail(job, 'queued', reason === 'timeout' ? 'timeout' : 'cancelled', message);
+  }
+
+  /** Cancelled by its sender or by the shutdown (a deadline is not a cancellation). */
+  private cancelled(job: RequestJob, reason: AbortReason): void {
+    if (reason !== 'timeout') this.emit('cancelled', job, reason);
+  }
+
+  private fail(job: RequestJob, stage: 'queued' | 'running', code: ErrorCode, message: string, error?: unknown): void {
+    job.replies.error(code, message);
+    this.emit('failed', { route: job.replies.route, code, message, stage, job, ...(error !== undefined ? { error } : {}) });
+  }
+
+  private reject(route: ReplyRoute, code: ErrorCode, message: string): void {
+    sendReply(this.publish, route, { id: route.id, type: 'error', code, message });
+    this.emit('failed', { route, code, message, stage: 'rejected' });
+  }
+
+  /** `$share` needs broker support: MQTT 5 says so in CONNACK; on 3.1.1 only `always` assumes it. */
+  private useSharedSubscription(): boolean {
+    const mode = this.config.topics.shared;
+    return mode === 'auto' ? this.mqtt.sharedSubscriptions : mode === 'always';
+  }
+
+  private readonly publish: Publish = (topic, payload, options) => {
+    this.mqtt.publish(topic, payload, { contentType: 'application/json', ...options });
+  };
+}
+
+function errorCode(err: unknown): ErrorCode {
+  if (err instanceof EngineError) return err.code === 'busy' ? 'internal' : err.code;
+  return 'internal';
+}
+
+function round(n: number): number {
+  return Math.round(n * 10) / 10;
+}

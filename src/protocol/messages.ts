@@ -1,0 +1,29 @@
+// The reply messages of the MQTT protocol, as the daemon sends them and clients read them: in
+// order on one topic, `start`, then `chunk`/`thinking` pieces, then exactly one of `done` or `error`.
+
+export type ErrorCode = 'bad_request' | 'too_large' | 'busy' | 'cancelled' | 'timeout' | 'model_error' | 'internal';
+
+export interface DoneBody {
+  text: string;
+  /** The whole reasoning; present only when the request asked for thinking. */
+  thinking?: string;
+  finish_reason: 'stop' | 'length' | 'cancelled';
+  usage: { prompt_tokens: number; completion_tokens: number };
+  timings: { queue_ms: number; ttft_ms: number; tokens_per_s: number };
+}
+
+/** A piece of the answer, or of the reasoning; each kind numbers its own chunks from 0. */
+export type ChunkType = 'chunk' | 'thinking';
+
+export type Reply =
+  | { id: string; type: 'start'; [extra: string]: unknown }
+  | { id: string; type: ChunkType; seq: number; text: string }
+  | ({ id: string; type: 'done' } & DoneBody)
+  | { id: string; type: 'error'; code: ErrorCode; message: string };
+
+export type DoneReply = Extract<Reply, { type: 'done' }>;
+export type ErrorReply = Extract<Reply, { type: 'error' }>;
+
+export function isFinalReply(reply: Reply): boolean {
+  return reply.type === 'done' || reply.type === 'error';
+}
