@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# ARM kernel cost without ARM hardware, deterministically: cross-builds native/bench/bench_kernels
+# ARM kernel cost without ARM hardware, deterministically: cross-builds native/tools/bench/bench_kernels
 # for aarch64, runs it under qemu-user with qemu's instruction-count plugin on cortex-a72 (Pi 4, no
 # dotprod) and cortex-a76 (Pi 5, dotprod), and prints guest instructions per 128-weight block:
 #   {"<cpu>": {"<type>": {"path", "insns_per_block", "gemm_insns_per_block_per_token"}}}
@@ -9,7 +9,7 @@
 #
 # Installs what it needs when missing (cross compiler, qemu-user, glib headers) and builds the
 # plugin from Debian's qemu source in a temporary directory (never committed: GPL).
-# Usage: scripts/bench-arm.sh [> native/bench/arm-insns.json]; progress goes to stderr.
+# Usage: scripts/bench-arm.sh [> native/tools/bench/arm-insns.json]; progress goes to stderr.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -56,11 +56,11 @@ build_plugin "$tmp"
 
 log "cross-building bench_kernels"
 build=build-arm64-bench
-cmake -S native -B "$build" -DCMAKE_TOOLCHAIN_FILE="$PWD/native/toolchain-aarch64.cmake" -DCMAKE_BUILD_TYPE=Release \
+cmake -S native -B "$build" -DCMAKE_TOOLCHAIN_FILE="$PWD/native/cmake/toolchain-aarch64.cmake" -DCMAKE_BUILD_TYPE=Release \
   -DBONSAI_TESTS=OFF >/dev/null
-cmake --build "$build" -j2 --target bonsai_core >/dev/null
-aarch64-linux-gnu-gcc -O3 -std=c11 -Wall -Wextra -Inative native/bench/bench_kernels.c "$build/libbonsai_core.a" \
-  -lpthread -lm -o "$build/bench_kernels"
+cmake --build "$build" -j2 --target bonsai_tools >/dev/null
+aarch64-linux-gnu-gcc -O3 -std=c11 -Wall -Wextra -Inative native/tools/bench/bench_kernels.c \
+  "$build/tools/libbonsai_tools.a" "$build/libbonsai_core.a" -lpthread -lm -o "$build/bench_kernels"
 
 # Guest instructions of one run (qemu's plugin prints "insns: N" at exit) and its path.
 count() { # cpu type op iters batch

@@ -14,13 +14,13 @@ cd "$(dirname "$0")/.."
 
 for tool in aarch64-linux-gnu-gcc qemu-aarch64 cmake ctest; do
   if ! command -v "$tool" >/dev/null; then
-    echo "test:arm64: SKIPPED, $tool not found (apt-get install gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)"
+    echo "test:arm64: SKIPPED, $tool not found (apt-get install gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user)"
     exit 0
   fi
 done
 
 build=build-arm64-tests
-cmake -S native -B "$build" -DCMAKE_TOOLCHAIN_FILE="$PWD/native/toolchain-aarch64.cmake" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake -S native -B "$build" -DCMAKE_TOOLCHAIN_FILE="$PWD/native/cmake/toolchain-aarch64.cmake" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$build" -j2 >/dev/null
 
 # ctest -R pattern per CPU model: everything on the Pi 4 class, the forward pass again on the
@@ -58,7 +58,7 @@ for cpu in cortex-a53 cortex-a72 cortex-a76 max; do
     echo "test:arm64: $cpu: SIGILL"
     failed=1
   fi
-  path=$(QEMU_CPU=$cpu qemu-aarch64 -L /usr/aarch64-linux-gnu "$build/test_kernels_paths" --selected-path)
+  path=$(QEMU_CPU=$cpu qemu-aarch64 -L /usr/aarch64-linux-gnu "$build/tests/test_kernels_paths" --selected-path)
   want=$(expected_path "$cpu")
   if [ "$path" != "$want" ]; then
     echo "test:arm64: $cpu picked the '$path' kernels, expected '$want'"

@@ -3,7 +3,7 @@
 #define BN_TEST_KERNEL_ORACLES_H
 
 #include <stdint.h>
-#include "quants.h"
+#include "quants/quants.h"
 
 /* Dequantized activation row (Q8_K has no to_float: it is d * q). */
 static inline void act_to_float(uint32_t act_type, const void *blocks, float *out, int64_t n) {

@@ -1,4 +1,4 @@
-/* Attention (attention.c and its SIMD tiles) against a double-precision reference: random
+/* Attention (attention/attention.c and its SIMD tiles) against a double-precision reference: random
  * queries and caches, F32 and F16 entries, GQA groups of 1-4 heads, head sizes that take the SIMD
  * paths and ones that do not, contexts from one key to non-multiples of every vector width, a
  * decode token or a causal prefill batch. Each path must also give the same bits with 1, 2 or 3
@@ -7,10 +7,10 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include "attention.h"
+#include "attention/attention.h"
 #include "harness.h"
-#include "kernels.h"
-#include "quants.h"
+#include "kernels/kernels.h"
+#include "quants/quants.h"
 
 static uint32_t rng = 12345;
 static float frand(void) { /* uniform in [-1, 1) */
@@ -169,7 +169,7 @@ static void test_isa(bn_isa isa) {
 }
 
 #if defined(__aarch64__)
-/* The NEON tile keeps the scalar reference's arithmetic (attention_neon.c): same bits. */
+/* The NEON tile keeps the scalar reference's arithmetic (arch/arm/attention_neon.c): same bits. */
 static void test_neon_is_reference(bn_isa neon) {
     const shape sh = {4, 2, 128};
     for (int f16 = 0; f16 <= 1; f16++) {

@@ -3,8 +3,8 @@
  * chunked evaluation (KV cache), thread counts, and load/eval errors. */
 #include <stdint.h>
 #include "harness.h"
-#include "engine.h"
-#include "common.h"
+#include "model/engine.h"
+#include "core/common.h"
 
 #define TOL 1e-4f
 

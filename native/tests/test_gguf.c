@@ -9,8 +9,8 @@
 #include <unistd.h>
 
 #include "harness.h"
-#include "gguf.h"
-#include "quants.h"
+#include "gguf/gguf.h"
+#include "quants/quants.h"
 #include "test_gguf_builder.h"
 
 static char err[512];

@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gguf.h"
-#include "quants.h"
+#include "gguf/gguf.h"
+#include "quants/quants.h"
 
 typedef struct gb {
     uint8_t *p;

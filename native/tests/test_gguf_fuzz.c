@@ -10,9 +10,9 @@
 #include <sys/resource.h>
 
 #include "harness.h"
-#include "common.h"
-#include "gguf.h"
-#include "quants.h"
+#include "core/common.h"
+#include "gguf/gguf.h"
+#include "quants/quants.h"
 #include "test_gguf_builder.h"
 
 #if defined(__SANITIZE_ADDRESS__)

@@ -6,9 +6,9 @@
 #include <stdlib.h>
 #include "harness.h"
 #include "kernel_oracles.h"
-#include "kernels.h"
-#include "kernels_impl.h"
-#include "quants.h"
+#include "kernels/kernels.h"
+#include "kernels/kernels_impl.h"
+#include "quants/quants.h"
 
 #define N_ACT 4 /* activation rows in ggml-kernels/act_nN.f32 */
 
@@ -68,7 +68,7 @@ static void check_ggml_case(bn_isa isa, uint32_t type, int n) {
     CHECK(bad_generic == 0 && bad_simd == 0 && bad_exact == 0, "%s n%d on %s: %d/%d/%d beyond 1e-5 vs "
           "generic/simd/exact", t->name, n, bn_isa_name(isa), bad_generic, bad_simd, bad_exact);
     /* the scalar reference reproduces ggml's generic code, except for the ternary types, whose
-     * every path reproduces llama.cpp's x86 order (see kernels_scalar.c: the last bits decide
+     * every path reproduces llama.cpp's x86 order (see kernels/kernels_scalar.c: the last bits decide
      * later roundings there) */
     int ternary = act_type == BN_TYPE_Q8_K;
     if (isa == BN_ISA_SCALAR || ternary)
@@ -300,6 +300,15 @@ static void test_isa(void) {
     }
     unsetenv("BONSAI_KERNELS");
     for (int i = 0; i < BN_ISA_COUNT; i++) {
+        bn_isa named;
+        CHECK(bn_isa_from_name(bn_isa_name((bn_isa)i), &named) == 0 && named == (bn_isa)i, "name of %d", i);
+    }
+    CHECK(bn_isa_from_name("sse9", &isa) != 0 && bn_isa_from_name("", &isa) != 0, "unknown names");
+    CHECK(bn_isa_parent(BN_ISA_AVX512) == BN_ISA_AVX2 && bn_isa_parent(BN_ISA_AVX2) == BN_ISA_SCALAR &&
+              bn_isa_parent(BN_ISA_I8MM) == BN_ISA_DOTPROD && bn_isa_parent(BN_ISA_DOTPROD) == BN_ISA_NEON &&
+              bn_isa_parent(BN_ISA_NEON) == BN_ISA_SCALAR && bn_isa_parent(BN_ISA_SCALAR) == BN_ISA_SCALAR,
+          "parents");
+    for (int i = 0; i < BN_ISA_COUNT; i++) {
         for (size_t t = 0; t < sizeof all_types / sizeof all_types[0]; t++) {
             bn_kernel_ops ops;
             CHECK(bn_kernel_ops_get(all_types[t], (bn_isa)i, &ops) == 0 && ops.vec_dot, "ops for %u on %s",
@@ -308,8 +317,29 @@ static void test_isa(void) {
     }
 }
 
+/* Which path's kernels run, and the label that says so, in the builds that have the paths. */
+static void test_kernels_label(void) {
+    char label[64];
+    bn_kernels_label(BN_TYPE_Q1_0, BN_ISA_SCALAR, label, sizeof label);
+    CHECK(strcmp(label, "scalar") == 0, "%s", label);
+    CHECK(bn_kernels_isa(BN_TYPE_F32, BN_ISA_AVX512) == BN_ISA_SCALAR, "f32 has only scalar kernels");
+#if defined(__x86_64__)
+    CHECK(bn_kernels_isa(BN_TYPE_Q1_0, BN_ISA_AVX2) == BN_ISA_AVX2, "q1_0 on avx2");
+    bn_kernels_label(BN_TYPE_Q1_0, BN_ISA_AVX512, label, sizeof label);
+    CHECK(strcmp(label, "avx512 (avx2 kernels)") == 0, "%s", label);
+    bn_kernels_label(BN_TYPE_TQ1_0, BN_ISA_AVX2, label, sizeof label);
+    CHECK(strcmp(label, "avx2 (scalar kernels)") == 0, "%s", label);
+#elif defined(__aarch64__)
+    CHECK(bn_kernels_isa(BN_TYPE_Q1_0, BN_ISA_NEON) == BN_ISA_NEON, "q1_0 on neon");
+    CHECK(bn_kernels_isa(BN_TYPE_TQ2_0, BN_ISA_I8MM) == BN_ISA_DOTPROD, "tq2_0 on i8mm");
+    bn_kernels_label(BN_TYPE_Q1_0, BN_ISA_DOTPROD, label, sizeof label);
+    CHECK(strcmp(label, "dotprod (neon kernels)") == 0, "%s", label);
+#endif
+}
+
 int main(void) {
     test_isa();
+    test_kernels_label();
     test_matrix_errors();
     test_quantizers();
     test_ggml_vectors();

@@ -16,9 +16,9 @@
 #include <stdlib.h>
 #include "harness.h"
 #include "kernel_oracles.h"
-#include "kernels.h"
-#include "kernels_impl.h"
-#include "quants.h"
+#include "kernels/kernels.h"
+#include "kernels/kernels_impl.h"
+#include "quants/quants.h"
 
 static uint32_t rng = 2463534242u;
 static float rand_unit(void) { return bn_test_rand_unit(&rng); }

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "harness.h"
-#include "mapped_file.h"
+#include "core/mapped_file.h"
 
 int main(void) {
     char err[256];

@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include "harness.h"
-#include "kernels.h"
-#include "quants.h"
+#include "kernels/kernels.h"
+#include "quants/quants.h"
 
 #define COLS 2048 /* wide enough that most groups pass the parallel threshold of bn_matmul_group */
 #define MAX_MATS 5

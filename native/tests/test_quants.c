@@ -2,7 +2,7 @@
  * dequantizer (bit-exact) and every reference quantizer (byte-exact). */
 #include <stdint.h>
 #include "harness.h"
-#include "quants.h"
+#include "quants/quants.h"
 
 static void test_type_table(void) {
     static const struct { uint32_t id; const char *name; uint32_t bs, bytes; } want[] = {
@@ -21,6 +21,12 @@ static void test_type_table(void) {
         CHECK(t->from_float != NULL, "type %s has no quantizer", t->name);
         CHECK((t->to_float == NULL) == (want[i].id == BN_TYPE_Q8_K), "type %s to_float", t->name);
     }
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        uint32_t id;
+        CHECK(bn_type_from_name(want[i].name, &id) == 0 && id == want[i].id, "type named %s", want[i].name);
+    }
+    uint32_t id;
+    CHECK(bn_type_from_name("q4_K", &id) != 0 && bn_type_from_name("Q1_0", &id) != 0, "unknown type names");
     CHECK(bn_type_get(BN_TYPE_Q1_0)->vec_dot_type == BN_TYPE_Q8_0, "q1_0 pairs with q8_0");
     CHECK(bn_type_get(BN_TYPE_TQ1_0)->vec_dot_type == BN_TYPE_Q8_K, "tq1_0 pairs with q8_K");
     uint32_t absent[] = {3, 40, 42, 142, 143, 1000, UINT32_MAX};

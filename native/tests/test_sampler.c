@@ -2,7 +2,7 @@
  * and the drawn distribution on small hand-made logit vectors. */
 #include <stdint.h>
 #include "harness.h"
-#include "sampler.h"
+#include "model/sampler.h"
 
 static bn_sampler_params params(float temperature, int top_k, float top_p, float min_p, uint64_t seed) {
     const bn_sampler_params p = {temperature, top_k, top_p, min_p, 1.0f, 64, seed};

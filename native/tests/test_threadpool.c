@@ -1,12 +1,13 @@
 /* The thread pool: every active thread runs each job exactly once, results are visible to the
  * caller when run returns, the thread count can change between jobs, parked workers use no
- * CPU, and the pool frees cleanly whether its workers spin or sleep. */
+ * CPU, the pool frees cleanly whether its workers spin or sleep, and bn_parallel_for and
+ * bn_parallel_ranges use the pool only from their threshold up. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdatomic.h>
 #include <time.h>
 #include <unistd.h>
 #include "harness.h"
-#include "threadpool.h"
+#include "core/threadpool.h"
 
 #define MAXT 8
 
@@ -105,6 +106,57 @@ static void test_sums(void) {
     bn_threadpool_free(pool);
 }
 
+/* Counts the calls and the items of a bn_parallel_ranges job; each range must be aligned. */
+typedef struct {
+    atomic_int calls;
+    atomic_long items;
+    atomic_int misaligned;
+    long align;
+} range_count;
+
+static void count_range(const void *arg, long begin, long end) {
+    range_count *c = (range_count *)arg;
+    atomic_fetch_add(&c->calls, 1);
+    atomic_fetch_add(&c->items, end - begin);
+    if (begin % c->align) atomic_fetch_add(&c->misaligned, 1);
+}
+
+/* bn_parallel_for / bn_parallel_ranges: the pool at or above the threshold, this thread below it
+ * or without a pool; every item handled once either way. */
+static void test_parallel_for(void) {
+    enum { N = 100003 };
+    static long data[N];
+    long expect = 0;
+    for (long i = 0; i < N; i++) expect += data[i] = (i * 7919) % 1000 - 500;
+    bn_threadpool *pool = bn_threadpool_new(MAXT);
+    CHECK(pool != NULL, "pool");
+    const struct { bn_threadpool *pool; int64_t min_parallel; int nth; } cases[] = {
+        {pool, N, MAXT}, {pool, N + 1, 1}, {NULL, 0, 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        sum_job j = {.data = data, .n = N, .expect_nth = cases[i].nth};
+        bn_parallel_for(cases[i].pool, N, cases[i].min_parallel, sum_task, &j);
+        long total = 0;
+        int calls = 0;
+        for (int t = 0; t < MAXT; t++) {
+            total += j.partial[t];
+            calls += atomic_load(&j.calls[t]);
+        }
+        CHECK(total == expect && calls == cases[i].nth && atomic_load(&j.wrong_nth) == 0,
+              "parallel_for case %zu: %d calls", i, calls);
+    }
+    for (long n = 0; n < 200; n += 37) {
+        range_count serial = {.align = 16}, parallel = {.align = 16};
+        bn_parallel_ranges(pool, n, 16, n + 1, count_range, &serial);
+        bn_parallel_ranges(pool, n, 16, 0, count_range, &parallel);
+        CHECK(atomic_load(&serial.items) == n && atomic_load(&serial.calls) == (n > 0),
+              "ranges of %ld on this thread", n);
+        CHECK(atomic_load(&parallel.items) == n && atomic_load(&parallel.misaligned) == 0,
+              "ranges of %ld on the pool", n);
+    }
+    bn_threadpool_free(pool);
+}
+
 static double cpu_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
@@ -145,6 +197,7 @@ int main(void) {
     alarm(120); /* a deadlock fails the test instead of hanging CI */
     test_split_range();
     test_sums();
+    test_parallel_for();
     test_lifecycle();
     test_idle_parks();
     return bn_test_done("test_threadpool");

@@ -1,0 +1,97 @@
+/* Contexts: a KV cache (kv_cache.c), the thread pool, the evaluated tokens, and batched evaluation. */
+#include <stdlib.h>
+#include <string.h>
+#include "model/engine_internal.h"
+#include "core/common.h"
+
+int bn_context_new(bn_model *m, const bn_context_params *p, bn_context **out, char *err, size_t errlen) {
+    *out = NULL;
+    bn_context *c = calloc(1, sizeof *c);
+    if (!c) return bn_fail(err, errlen, "out of memory");
+    c->m = m;
+    c->n_ctx = p->n_ctx > 0 ? p->n_ctx : (m->hp.n_ctx_train < 4096 ? m->hp.n_ctx_train : 4096);
+    c->max_threads = p->n_threads > 1 ? p->n_threads : 1;
+    c->tokens = malloc((size_t)c->n_ctx * sizeof(int32_t));
+    c->pool = bn_threadpool_new(c->max_threads);
+    if (!c->tokens || !c->pool) {
+        bn_context_free(c);
+        return bn_fail(err, errlen, "out of memory");
+    }
+    if (bn_kv_cache_init(&c->kv, &m->hp, c->n_ctx, p->kv_type, err, errlen)) {
+        bn_context_free(c);
+        return -1;
+    }
+    *out = c;
+    return 0;
+}
+
+void bn_context_free(bn_context *c) {
+    if (!c) return;
+    bn_kv_cache_free(&c->kv);
+    free(c->tokens);
+    if (c->pool) bn_threadpool_free(c->pool);
+    bn_scratch_free(&c->scratch);
+    bn_acts_free(&c->acts);
+    free(c);
+}
+
+int bn_context_n_ctx(const bn_context *c) { return c->n_ctx; }
+int bn_context_n_past(const bn_context *c) { return c->n_past; }
+const int32_t *bn_context_tokens(const bn_context *c) { return c->tokens; }
+
+void bn_context_truncate(bn_context *c, int n_past) {
+    /* Cache rows past n_past are simply overwritten by later evals. */
+    if (n_past < 0) n_past = 0;
+    if (n_past < c->n_past) c->n_past = n_past;
+}
+
+void bn_context_set_threads(bn_context *c, int n_threads) {
+    if (n_threads < 1) n_threads = 1;
+    if (n_threads > c->max_threads) {
+        /* The pool cannot grow; replace it (between calls it is idle). */
+        bn_threadpool *pool = bn_threadpool_new(n_threads);
+        if (!pool) return; /* keep the current pool: fewer threads, still correct */
+        bn_threadpool_free(c->pool);
+        c->pool = pool;
+        c->max_threads = n_threads;
+    }
+    bn_threadpool_set_threads(c->pool, n_threads);
+}
+
+static int validate_eval(const bn_context *c, const int32_t *tokens, int n, char *err, size_t errlen) {
+    if (n < 0 || (n > 0 && !tokens)) return bn_fail(err, errlen, "invalid token count %d", n);
+    const int n_vocab = c->m->hp.n_vocab;
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= n_vocab)
+            return bn_fail(err, errlen, "token id %d at index %d is out of range [0, %d)", (int)tokens[i], i,
+                           n_vocab);
+    if (n > c->n_ctx - c->n_past)
+        return bn_fail(err, errlen, "context overflow: %d tokens in the cache + %d new > context size %d",
+                       c->n_past, n, c->n_ctx);
+    return 0;
+}
+
+int bn_context_eval(bn_context *c, const int32_t *tokens, int n, float *logits, int all_logits,
+                    char *err, size_t errlen) {
+    if (validate_eval(c, tokens, n, err, errlen)) return -1;
+    const int n_past0 = c->n_past, n_vocab = c->m->hp.n_vocab;
+    int rows[BN_EVAL_CHUNK];
+    for (int off = 0; off < n; off += BN_EVAL_CHUNK) {
+        const int nb = n - off < BN_EVAL_CHUNK ? n - off : BN_EVAL_CHUNK;
+        int n_out = 0;
+        float *out = logits;
+        if (logits && all_logits) {
+            for (; n_out < nb; n_out++) rows[n_out] = n_out;
+            out = logits + (size_t)off * n_vocab;
+        } else if (logits && off + nb == n) {
+            rows[n_out++] = nb - 1;
+        }
+        if (bn_forward(c, tokens + off, nb, rows, n_out, out, err, errlen)) {
+            c->n_past = n_past0; /* forget the chunks already evaluated: the call failed as a whole */
+            return -1;
+        }
+        memcpy(c->tokens + c->n_past, tokens + off, (size_t)nb * sizeof(int32_t));
+        c->n_past += nb;
+    }
+    return 0;
+}

@@ -1,0 +1,92 @@
+/* The inference engine: a model (weights bound from a GGUF file) and contexts (a KV cache,
+ * a thread pool, the tokens evaluated so far). Architectures: llama and qwen3. */
+#ifndef BN_ENGINE_H
+#define BN_ENGINE_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include "gguf/gguf.h"
+#include "kernels/kernels.h"
+#include "model/sampler.h"
+
+typedef enum bn_arch { BN_ARCH_LLAMA = 0, BN_ARCH_QWEN3 = 1 } bn_arch;
+
+typedef struct bn_hparams {
+    bn_arch arch;
+    int n_vocab, n_embd, n_layer, n_head, n_head_kv, head_dim, n_ff, n_ctx_train;
+    int n_rot;             /* rotary dimensions per head (default head_dim) */
+    int rope_neox;         /* 1: rotate pairs (i, i + n_rot/2) (qwen*); 0: adjacent pairs (llama) */
+    int qk_norm;           /* per-head RMSNorm of q and k before RoPE (qwen3) */
+    int tied_output;       /* output = token_embd */
+    float rope_base;       /* default 10000 */
+    float rms_eps;
+} bn_hparams;
+
+typedef struct bn_model_params {
+    const char *kernels;   /* NULL/"" = best for this CPU; else a bn_isa name (overrides BONSAI_KERNELS) */
+} bn_model_params;
+
+typedef struct bn_model bn_model;
+
+int bn_model_load(const char *path, const bn_model_params *p, bn_model **out, char *err, size_t errlen);
+/* Same, from an already-parsed GGUF; the model takes ownership of g (freed by bn_model_free). */
+int bn_model_from_gguf(bn_gguf *g, const bn_model_params *p, bn_model **out, char *err, size_t errlen);
+void bn_model_free(bn_model *m);
+const bn_hparams *bn_model_hparams(const bn_model *m);
+const bn_gguf *bn_model_gguf(const bn_model *m);
+bn_isa bn_model_isa(const bn_model *m);
+/* The model's kernel path as bn_kernels_label reports it for the bulk of its weights
+ * ("avx512 (avx2 kernels)" for Q1_0 weights on avx512). */
+void bn_model_kernels_label(const bn_model *m, char *buf, size_t len);
+
+typedef enum bn_kv_type { BN_KV_F32 = 0, BN_KV_F16 = 1 } bn_kv_type;
+
+typedef struct bn_context_params {
+    int n_ctx;             /* <= 0: min(model's training context, 4096) */
+    bn_kv_type kv_type;
+    int n_threads;         /* >= 1 */
+} bn_context_params;
+
+typedef struct bn_context bn_context;
+
+int bn_context_new(bn_model *m, const bn_context_params *p, bn_context **out, char *err, size_t errlen);
+void bn_context_free(bn_context *c);
+int bn_context_n_ctx(const bn_context *c);
+/* Tokens evaluated so far (their KV entries are in the cache). */
+int bn_context_n_past(const bn_context *c);
+const int32_t *bn_context_tokens(const bn_context *c);
+/* Forgets positions >= n_past (KV entries and tokens). */
+void bn_context_truncate(bn_context *c, int n_past);
+void bn_context_set_threads(bn_context *c, int n_threads);
+
+/* Evaluates tokens[0..n) at positions n_past.. and appends them. logits: NULL, or
+ * [n][n_vocab] when all_logits, else [n_vocab] for the last token. Fails (leaving the context
+ * unchanged) when a token id is out of range or the context would overflow. */
+int bn_context_eval(bn_context *c, const int32_t *tokens, int n, float *logits, int all_logits,
+                    char *err, size_t errlen);
+
+typedef enum bn_finish {
+    BN_FINISH_STOP = 0,      /* a stop token was produced (it is reported, then generation ends) */
+    BN_FINISH_LENGTH = 1,    /* max_tokens reached, or the context is full */
+    BN_FINISH_CANCELLED = 2, /* *cancel became non-zero or the callback asked to stop */
+} bn_finish;
+
+typedef struct bn_generate_stats {
+    int n_prompt;            /* prompt tokens given */
+    int n_prompt_reused;     /* of those, already in the KV cache (common prefix) */
+    int n_generated;
+    double prompt_ms, gen_ms;
+    bn_finish finish;
+} bn_generate_stats;
+
+/* Called for each generated token, as soon as it is sampled; return non-zero to stop. */
+typedef int (*bn_token_cb)(void *user, int32_t token);
+
+/* Generates after prompt: reuses the longest common prefix of the context's tokens and prompt
+ * (always re-evaluating at least the last prompt token), evaluates the rest, then samples up to
+ * max_tokens tokens, stopping after a token in stop_ids. cancel is polled between tokens. */
+int bn_generate(bn_context *c, bn_sampler *s, const int32_t *prompt, int n_prompt, int max_tokens,
+                const int32_t *stop_ids, int n_stop, bn_token_cb cb, void *user,
+                const volatile int *cancel, bn_generate_stats *stats, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,27 @@
+// The thin N-API glue between the C engine and JavaScript: this file registers what the others
+// define. Anything that runs the model (loading, evaluation, generation) happens in AsyncWorkers
+// (workers.cc), never on the JS thread.
+#include <napi.h>
+
+#include "napi/addon.h"
+#include "napi/context.h"
+#include "napi/model.h"
+
+namespace {
+
+using namespace bonsai;
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+    Model::Init(env);
+    Context::Init(env);
+    exports.Set("ggufRead", Napi::Function::New(env, GgufRead));
+    exports.Set("loadModel", Napi::Function::New(env, LoadModel));
+    exports.Set("kernelPaths", Napi::Function::New(env, KernelPaths));
+    exports.Set("memoryBandwidth", Napi::Function::New(env, MemoryBandwidth));
+    exports.Set("kernelBench", Napi::Function::New(env, KernelBench));
+    return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(bonsai, Init)

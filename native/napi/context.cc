@@ -1,0 +1,126 @@
+// NativeContext.
+#include "napi/context.h"
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "napi/addon.h"
+#include "napi/workers.h"
+
+namespace bonsai {
+namespace {
+
+// Every field is required: the defaults live in one place, on the TypeScript side.
+bn_sampler_params SamplerParams(const Napi::Object &s) {
+    const char *what = "generate(options): sampling";
+    bn_sampler_params p = {};
+    p.temperature = static_cast<float>(RequiredNumber(s, "temperature", what).DoubleValue());
+    p.top_k = RequiredNumber(s, "topK", what).Int32Value();
+    p.top_p = static_cast<float>(RequiredNumber(s, "topP", what).DoubleValue());
+    p.min_p = static_cast<float>(RequiredNumber(s, "minP", what).DoubleValue());
+    p.repeat_penalty = static_cast<float>(RequiredNumber(s, "repeatPenalty", what).DoubleValue());
+    p.repeat_last_n = RequiredNumber(s, "repeatLastN", what).Int32Value();
+    p.seed = static_cast<uint64_t>(RequiredNumber(s, "seed", what).DoubleValue());
+    return p;
+}
+
+}  // namespace
+
+Napi::FunctionReference Context::constructor;
+
+void Context::Init(Napi::Env env) {
+    Napi::Function fn = DefineClass(env, "NativeContext", {
+        InstanceAccessor("nCtx", &Context::NCtx, nullptr),
+        InstanceAccessor("nPast", &Context::NPast, nullptr),
+        InstanceMethod("eval", &Context::Eval),
+        InstanceMethod("generate", &Context::Generate),
+        InstanceMethod("cancel", &Context::Cancel),
+        InstanceMethod("truncate", &Context::Truncate),
+        InstanceMethod("setThreads", &Context::SetThreads),
+        InstanceMethod("tokens", &Context::TokensList),
+        InstanceMethod("close", &Context::Close),
+    });
+    constructor = Napi::Persistent(fn);
+}
+
+Context::Context(const Napi::CallbackInfo &info) : Napi::ObjectWrap<Context>(info) {
+    Napi::Env env = info.Env();
+    model_ = Napi::ObjectWrap<Model>::Unwrap(info[0].As<Napi::Object>());
+    modelRef_ = Napi::Persistent(info[0].As<Napi::Object>());
+    Napi::Object o = info[1].As<Napi::Object>();
+    bn_context_params p = {};
+    p.n_ctx = IntOption(o, "nCtx", 0);
+    Napi::Value kv = o.Get("kvType");
+    p.kv_type = kv.IsString() && kv.As<Napi::String>().Utf8Value() == "f16" ? BN_KV_F16 : BN_KV_F32;
+    p.n_threads = IntOption(o, "threads", 1);
+    char err[kErrLen] = {0};
+    if (bn_context_new(model_->Get(env), &p, &ctx_, err, sizeof err) != 0) throw Napi::Error::New(env, err);
+    model_->AddContext();
+}
+
+void Context::Truncate(const Napi::CallbackInfo &info) {
+    bn_context *c = Idle(info.Env());
+    bn_context_truncate(c, info[0].As<Napi::Number>().Int32Value());
+}
+
+void Context::SetThreads(const Napi::CallbackInfo &info) {
+    bn_context *c = Idle(info.Env());
+    bn_context_set_threads(c, info[0].As<Napi::Number>().Int32Value());
+}
+
+Napi::Value Context::TokensList(const Napi::CallbackInfo &info) {
+    bn_context *c = Idle(info.Env());
+    int n = bn_context_n_past(c);
+    auto out = Napi::Int32Array::New(info.Env(), static_cast<size_t>(n));
+    if (n) std::memcpy(out.Data(), bn_context_tokens(c), sizeof(int32_t) * static_cast<size_t>(n));
+    return out;
+}
+
+void Context::Close(const Napi::CallbackInfo &info) {
+    Idle(info.Env());
+    Free();
+}
+
+void Context::Free() {
+    if (!ctx_) return;
+    bn_context_free(ctx_);
+    ctx_ = nullptr;
+    model_->RemoveContext();
+    modelRef_.Reset();
+}
+
+Napi::Value Context::Eval(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    std::vector<int32_t> tokens = Tokens(env, info[0], "eval(tokens)");
+    if (tokens.empty()) throw Napi::Error::New(env, "eval(tokens): no tokens");
+    bool all = info[1].ToBoolean();
+    Idle(env);
+    int vocab = bn_model_hparams(model_->Get(env))->n_vocab;
+    auto *w = new EvalWorker(env, this, Value(), std::move(tokens), all, vocab);
+    w->Queue();
+    return w->Promise();
+}
+
+Napi::Value Context::Generate(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    std::vector<int32_t> prompt = Tokens(env, info[0], "generate(prompt)");
+    if (prompt.empty()) throw Napi::Error::New(env, "generate(prompt): the prompt has no tokens");
+    if (!info[1].IsObject() || !info[2].IsFunction()) {
+        throw Napi::TypeError::New(env, "generate(prompt, options, onToken)");
+    }
+    Napi::Object o = info[1].As<Napi::Object>();
+    int maxTokens = IntOption(o, "maxTokens", 0);
+    std::vector<int32_t> stops = o.Get("stopIds").IsUndefined() ? std::vector<int32_t>() : Tokens(env, o.Get("stopIds"), "stopIds");
+    if (!o.Get("sampling").IsObject()) throw Napi::TypeError::New(env, "generate(options): sampling must be an object");
+    bn_sampler_params sp = SamplerParams(o.Get("sampling").As<Napi::Object>());
+    Idle(env);
+    bn_sampler *sampler = bn_sampler_new(&sp, bn_model_hparams(model_->Get(env))->n_vocab);
+    if (!sampler) throw Napi::Error::New(env, "out of memory creating the sampler");
+    auto *w = new GenerateWorker(env, this, Value(), info[2].As<Napi::Function>(), std::move(prompt), maxTokens,
+                                 std::move(stops), sampler);
+    w->Queue();
+    return w->Promise();
+}
+
+}  // namespace bonsai

@@ -1,0 +1,69 @@
+// NativeContext: a context (bn_context: KV cache, threads, evaluated tokens) of a NativeModel.
+// eval() and generate() hand it to a worker (workers.h), which owns it until it finishes.
+#ifndef BONSAI_NAPI_CONTEXT_H
+#define BONSAI_NAPI_CONTEXT_H
+
+#include <napi.h>
+
+#include <atomic>
+
+#include "napi/model.h"
+
+extern "C" {
+#include "model/engine.h"
+}
+
+namespace bonsai {
+
+class Context : public Napi::ObjectWrap<Context> {
+  public:
+    static Napi::FunctionReference constructor;
+    static void Init(Napi::Env env);
+
+    // info[0]: the NativeModel object, info[1]: the options of createContext().
+    explicit Context(const Napi::CallbackInfo &info);
+    ~Context() override { Free(); }
+
+    // Set by the workers while they own the context.
+    bool busy = false;
+    std::atomic<int> cancel{0};
+    bn_context *ctx_ = nullptr;
+
+    // Marks the context as owned by a worker; callers check Idle() first so this cannot fail
+    // half-way through constructing a worker.
+    bn_context *Claim() {
+        busy = true;
+        return ctx_;
+    }
+
+    bn_context *Idle(Napi::Env env) {
+        if (!ctx_) throw Napi::Error::New(env, "context is closed");
+        if (busy) throw Napi::Error::New(env, "context is busy with another evaluation");
+        return ctx_;
+    }
+    void Release() {
+        busy = false;
+        cancel.store(0);
+    }
+
+  private:
+    Napi::Value NCtx(const Napi::CallbackInfo &info) { return Napi::Number::New(info.Env(), ctx_ ? bn_context_n_ctx(ctx_) : 0); }
+    Napi::Value NPast(const Napi::CallbackInfo &info) { return Napi::Number::New(info.Env(), ctx_ ? bn_context_n_past(ctx_) : 0); }
+
+    Napi::Value Eval(const Napi::CallbackInfo &info);
+    Napi::Value Generate(const Napi::CallbackInfo &info);
+
+    void Cancel(const Napi::CallbackInfo &) { cancel.store(1); }
+    void Truncate(const Napi::CallbackInfo &info);
+    void SetThreads(const Napi::CallbackInfo &info);
+    Napi::Value TokensList(const Napi::CallbackInfo &info);
+    void Close(const Napi::CallbackInfo &info);
+    void Free();
+
+    Model *model_ = nullptr;
+    Napi::ObjectReference modelRef_;
+};
+
+}  // namespace bonsai
+
+#endif

@@ -1,0 +1,115 @@
+// The AsyncWorkers of loadModel(), eval() and generate().
+#include "napi/workers.h"
+
+#include <cstring>
+
+#include "napi/model.h"
+
+namespace bonsai {
+namespace {
+
+const char *FinishName(bn_finish f) {
+    switch (f) {
+        case BN_FINISH_STOP: return "stop";
+        case BN_FINISH_LENGTH: return "length";
+        default: return "cancelled";
+    }
+}
+
+}  // namespace
+
+LoadWorker::LoadWorker(Napi::Env env, std::string path, std::string kernels)
+    : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), path_(std::move(path)),
+      kernels_(std::move(kernels)) {}
+
+void LoadWorker::Execute() {
+    bn_model_params p = {};
+    p.kernels = kernels_.c_str();
+    if (bn_model_load(path_.c_str(), &p, &model_, err_, sizeof err_) != 0) SetError(err_);
+}
+
+void LoadWorker::OnOK() {
+    Napi::Env env = Env();
+    deferred_.Resolve(Model::constructor.New({Napi::External<bn_model>::New(env, model_)}));
+}
+
+ContextWorker::ContextWorker(Napi::Env env, Context *owner, Napi::Object self)
+    : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), owner_(owner), ctx_(owner->Claim()) {
+    self_ = Napi::Persistent(self);
+}
+
+void ContextWorker::OnError(const Napi::Error &e) {
+    owner_->Release();
+    deferred_.Reject(e.Value());
+}
+
+EvalWorker::EvalWorker(Napi::Env env, Context *owner, Napi::Object self, std::vector<int32_t> tokens, bool all,
+                       int vocab)
+    : ContextWorker(env, owner, self), tokens_(std::move(tokens)), all_(all), vocab_(vocab) {}
+
+void EvalWorker::Execute() {
+    size_t rows = all_ ? tokens_.size() : 1;
+    logits_.resize(rows * static_cast<size_t>(vocab_));
+    if (bn_context_eval(ctx_, tokens_.data(), static_cast<int>(tokens_.size()), logits_.data(), all_ ? 1 : 0, err_,
+                        sizeof err_) != 0) {
+        SetError(err_);
+    }
+}
+
+void EvalWorker::OnOK() {
+    owner_->Release();
+    Napi::Env env = Env();
+    auto out = Napi::Float32Array::New(env, logits_.size());
+    std::memcpy(out.Data(), logits_.data(), logits_.size() * sizeof(float));
+    deferred_.Resolve(out);
+}
+
+GenerateWorker::GenerateWorker(Napi::Env env, Context *owner, Napi::Object self, Napi::Function onToken,
+                               std::vector<int32_t> prompt, int maxTokens, std::vector<int32_t> stops,
+                               bn_sampler *sampler)
+    : Napi::AsyncProgressQueueWorker<int32_t>(onToken), deferred_(Napi::Promise::Deferred::New(env)), owner_(owner),
+      ctx_(owner->Claim()), prompt_(std::move(prompt)), maxTokens_(maxTokens), stops_(std::move(stops)),
+      sampler_(sampler) {
+    self_ = Napi::Persistent(self);
+}
+
+void GenerateWorker::Execute(const ExecutionProgress &progress) {
+    progress_ = &progress;
+    const volatile int *cancel = reinterpret_cast<const volatile int *>(&owner_->cancel);
+    if (bn_generate(ctx_, sampler_, prompt_.data(), static_cast<int>(prompt_.size()), maxTokens_, stops_.data(),
+                    static_cast<int>(stops_.size()), &GenerateWorker::OnTokenSampled, this, cancel, &stats_, err_,
+                    sizeof err_) != 0) {
+        SetError(err_);
+    }
+}
+
+void GenerateWorker::OnProgress(const int32_t *tokens, size_t count) {
+    Napi::HandleScope scope(Env());
+    for (size_t i = 0; i < count; i++) Callback().Call({Napi::Number::New(Env(), tokens[i])});
+}
+
+void GenerateWorker::OnOK() {
+    owner_->Release();
+    Napi::Env env = Env();
+    auto o = Napi::Object::New(env);
+    o.Set("nPrompt", stats_.n_prompt);
+    o.Set("nPromptReused", stats_.n_prompt_reused);
+    o.Set("nGenerated", stats_.n_generated);
+    o.Set("promptMs", stats_.prompt_ms);
+    o.Set("genMs", stats_.gen_ms);
+    o.Set("finish", FinishName(stats_.finish));
+    deferred_.Resolve(o);
+}
+
+void GenerateWorker::OnError(const Napi::Error &e) {
+    owner_->Release();
+    deferred_.Reject(e.Value());
+}
+
+int GenerateWorker::OnTokenSampled(void *user, int32_t token) {
+    auto *self = static_cast<GenerateWorker *>(user);
+    self->progress_->Send(&token, 1);
+    return 0;
+}
+
+}  // namespace bonsai
