@@ -1,4 +1,4 @@
-// The compiled addon (native/addon.cc) and the types of what it returns. Everything that
+// The compiled addon (native/napi/) and the types of what it returns. Everything that
 // touches the native engine goes through this module; nothing else loads the .node file.
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
@@ -113,6 +113,8 @@ export interface NativeModel {
   readonly hparams: ModelHparams;
   /** The kernel path chosen for this model (e.g. "avx2", "dotprod", "scalar"). */
   readonly kernels: string;
+  /** The path and whose kernels run its matrices: "avx2", or "avx512 (avx2 kernels)" for a path without kernels of its own. */
+  readonly kernelsLabel: string;
   createContext(options: { nCtx: number; kvType: 'f32' | 'f16'; threads: number }): NativeContext;
   close(): void;
 }
@@ -122,11 +124,14 @@ export interface NativeAddon {
   ggufRead(file: string): GgufFileInfo;
   /** Maps and binds a model on a worker thread. */
   loadModel(file: string, options: { kernels?: string }): Promise<NativeModel>;
-  /** Kernel paths this CPU supports, best last, and the one that would be chosen now. */
-  kernelPaths(): { supported: string[]; selected: string };
+  /**
+   * Kernel paths this CPU supports, best last, the one that would be chosen now, and its label for
+   * weights of `type` (default q1_0): whose kernels run them, e.g. "avx512 (avx2 kernels)".
+   */
+  kernelPaths(type?: string): { supported: string[]; selected: string; selectedLabel: string };
   /** Memory read bandwidth (1e9 bytes/s): `threads` threads sum `bytes` of memory, best and mean of `reps` passes. */
   memoryBandwidth(bytes: number, threads: number, reps: number): { bestGBps: number; meanGBps: number };
-  /** Times bn_matmul on random weights (native/kernel_bench.c); throws on an unknown type or path. */
+  /** Times bn_matmul on random weights (native/tools/kernel_bench.c); throws on an unknown type or path. */
   kernelBench(spec: KernelBenchSpec): KernelBenchResult;
 }
 
@@ -147,6 +152,8 @@ export interface KernelBenchSpec {
 }
 
 export interface KernelBenchResult {
+  /** The path and whose kernels ran, e.g. "avx512 (avx2 kernels)". */
+  kernelsLabel: string;
   /** Fastest single product. */
   bestMs: number;
   /** Weight bytes x batch per best time, 1e9/s. */

@@ -3,6 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { native } from '../src/native.js';
 import { runCli } from './helpers/cli.js';
 import { HAVE_FIXTURES, fixture, maxAbsDiff, readF32, readJson } from './helpers/fixtures.js';
 
@@ -144,6 +145,18 @@ describe.skipIf(!HAVE_FIXTURES)('bonsai tokenize and inspect', () => {
     expect(out.summary.bitsPerWeight).toBeCloseTo(32, 6);
     const total = out.tensors.reduce((n: number, t: { dims: number[] }) => n + t.dims.reduce((a, b) => a * b, 1), 0);
     expect(out.summary.parameters).toBe(total);
+  });
+
+  it('inspect names the kernels that would run the matrices, not a path that has none of its own', async () => {
+    const q1 = fixture('qwen3-tiny/models/tiny-qwen3-q1_0.gguf');
+    const here = native.kernelPaths('q1_0');
+    const r = await runCli(['inspect', q1]);
+    expect(r.stdout).toContain(`kernels here: ${here.selectedLabel} for its q1_0 matrices`);
+    const scalar = await runCli(['inspect', q1, '--json'], 60_000, { ...process.env, BONSAI_KERNELS: 'scalar' });
+    expect(JSON.parse(scalar.stdout).summary).toMatchObject({ matrixType: 'q1_0', kernels: 'scalar' });
+    // F32 matrices have no SIMD kernels: whatever the path, the scalar ones run.
+    const f32 = JSON.parse((await runCli(['inspect', MODEL, '--json'])).stdout).summary;
+    expect(f32.kernels).toBe(here.selected === 'scalar' ? 'scalar' : `${here.selected} (scalar kernels)`);
   });
 });
 

@@ -37,8 +37,14 @@ Napi::Value KernelPaths(const Napi::CallbackInfo &info) {
     char err[kErrLen] = {0};
     if (bn_isa_select(&selected, err, sizeof err) != 0) throw Napi::Error::New(env, err);
     out.Set("selected", bn_isa_name(selected));
-    // for Q1_0, the weights this engine is for
-    out.Set("selectedLabel", KernelsLabel(BN_TYPE_Q1_0, selected));
+    // for the weight type asked about; Q1_0, the weights this engine is for, by default
+    uint32_t type = BN_TYPE_Q1_0;
+    if (info.Length() > 0 && !info[0].IsUndefined()) {
+        if (!info[0].IsString()) throw Napi::TypeError::New(env, "kernelPaths(type?): type must be a string");
+        const std::string name = info[0].As<Napi::String>().Utf8Value();
+        if (bn_type_from_name(name.c_str(), &type) != 0) throw Napi::Error::New(env, "kernelPaths: unknown type " + name);
+    }
+    out.Set("selectedLabel", KernelsLabel(type, selected));
     return out;
 }
 

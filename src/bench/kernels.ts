@@ -37,6 +37,8 @@ export interface KernelBenchRow {
   cols: number;
   batch: number;
   path: string;
+  /** Whose kernels ran: the path, or e.g. "avx512 (avx2 kernels)" for a path without kernels of its own. */
+  kernels: string;
   threads: number;
   /** Weight bytes x batch per second / 1e9: for a GEMM, how fast weights are applied, not read. */
   gbps: number;
@@ -113,7 +115,7 @@ export function runKernelBench(o: KernelBenchOptions = {}): KernelBenchReport {
             minMs: o.minMs ?? 300, streamBytes: STREAM_BYTES,
           });
           measured.push({
-            row: { type: 'q1_0', op, rows: shape.rows, cols: shape.cols, batch: b, path, threads: t, gbps: r.gbps, ns_per_block: r.nsPerBlock },
+            row: { type: 'q1_0', op, rows: shape.rows, cols: shape.cols, batch: b, path, kernels: r.kernelsLabel, threads: t, gbps: r.gbps, ns_per_block: r.nsPerBlock },
             r,
           });
         }
@@ -141,7 +143,7 @@ export function formatKernelBench(r: KernelBenchReport): string {
   const bw = Object.entries(r.bandwidth_gbps).map(([t, g]) => `${g.toFixed(1)} GB/s with ${t} thread${t === '1' ? '' : 's'}`);
   const header = ['op', 'rows x cols', 'batch', 'path', 'threads', 'GB/s', 'ns/block', 'of bandwidth'];
   const rows = r.results.map((x) => [
-    x.op, `${x.rows}x${x.cols}`, String(x.batch), x.path, String(x.threads), x.gbps.toFixed(2), x.ns_per_block.toFixed(3),
+    x.op, `${x.rows}x${x.cols}`, String(x.batch), x.kernels, String(x.threads), x.gbps.toFixed(2), x.ns_per_block.toFixed(3),
     `${(x.bw_ratio * 100).toFixed(1)}%`,
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((c) => c[i]!.length)));

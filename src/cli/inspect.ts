@@ -1,6 +1,7 @@
 // `bonsai inspect`: a GGUF file's metadata, tensor table and a summary.
 import type { Command } from 'commander';
 import { describeValue, jsonValue, readGguf, summarize } from '../gguf/reader.js';
+import { native } from '../native.js';
 
 export function register(program: Command): void {
   program
@@ -10,7 +11,8 @@ export function register(program: Command): void {
     .option('--json', 'print JSON (arrays summarised)')
     .action((file: string, opts: { json?: boolean }) => {
       const info = readGguf(file);
-      const summary = summarize(info);
+      const facts = summarize(info);
+      const summary = { ...facts, kernels: kernelsFor(facts.matrixType) };
       if (opts.json) {
         const metadata = Object.fromEntries(
           Object.entries(info.metadata).map(([k, v]) => [k, jsonValue(v, info.metadataTypes[k] ?? '')]),
@@ -39,7 +41,17 @@ export function register(program: Command): void {
         `  tensor bytes: ${summary.tensorBytes.toLocaleString('en-US')}`,
         `  bits per weight: ${summary.bitsPerWeight.toFixed(4)}`,
         `  tensor types: ${Object.entries(summary.tensorTypes).map(([k, n]) => `${k} x${n}`).join(', ')}`,
+        `  kernels here: ${summary.kernels}${summary.matrixType ? ` for its ${summary.matrixType} matrices` : ''}`,
       );
       process.stdout.write(`${out.join('\n')}\n`);
     });
+}
+
+/** The kernel path this machine would run the matrices on, and whose kernels those are. */
+function kernelsFor(matrixType: string | undefined): string {
+  try {
+    return native.kernelPaths(matrixType).selectedLabel;
+  } catch {
+    return `none (no kernels for ${matrixType})`;
+  }
 }

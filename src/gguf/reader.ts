@@ -1,5 +1,5 @@
 // GGUF files as the TypeScript side sees them: the native reader's result, plus the summary
-// `bonsai inspect` prints. Parsing and validation happen in native/gguf.c (one parser for both
+// `bonsai inspect` prints. Parsing and validation happen in native/gguf/gguf.c (one parser for both
 // the engine and the tools).
 import { native, type GgufFileInfo, type GgufValue } from '../native.js';
 
@@ -42,18 +42,24 @@ export interface GgufSummary {
   bitsPerWeight: number;
   /** Tensor count per type name, e.g. { q1_0: 254, f32: 145 }. */
   tensorTypes: Record<string, number>;
+  /** The type holding most of the matrices' bytes: what the kernels spend their time on. */
+  matrixType: string | undefined;
 }
 
 export function summarize(info: GgufFileInfo): GgufSummary {
   let parameters = 0;
   let tensorBytes = 0;
   const tensorTypes: Record<string, number> = {};
+  const matrixBytes: Record<string, number> = {};
   for (const t of info.tensors) {
     parameters += t.dims.reduce((a, b) => a * b, 1);
     tensorBytes += t.bytes;
     tensorTypes[t.typeName] = (tensorTypes[t.typeName] ?? 0) + 1;
+    if (t.dims.length === 2) matrixBytes[t.typeName] = (matrixBytes[t.typeName] ?? 0) + t.bytes;
   }
+  const matrixType = Object.entries(matrixBytes).sort((a, b) => b[1] - a[1])[0]?.[0];
   return {
+    matrixType,
     architecture: metaString(info, 'general.architecture'),
     name: metaString(info, 'general.name'),
     parameters,

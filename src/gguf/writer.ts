@@ -1,5 +1,5 @@
 // A GGUF v3 writer: metadata of every value type, the tensor table, and tensor data streamed to
-// disk chunk by chunk (a 300 MB model never sits in memory). Reading stays with native/gguf.c.
+// disk chunk by chunk (a 300 MB model never sits in memory). Reading stays with native/gguf/gguf.c.
 import { open } from 'node:fs/promises';
 
 export type GgufScalarType = 'u8' | 'i8' | 'u16' | 'i16' | 'u32' | 'i32' | 'f32' | 'bool' | 'string' | 'u64' | 'i64' | 'f64';
