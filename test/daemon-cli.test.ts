@@ -1,65 +1,27 @@
 // `bonsai serve` and `bonsai ask` as users run them: child processes of the built CLI, the real
 // engine on stories260K, the embedded broker or a real mosquitto, and signals.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Model } from '../src/engine/engine.js';
-import type { DaemonEngine } from '../src/daemon/pipeline.js';
 import { CLI, runCli } from './helpers/cli.js';
-import { HAVE_FIXTURES, loadStories, Observer, STORIES } from './helpers/daemon.js';
+import { HAVE_FIXTURES, loadStories, Observer } from './helpers/daemon.js';
 import { freePort, HAVE_MOSQUITTO, startMosquitto, type Mosquitto } from './helpers/mosquitto.js';
+import { ENV, serve, track } from './helpers/serve.js';
 import { synthesizeThinkingModel } from './helpers/thinking-model.js';
 
 const RUN = HAVE_MOSQUITTO && HAVE_FIXTURES && existsSync(CLI);
 if (!RUN) console.warn('daemon CLI tests skipped: they need mosquitto, the stories260K fixture and a built CLI (npx tsc)');
 
-/** The environment without BONSAI_* settings of the machine running the tests. */
-const ENV = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('BONSAI_')));
-
-interface Serve {
-  child: ChildProcess;
-  logs: Record<string, unknown>[];
-  exited: Promise<number | null>;
-  waitLog(msg: string, timeoutMs?: number): Promise<Record<string, unknown>>;
-}
-
-const children: ChildProcess[] = [];
 const cleanups: (() => Promise<unknown>)[] = [];
 afterAll(async () => {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
   for (const c of cleanups.reverse()) await c().catch(() => undefined);
 });
 
-function serve(args: string[], env: Record<string, string> = {}, model = STORIES): Serve {
-  const child = spawn(process.execPath, [CLI, 'serve', '--model', model, ...args], { env: { ...ENV, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  children.push(child);
-  const logs: Record<string, unknown>[] = [];
-  let stderr = '';
-  let partial = '';
-  child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
-  child.stdout!.on('data', (d: Buffer) => {
-    const lines = (partial + d.toString()).split('\n');
-    partial = lines.pop()!;
-    for (const line of lines) if (line.trim()) logs.push(JSON.parse(line) as Record<string, unknown>);
-  });
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  const waitLog = async (msg: string, timeoutMs = 15_000) => {
-    const deadline = Date.now() + timeoutMs;
-    while (Date.now() < deadline) {
-      const found = logs.find((l) => l.msg === msg);
-      if (found) return found;
-      if (child.exitCode !== null) break;
-      await new Promise((r) => setTimeout(r, 25));
-    }
-    throw new Error(`serve did not log "${msg}" (exit ${child.exitCode}): ${stderr}`);
-  };
-  return { child, logs, exited, waitLog };
-}
-
 describe.skipIf(!RUN)('bonsai serve / bonsai ask', () => {
-  let reference: DaemonEngine & { close(): void };
+  let reference: Model;
   let mosquitto: Mosquitto;
   beforeAll(async () => {
     reference = await loadStories();
@@ -99,8 +61,7 @@ describe.skipIf(!RUN)('bonsai serve / bonsai ask', () => {
   it('exits 1 (not hanging on its embedded broker) on an open embedded broker or an unloadable model', async () => {
     const open = serve(['--embedded-port', String(await freePort())], { BONSAI_EMBEDDED_HOST: '0.0.0.0' });
     expect(await open.exited).toBe(1);
-    const child = spawn(process.execPath, [CLI, 'serve', '--model', '/nonexistent.gguf', '--embedded-port', String(await freePort())], { env: ENV, stdio: 'ignore' });
-    children.push(child);
+    const child = track(spawn(process.execPath, [CLI, 'serve', '--model', '/nonexistent.gguf', '--embedded-port', String(await freePort())], { env: ENV, stdio: 'ignore' }));
     expect(await new Promise((resolve) => child.once('exit', resolve))).toBe(1);
   });
 

@@ -11,7 +11,7 @@ import { Model } from '../src/engine/engine.js';
 import type { Controller } from '../src/daemon/controller.js';
 import type { DaemonEngine } from '../src/daemon/pipeline.js';
 import type { Reply } from '../src/protocol/messages.js';
-import { HAVE_FIXTURES, isFinal, loadStories, Observer, startDaemon, testConfig } from './helpers/daemon.js';
+import { HAVE_FIXTURES, isFinal, loadStories, Observer, startDaemon, STORIES, testConfig } from './helpers/daemon.js';
 import { HAVE_MOSQUITTO, startMosquitto, type Mosquitto } from './helpers/mosquitto.js';
 import { seeded } from './helpers/random.js';
 import { synthesizeThinkingModel } from './helpers/thinking-model.js';
@@ -31,7 +31,7 @@ async function broker(options: Parameters<typeof startMosquitto>[0] = {}): Promi
   return b;
 }
 
-async function engine(): Promise<DaemonEngine> {
+async function engine(): Promise<Model> {
   const model = await loadStories();
   cleanups.push(async () => model.close());
   return model;
@@ -53,7 +53,7 @@ const textOf = (replies: Reply[], type: 'chunk' | 'thinking' = 'chunk') => repli
 
 describe.skipIf(!RUN)('daemon on mosquitto', () => {
   let plain: Mosquitto;
-  let reference: DaemonEngine;
+  let reference: Model;
   beforeAll(async () => {
     plain = await broker();
     reference = await engine();
@@ -279,6 +279,102 @@ describe.skipIf(!RUN)('daemon on mosquitto', () => {
     await status.until(() => status.raw.some((m) => JSON.parse(m.payload.toString()).state === 'online'), 5000, 'online status again');
   });
 
+  it('a request without a seed gets a fresh one, reported in done; sending it back reproduces the answer', async () => {
+    const d = await daemon(plain.url, { 'topics.shared': 'never' });
+    const o = await observer(plain.url);
+    await o.watch(d.topics.response('+'));
+    const body = { prompt: 'Once upon a time', max_tokens: 40, temperature: 1 };
+    const done = async (id: string, extra: Record<string, unknown> = {}) => {
+      await o.publish(d.topics.request, JSON.stringify({ id, ...body, ...extra }));
+      return (await o.finalFor(id)) as Extract<Reply, { type: 'done' }>;
+    };
+    const a = await done('seed-a');
+    const b = await done('seed-b');
+    expect(a.seed).toEqual(expect.any(Number));
+    expect(b.seed).not.toBe(a.seed);
+    expect(b.text).not.toBe(a.text);
+    const again = await done('seed-a-again', { seed: a.seed });
+    expect(again).toMatchObject({ seed: a.seed, text: a.text });
+  });
+
+  it('a started request ends with done: too_large before start, a deadline as finish_reason timeout with the text so far, a full context as context', async () => {
+    const small = await Model.load(STORIES, { threads: 1, contextSize: 64 });
+    cleanups.push(async () => small.close());
+    const d = await daemon(plain.url, { 'topics.shared': 'never' }, small);
+    const o = await observer(plain.url);
+    await o.watch(d.topics.response('+'));
+    await o.publish(d.topics.request, JSON.stringify({ id: 'big', prompt: 'Once upon a time there was a dog. '.repeat(20), max_tokens: 4 }));
+    expect(await o.finalFor('big')).toMatchObject({ type: 'error', code: 'too_large', message: expect.stringMatching(/context holds 64/) });
+    expect(o.repliesFor('big').map((r) => r.type)).toEqual(['error']);
+    await o.publish(d.topics.request, JSON.stringify({ id: 'full', prompt: 'Once upon a time', max_tokens: 500, temperature: 1, seed: 2 }));
+    const full = (await o.finalFor('full')) as Extract<Reply, { type: 'done' }>;
+    expect(full).toMatchObject({ type: 'done', finish_reason: 'context' });
+    expect(full.usage.prompt_tokens + full.usage.completion_tokens).toBeGreaterThanOrEqual(64);
+    expect(full.usage.completion_tokens).toBeLessThan(500);
+
+    const roomy = await daemon(plain.url, { 'topics.shared': 'never' });
+    await o.watch(roomy.topics.response('+'));
+    await o.publish(roomy.topics.request, JSON.stringify({ id: 'late', prompt: 'Once upon a time', max_tokens: 4000, temperature: 1, seed: 3, deadline_ms: 150 }));
+    const late = (await o.finalFor('late')) as Extract<Reply, { type: 'done' }>;
+    expect(late).toMatchObject({ type: 'done', finish_reason: 'timeout' });
+    expect(late.usage.completion_tokens).toBeGreaterThan(0);
+    expect(late.usage.completion_tokens).toBeLessThan(4000);
+    expect(late.text).toBe(textOf(o.repliesFor('late')));
+    expect(late.text.length).toBeGreaterThan(0);
+  });
+
+  it('while stopping it still answers: queued and new requests, on the node and the shared fleet topic, get busy', async () => {
+    // A base topic of its own: no other test's daemon shares this fleet.
+    const d = await daemon(plain.url, { 'topics.base': 'drainbase' });
+    const o = await observer(plain.url);
+    await o.watch(d.topics.response('+'), 'drain/+');
+    const long = { prompt: 'Once upon a time', max_tokens: 1500, temperature: 1, seed: 9 };
+    await o.publish(d.topics.request, JSON.stringify({ id: 'run', ...long }));
+    await o.publish(d.topics.request, JSON.stringify({ id: 'wait', ...long }));
+    await o.until(() => o.repliesFor('run').some((r) => r.type === 'chunk'), 10_000, 'the first chunk');
+    const stopped = d.stop();
+    await o.publish(d.topics.request, JSON.stringify({ id: 'new-node', prompt: 'Hi', max_tokens: 2 }));
+    await o.publish(d.topics.fleetRequest, JSON.stringify({ id: 'new-fleet', prompt: 'Hi', max_tokens: 2, reply_to: 'drain/new-fleet' }));
+    for (const id of ['wait', 'new-node', 'new-fleet']) expect(await o.finalFor(id), id).toMatchObject({ type: 'error', code: 'busy' });
+    expect(await o.finalFor('run', 20_000)).toMatchObject({ type: 'done', finish_reason: 'length' });
+    await stopped;
+  });
+
+  it('keeps its retained status online: through a broker restart, and when a late last will overwrites it', async () => {
+    const b = await broker({ persistence: true });
+    const d = await daemon(b.url, { 'topics.shared': 'never' });
+    const o = await observer(b.url);
+    await o.watch(d.topics.status);
+    const lastState = () => JSON.parse(o.raw.filter((m) => m.topic === d.topics.status).at(-1)?.payload.toString() ?? '{}').state;
+    await o.until(() => lastState() === 'online', 5000, 'online');
+    // What a broker does when the daemon's new session takes over the old one: publish the old will.
+    await o.publish(d.topics.status, JSON.stringify({ state: 'offline', node: 'x' }), { retain: true });
+    await o.until(() => lastState() === 'offline', 5000, 'the overwrite');
+    await o.until(() => lastState() === 'online', 5000, 'online again');
+    await b.restart(300);
+    const fresh = await Observer.connect(b.url);
+    cleanups.push(() => fresh.close());
+    await new Promise((r) => setTimeout(r, 2000));
+    await fresh.watch(d.topics.status);
+    await fresh.until(() => fresh.raw.length > 0, 5000, 'the retained status');
+    expect(JSON.parse(fresh.raw.at(-1)!.payload.toString())).toMatchObject({ state: 'online' });
+  });
+
+  it('ignores a retained request (it would run at every restart) and the empty message that clears it', async () => {
+    const flags = { 'topics.shared': 'never', 'topics.node': `ret-${randomBytes(3).toString('hex')}` };
+    const o = await observer(plain.url);
+    const requestTopic = `bonsai/${flags['topics.node']}/request`;
+    await o.watch(`bonsai/${flags['topics.node']}/response/+`);
+    await o.publish(requestTopic, JSON.stringify({ id: 'kept', prompt: 'Once', max_tokens: 2 }), { retain: true });
+    const d = await daemon(plain.url, flags);
+    await o.publish(requestTopic, '', { retain: true });
+    await o.publish(d.topics.request, JSON.stringify({ id: 'live', prompt: 'Once', max_tokens: 2 }));
+    expect(await o.finalFor('live')).toMatchObject({ type: 'done' });
+    await new Promise((r) => setTimeout(r, 300));
+    expect(o.messages.map((m) => m.reply.id)).toEqual(expect.arrayContaining(['live']));
+    expect(o.messages.filter((m) => m.reply.id !== 'live')).toEqual([]);
+  });
+
   it('Home Assistant: discovery with availability, republished when HA comes online, prompts via the text entity', async () => {
     const d = await daemon(plain.url, { 'topics.shared': 'never', 'homeassistant.discovery': true });
     const node = d.topics.status.split('/')[1]!;
@@ -382,7 +478,7 @@ function fuzzPayload(i: number, random: () => number): { kind: string; payload: 
   if (i === 0 || i === 500) return { kind: 'huge', payload: Buffer.alloc(10 * 2 ** 20, 0x41) };
   switch (Math.floor(random() * 8)) {
     case 0:
-      return { kind: 'binary', payload: randomBytes(Math.floor(random() * 300)) };
+      return { kind: 'binary', payload: randomBytes(1 + Math.floor(random() * 300)) };
     case 1:
       return { kind: 'invalid-utf8', payload: Buffer.concat([Buffer.from('{"prompt":"'), Buffer.from([0xc3, 0x28, 0xff, 0xfe]), Buffer.from('"}')]) };
     case 2:

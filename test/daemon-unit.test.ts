@@ -12,6 +12,8 @@ import { ReplyStream, type PublishOptions } from '../src/daemon/replies.js';
 import { isRejection, modelCannotServe, parseRequest, renderForModel, type Rejection, type Request } from '../src/daemon/request.js';
 import { topicsFor } from '../src/protocol/topics.js';
 import { startEmbeddedBroker } from '../src/daemon/broker.js';
+import { connectMqtt, ConnectError } from '../src/protocol/connect.js';
+import { freePort } from './helpers/mosquitto.js';
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'bonsai-unit-'));
 afterEach(() => vi.useRealTimers());
@@ -67,6 +69,34 @@ describe('config', () => {
     expect(() => loadConfig({ file })).toThrow(/max/);
     writeFileSync(file, JSON.stringify({ queue: { max: 3, maxWaiting: 4 } }));
     expect(() => loadConfig({ file })).toThrow(/both "queue\.max" and its new name "queue\.maxWaiting"/);
+  });
+
+  it('refuses node and base topics that would never work on a broker, naming the key', () => {
+    for (const node of ['a/b', 'with+plus', 'hash#', '$sys', '']) {
+      expect(() => loadConfig({ flags: { 'topics.node': node } }), node).toThrow(/topics\.node/);
+    }
+    for (const base of ['a//b', '/leading', 'trailing/', 'wild/+', 'wild/#', '$SYS']) {
+      expect(() => loadConfig({ flags: { 'topics.base': base } }), base).toThrow(/topics\.base/);
+    }
+    expect(() => loadConfig({ flags: { 'topics.sharedGroup': 'a/b' } })).toThrow(/topics\.sharedGroup/);
+    expect(loadConfig({ flags: { 'topics.base': 'home/bonsai', 'topics.node': 'pi-5.kitchen' } }).topics).toMatchObject({ base: 'home/bonsai', node: 'pi-5.kitchen' });
+  });
+
+  it('refuses a broker URL that is not one, in one line with the value given', () => {
+    for (const url of ['notaurl', 'http://host', 'mqtt://']) {
+      const message = (() => {
+        try {
+          loadConfig({ flags: { 'mqtt.url': url } });
+          return 'accepted';
+        } catch (err) {
+          return (err as Error).message;
+        }
+      })();
+      expect(message, url).toMatch(/^invalid configuration: mqtt\.url: must be a broker URL such as mqtt:\/\/host:1883/);
+      expect(message, url).toContain(`(given: "${url}")`);
+      expect(message.includes('\n'), url).toBe(false);
+    }
+    for (const url of ['mqtt://broker.lan:1883', 'mqtts://10.0.0.2:8883', 'ws://host:9001/mqtt']) expect(loadConfig({ flags: { 'mqtt.url': url } }).mqtt.url).toBe(url);
   });
 
   it('rejects unknown keys, wrong types and unreadable files with the key named', () => {
@@ -278,7 +308,7 @@ describe('reply stream', () => {
       r.text(`${i} `);
       vi.advanceTimersByTime(1);
     }
-    r.done({ text: 'all', finish_reason: 'length', usage: { prompt_tokens: 1, completion_tokens: 100 }, timings: { queue_ms: 0, ttft_ms: 0, tokens_per_s: 1 } });
+    r.done({ text: 'all', finish_reason: 'length', seed: 1, usage: { prompt_tokens: 1, completion_tokens: 100 }, timings: { queue_ms: 0, ttft_ms: 0, tokens_per_s: 1 } });
     r.error('internal', 'too late');
     const types = sent.map((s) => s.body.type);
     expect(types[0]).toBe('start');
@@ -300,7 +330,7 @@ describe('reply stream', () => {
     r.start();
     for (const piece of reasoning) r.thinking(piece), vi.advanceTimersByTime(1);
     for (const piece of answer) r.text(piece), vi.advanceTimersByTime(1);
-    r.done({ text: answer.join(''), thinking: reasoning.join(''), finish_reason: 'length', usage: { prompt_tokens: 1, completion_tokens: 120 }, timings: { queue_ms: 0, ttft_ms: 0, tokens_per_s: 1 } });
+    r.done({ text: answer.join(''), thinking: reasoning.join(''), finish_reason: 'length', seed: 1, usage: { prompt_tokens: 1, completion_tokens: 120 }, timings: { queue_ms: 0, ttft_ms: 0, tokens_per_s: 1 } });
     const bodies = sent.map((s) => s.body);
     const types = bodies.map((b) => b.type);
     expect(types[0]).toBe('start');
@@ -360,5 +390,44 @@ describe('health and discovery', () => {
 describe('embedded broker', () => {
   it('refuses to listen beyond loopback without credentials', async () => {
     await expect(startEmbeddedBroker({ host: '0.0.0.0', port: 0 })).rejects.toThrow(/needs embedded.username and embedded.password/);
+  });
+
+  it('on a port in use, fails at once naming the port and both ways out, and leaves nothing running', async () => {
+    const first = await startEmbeddedBroker({ host: '127.0.0.1', port: 0 });
+    try {
+      await expect(startEmbeddedBroker({ host: '127.0.0.1', port: first.port })).rejects.toThrow(
+        `port ${first.port} is in use (127.0.0.1:${first.port}) — is another broker running? use --broker mqtt://127.0.0.1:${first.port} or --embedded-port N`,
+      );
+    } finally {
+      await first.close();
+    }
+  });
+});
+
+describe('connecting to a broker that is not there', () => {
+  it('reports every failed attempt with the backoff before the next, then gives up at the timeout', async () => {
+    const closed = await freePort();
+    const attempts: { attempt: number; nextInMs: number; error: string }[] = [];
+    const started = Date.now();
+    await expect(
+      connectMqtt({
+        url: `mqtt://127.0.0.1:${closed}`,
+        clientId: 'nobody',
+        reconnectMinMs: 100,
+        reconnectMaxMs: 400,
+        timeoutMs: 1500,
+        onRetry: (error, attempt, nextInMs) => attempts.push({ attempt, nextInMs, error }),
+      }),
+    ).rejects.toThrow(ConnectError);
+    expect(Date.now() - started).toBeLessThan(4000);
+    expect(attempts.length).toBeGreaterThanOrEqual(3);
+    expect(attempts.map((a) => a.attempt)).toEqual(attempts.map((_, i) => i + 1));
+    expect(attempts[0]!.error).toMatch(/ECONNREFUSED/);
+    // Doubling from 100 ms up to 400 ms, each within the ±20% jitter.
+    attempts.forEach((a, i) => {
+      const base = Math.min(400, 100 * 2 ** i);
+      expect(a.nextInMs, `attempt ${a.attempt}`).toBeGreaterThanOrEqual(base * 0.8);
+      expect(a.nextInMs, `attempt ${a.attempt}`).toBeLessThanOrEqual(base * 1.2);
+    });
   });
 });

@@ -15,6 +15,10 @@ export interface BenchOptions {
   threads: number[];
   reps: number;
   kvType: 'f32' | 'f16';
+  /** Default: room for the prompt and the generated tokens, as llama-bench. */
+  contextSize?: number;
+  /** Force a kernel path (default: the best this CPU has). */
+  kernels?: string;
   vsPeer: boolean;
   /** Size of the bandwidth probe's buffer: far larger than any cache. */
   bandwidthBytes?: number;
@@ -59,7 +63,8 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   const info = readGguf(o.model);
   const weights = weightStats(info);
   // As llama-bench: room for the prompt and the generated tokens, rounded up as llama.cpp rounds.
-  const contextSize = Math.ceil((Math.max(o.prompt, 1) + o.gen) / 256) * 256;
+  const contextSize = o.contextSize ?? Math.ceil((Math.max(o.prompt, 1) + o.gen) / 256) * 256;
+  if (o.prompt + o.gen > contextSize) throw new Error(`-p ${o.prompt} and -n ${o.gen} need a context of ${o.prompt + o.gen} tokens; -c is ${contextSize}`);
 
   progress('measuring memory read bandwidth');
   const bandwidth = [...new Set([1, ...o.threads])].map((threads) => ({
@@ -77,6 +82,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     reps: o.reps,
     contextSize,
     kvType: o.kvType,
+    ...(o.kernels !== undefined ? { kernels: o.kernels } : {}),
     vocab: weights.vocab,
   };
   const bonsaiReply = await runWorker(spec, progress);
@@ -195,7 +201,7 @@ export function formatBench(r: BenchReport): string {
   const ceiling = (r.bandwidthGbps * 1e9) / r.bytesPerToken;
   const lines = [
     `model: ${r.model}`,
-    `  ${(r.params / 1e9).toFixed(2)} B parameters, ${mib(r.weightBytes)} of weights, ${mib(r.bytesPerToken)} read per generated token`,
+    `  ${count(r.params)} parameters, ${mib(r.weightBytes)} of weights, ${mib(r.bytesPerToken)} read per generated token`,
     `memory read bandwidth: ${bw}; roofline ${r.bandwidthGbps.toFixed(1)} GB/s = ${ceiling.toFixed(1)} tokens/s for generation`,
     `kernels: ${r.bonsai.kernels}${r.peer ? `; peer: ${r.peer.kernels}` : ''}`,
     '',
@@ -213,6 +219,12 @@ export function formatBench(r: BenchReport): string {
   if (r.peer) lines.push(`peer:   ${mem(r.peer)} (context ${r.contextSize}, f16 KV cache)`);
   if (r.peerUnavailable) lines.push(`peer unavailable: ${r.peerUnavailable}`);
   return `${lines.join('\n')}\n`;
+}
+
+/** 260 K, 1.72 B: a parameter count at the scale it has. */
+function count(n: number): string {
+  const [div, unit] = n >= 1e9 ? [1e9, 'B'] : n >= 1e6 ? [1e6, 'M'] : [1e3, 'K'];
+  return `${(n / div).toFixed(n >= 1e9 ? 2 : 1)} ${unit}`;
 }
 
 function pm(mean: number, sd: number): string {

@@ -14,6 +14,8 @@ export interface WorkerSpec {
   reps: number;
   contextSize: number;
   kvType: 'f32' | 'f16';
+  /** Forced kernel path (bonsai only). */
+  kernels?: string;
   /** Vocabulary size: random prompt ids are drawn below it. */
   vocab: number;
 }
@@ -107,10 +109,15 @@ class TokenSource {
 }
 
 async function openBonsai(spec: WorkerSpec): Promise<{ engine: Engine; loadMs: number }> {
-  const model = await Model.load(spec.model, { threads: spec.threads[0]!, contextSize: spec.contextSize, kvType: spec.kvType });
+  const model = await Model.load(spec.model, {
+    threads: spec.threads[0]!,
+    contextSize: spec.contextSize,
+    kvType: spec.kvType,
+    ...(spec.kernels !== undefined ? { kernels: spec.kernels } : {}),
+  });
   const greedy = { temperature: 0 };
   const engine: Engine = {
-    kernels: model.kernels,
+    kernels: model.kernelsLabel,
     setThreads: async (n) => model.setThreads(n),
     prompt: async (ids) => (await model.generate({ promptIds: ids, maxTokens: 0, sampling: greedy })).timings.promptMs,
     // n + 1 samples make n evaluations: the last sampled token is never evaluated.

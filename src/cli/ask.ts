@@ -2,12 +2,14 @@
 // model's reasoning to stderr). It reads the same config file and BONSAI_* environment as
 // `bonsai serve`, so on the daemon's own machine no flags are needed. Exit codes: 0 done,
 // 1 error reply, 2 no answer (timeout, no broker).
+import { randomInt } from 'node:crypto';
 import type { Command } from 'commander';
 import { ask, AskTimeout } from '../client/ask.js';
 import { loadConfig } from '../daemon/config.js';
 import { connectOptionsFrom } from '../daemon/mqtt.js';
-import { connectMqtt, ConnectError } from '../protocol/connect.js';
+import { closeClient, connectMqtt, ConnectError } from '../protocol/connect.js';
 import type { Reply } from '../protocol/messages.js';
+import { floatOption, intOption } from './options.js';
 import { DIM, RESET } from './style.js';
 
 interface AskFlags {
@@ -20,6 +22,7 @@ interface AskFlags {
   system?: string;
   maxTokens?: number;
   temperature?: number;
+  seed?: number;
   think?: boolean;
   stream: boolean;
   timeout: number;
@@ -37,20 +40,15 @@ export function register(program: Command): void {
     .option('--base-topic <topic>', 'base topic (default: bonsai)')
     .option('--json', 'print every reply message as one JSON line')
     .option('--system <text>', 'system text')
-    .option('--max-tokens <n>', 'max tokens to generate', parseNumber)
-    .option('--temperature <t>', 'sampling temperature (0 = greedy)', parseNumber)
+    .option('--max-tokens <n>', 'max tokens to generate', intOption('max-tokens', 1))
+    .option('--temperature <t>', 'sampling temperature (0 = greedy)', floatOption('temperature', 0, 5))
+    .option('--seed <n>', 'sampling seed (default: a random one, sent with the request so a re-sent request gives the same answer)', intOption('seed', 0, 0xffffffff))
     .option('--think', "let the model reason first (Qwen3's thinking switch; sends the prompt as a chat message): the reasoning goes to stderr")
     .option('--no-stream', 'ask for the final answer only')
-    .option('--timeout <seconds>', 'give up after this long', parseNumber, 300)
+    .option('--timeout <seconds>', 'give up after this long', floatOption('timeout', 0.001, 86_400), 300)
     .action(async (prompt: string | undefined, flags: AskFlags) => {
       process.exitCode = await run(prompt, flags);
     });
-}
-
-function parseNumber(value: string): number {
-  const n = Number(value);
-  if (!Number.isFinite(n)) throw new Error(`not a number: ${value}`);
-  return n;
 }
 
 async function run(promptArg: string | undefined, flags: AskFlags): Promise<number> {
@@ -67,7 +65,7 @@ async function run(promptArg: string | undefined, flags: AskFlags): Promise<numb
     try {
       // Thinking is a switch of the chat template, which a plain prompt does not go through.
       const input = flags.think ? { messages: [{ role: 'user', content: prompt }], think: true } : { prompt };
-      const request: Record<string, unknown> = { ...input, stream: flags.stream };
+      const request: Record<string, unknown> = { ...input, stream: flags.stream, seed: flags.seed ?? randomInt(2 ** 32) };
       if (flags.system !== undefined) request.system = flags.system;
       if (flags.maxTokens !== undefined) request.max_tokens = flags.maxTokens;
       if (flags.temperature !== undefined) request.temperature = flags.temperature;
@@ -79,7 +77,8 @@ async function run(promptArg: string | undefined, flags: AskFlags): Promise<numb
       }
       return 0;
     } finally {
-      await connection.client.endAsync();
+      // The broker may be gone: a clean disconnect would never finish.
+      await closeClient(connection.client, 1000);
     }
   } catch (err) {
     if (err instanceof AskTimeout || err instanceof ConnectError) {
@@ -96,11 +95,21 @@ function printJson(reply: Reply): void {
 
 /**
  * Streams the answer to stdout and the reasoning to stderr (dimmed on a terminal) as they come;
- * prints the final reply's text and reasoning only when nothing was streamed.
+ * prints the final reply's text and reasoning only when nothing was streamed. When the daemon
+ * starts a re-sent request over (it restarted mid-answer; the seed makes the text the same), what
+ * was printed already is not printed again.
  */
 function textPrinter(): (reply: Reply) => void {
   let streamed = false;
   let reasoned = false;
+  const printed = { chunk: 0, thinking: 0 };
+  const seen = { chunk: 0, thinking: 0 };
+  const unprinted = (type: 'chunk' | 'thinking', text: string) => {
+    const fresh = text.slice(Math.max(0, printed[type] - seen[type]));
+    seen[type] += text.length;
+    printed[type] = Math.max(printed[type], seen[type]);
+    return fresh;
+  };
   const reason = (text: string) => {
     reasoned = true;
     process.stderr.write(process.stderr.isTTY ? `${DIM}${text}${RESET}` : text);
@@ -110,17 +119,23 @@ function textPrinter(): (reply: Reply) => void {
     reasoned = false;
   };
   return (reply) => {
-    if (reply.type === 'thinking') {
+    if (reply.type === 'start') {
+      seen.chunk = seen.thinking = 0;
+    } else if (reply.type === 'thinking') {
       streamed = true;
-      reason(reply.text);
+      const text = unprinted('thinking', reply.text);
+      if (text) reason(text);
     } else if (reply.type === 'chunk') {
       streamed = true;
+      const text = unprinted('chunk', reply.text);
+      if (!text) return;
       endReasoning();
-      process.stdout.write(reply.text);
+      process.stdout.write(text);
     } else if (reply.type === 'done') {
       if (!streamed && reply.thinking) reason(reply.thinking);
       endReasoning();
-      process.stdout.write((streamed ? '' : reply.text) + '\n');
+      // A final reply replayed without chunks (the request had finished) may hold text not yet printed.
+      process.stdout.write((streamed ? reply.text.slice(printed.chunk) : reply.text) + '\n');
     }
   };
 }

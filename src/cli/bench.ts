@@ -2,7 +2,7 @@
 import { InvalidArgumentError, type Command } from 'commander';
 import { benchJson, formatBench, runBench } from '../bench/bench.js';
 import { defaultThreads } from '../engine/engine.js';
-import { intOption } from './options.js';
+import { addRuntimeOptions, intOption } from './options.js';
 import { registerKernels } from './bench-kernels.js';
 
 interface BenchCliOptions {
@@ -11,14 +11,18 @@ interface BenchCliOptions {
   nGen: number;
   threads: number[];
   repetitions: number;
-  kvType: string;
+  ctxSize?: number;
+  kvType: 'f32' | 'f16';
+  kernels?: string;
   json?: boolean;
   vsPeer?: boolean;
 }
 
 export function register(program: Command): void {
-  const bench = program
-    .command('bench')
+  const bench = addRuntimeOptions(
+    program.command('bench'),
+    'room for -p and -n, rounded up to 256 as llama-bench does',
+  )
     .description(
       'measure prompt (pp) and generation (tg) tokens/s, load time and peak RSS, as fractions of the memory bandwidth roofline measured in the same run',
     )
@@ -28,12 +32,10 @@ export function register(program: Command): void {
     .option('-n, --n-gen <n>', 'generated tokens for the tg test (0 = skip)', intOption('n-gen', 0, 1 << 16), 128)
     .option('-t, --threads <list>', 'comma-separated thread counts, e.g. 1,2', threadsOption, [defaultThreads()])
     .option('-r, --repetitions <n>', 'timed repetitions per test (after one warm-up)', intOption('repetitions', 1, 1000), 3)
-    .option('--kv-type <type>', "KV cache type: f16 (llama.cpp's default) or f32", 'f16')
     .option('--vs-peer', 'also run node-llama-cpp (llama.cpp) on the same file, threads and context, and show the ratio')
     .option('--json', 'print one JSON object instead of the table')
     .action(async (opts: BenchCliOptions) => {
       if (opts.model === undefined) throw new Error("required option '-m, --model <file>' not specified");
-      if (opts.kvType !== 'f32' && opts.kvType !== 'f16') throw new Error(`--kv-type must be f32 or f16, not '${opts.kvType}'`);
       if (opts.nPrompt === 0 && opts.nGen === 0) throw new Error('nothing to measure: -p and -n are both 0');
       const report = await runBench({
         model: opts.model,
@@ -42,6 +44,8 @@ export function register(program: Command): void {
         threads: opts.threads,
         reps: opts.repetitions,
         kvType: opts.kvType,
+        ...(opts.ctxSize !== undefined ? { contextSize: opts.ctxSize } : {}),
+        ...(opts.kernels !== undefined ? { kernels: opts.kernels } : {}),
         vsPeer: opts.vsPeer ?? false,
         onProgress: (m) => process.stderr.write(`bonsai bench: ${m}\n`),
       });

@@ -4,6 +4,7 @@
 // is one user message.
 import { createInterface } from 'node:readline';
 import type { Command } from 'commander';
+import { cannotThink } from '../engine/chat.js';
 import type { ChatMessage, Model } from '../engine/engine.js';
 import { EngineError } from '../errors.js';
 import { addModelOptions, floatOption, intOption, loadModel, type ModelCliOptions } from './options.js';
@@ -27,6 +28,8 @@ export function register(program: Command): void {
     .action(async (opts: ChatCliOptions) => {
       const model = await loadModel(opts);
       try {
+        const why = opts.think ? cannotThink(model.chatTemplate) : undefined;
+        if (why) throw new EngineError('bad_request', `${why}: run without --think`);
         await converse(model, opts);
       } finally {
         model.close();

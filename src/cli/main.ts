@@ -18,7 +18,6 @@ export function buildProgram(): Command {
     .description('Run 1-bit (Bonsai, Q1_0) and other GGUF language models offline, and serve them over MQTT')
     .version(packageVersion())
     .option('--verbose', 'print stack traces with errors')
-    .showHelpAfterError()
     .exitOverride();
   const commands = [
     registerServe,
@@ -56,7 +55,9 @@ async function main(): Promise<void> {
     }
     const err = e as Error;
     process.stderr.write(`bonsai: ${program.opts().verbose ? (err.stack ?? err.message) : err.message}\n`);
-    process.exitCode = 1;
+    // Exit now: a handle left open on the way to the error (a socket, a timer) must not keep a
+    // failed command alive, where a supervisor would take it for running.
+    process.exit(1);
   }
 }
 

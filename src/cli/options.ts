@@ -33,10 +33,17 @@ export function idsOption(value: string): number[] {
 
 /** The options every command that loads weights takes. */
 export function addModelOptions(cmd: Command): Command {
+  return addRuntimeOptions(
+    cmd
+      .requiredOption('-m, --model <file>', 'GGUF model file')
+      .option('-t, --threads <n>', 'worker threads', intOption('threads', 1, 256), defaultThreads()),
+  );
+}
+
+/** How a loaded model runs: context size, KV cache type, kernel path. */
+export function addRuntimeOptions(cmd: Command, contextDefault = 'min(training context, 4096)'): Command {
   return cmd
-    .requiredOption('-m, --model <file>', 'GGUF model file')
-    .option('-t, --threads <n>', 'worker threads', intOption('threads', 1, 256), defaultThreads())
-    .option('-c, --ctx-size <n>', 'context size in tokens (default: min(training context, 4096))', intOption('ctx-size', 1, 1 << 20))
+    .option('-c, --ctx-size <n>', `context size in tokens (default: ${contextDefault})`, intOption('ctx-size', 16, 1 << 20))
     .addOption(new Option('--kv-type <type>', 'KV cache type').choices(['f32', 'f16']).default('f32'))
     .option('--kernels <path>', 'force a kernel path (scalar, neon, dotprod, i8mm, avx2, avx512)');
 }

@@ -65,7 +65,7 @@ export function register(program: Command): void {
             text: result.text,
             finish_reason: result.finishReason,
             seed,
-            kernels: model.kernels,
+            kernels: model.kernelsLabel,
             timings: {
               load_ms: round(model.loadMs),
               prompt_ms: round(t.promptMs),

@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import { describeConfig, readConfig, type DaemonConfig } from '../daemon/config.js';
 import { Controller } from '../daemon/controller.js';
 import { removeDiscoveryEntries } from '../daemon/extensions/homeassistant.js';
+import { intOption } from './options.js';
 
 interface ServeFlags {
   config?: string;
@@ -23,7 +24,7 @@ export function register(program: Command): void {
     .option('-c, --config <file>', 'JSON config file (see --print-config for every key)')
     .option('--model <file>', 'GGUF model (model.path)')
     .option('--broker <url>', 'broker URL, e.g. mqtt://host:1883 or mqtts://host:8883 (mqtt.url)')
-    .option('--embedded-port <n>', 'port of the embedded broker (embedded.port)', parsePort)
+    .option('--embedded-port <n>', 'port of the embedded broker (embedded.port)', intOption('embedded-port', 0, 65535))
     .option('--node <name>', 'node id in topics (topics.node, default: host name)')
     .option('--base-topic <topic>', 'base topic (topics.base, default: bonsai)')
     .option('--remove-discovery', 'remove this node from Home Assistant discovery and exit')
@@ -44,12 +45,6 @@ export function register(program: Command): void {
       if (flags.removeDiscovery) return removeDiscovery(config);
       process.exit(await Controller.run({ config, warnings }));
     });
-}
-
-function parsePort(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new Error(`not a port number: ${value}`);
-  return n;
 }
 
 function printConfig(): void {

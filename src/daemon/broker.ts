@@ -43,10 +43,16 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
   }
   // noDelay: small MQTT packets must not wait for delayed ACKs (see connect.ts).
   const server = net.createServer({ noDelay: true }, broker.handle);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', (err) => reject(new BrokerError(`embedded broker cannot listen on ${options.host}:${options.port}: ${err.message}`)));
-    server.listen(options.port, options.host, () => resolve());
-  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(options.port, options.host, () => resolve());
+    });
+  } catch (err) {
+    // The broker's timers would keep the process alive, looking up to a supervisor while serving nothing.
+    await new Promise<void>((resolve) => broker.close(() => resolve()));
+    throw listenError(err as NodeJS.ErrnoException, options);
+  }
   const port = (server.address() as net.AddressInfo).port;
   const urlHost = options.host.includes(':') ? `[${options.host}]` : options.host;
   return {
@@ -58,6 +64,17 @@ export async function startEmbeddedBroker(options: EmbeddedBrokerOptions): Promi
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
+}
+
+function listenError(err: NodeJS.ErrnoException, options: EmbeddedBrokerOptions): BrokerError {
+  const where = `${options.host}:${options.port}`;
+  if (err.code === 'EADDRINUSE') {
+    return new BrokerError(
+      `port ${options.port} is in use (${where}) — is another broker running? use --broker mqtt://${options.host}:${options.port} or --embedded-port N`,
+    );
+  }
+  if (err.code === 'EACCES') return new BrokerError(`no permission to listen on ${where}: use a port above 1023 (--embedded-port N)`);
+  return new BrokerError(`embedded broker cannot listen on ${where}: ${err.message}`);
 }
 
 function sameSecret(given: string, expected: string): boolean {

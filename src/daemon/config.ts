@@ -11,6 +11,27 @@ import { CONFIG_VERSION, ConfigMigrationError, migrateConfigFile, renamedKeys } 
 // prefault({}) parses an absent section as {} so that each key's own default applies.
 const section = <T extends z.ZodRawShape>(shape: T) => z.strictObject(shape).prefault({} as z.input<z.ZodObject<T, z.core.$strict>>);
 const int = () => z.number().int();
+// Names that become part of topics: a wildcard or an empty level would subscribe to the wrong
+// thing or get the connection dropped by the broker, in a loop.
+const WILDCARDS = /[+#\0]/;
+const topicLevel = () =>
+  z.string().min(1).max(128).refine((v) => !WILDCARDS.test(v) && !v.includes('/') && !v.startsWith('$'), 'must be one topic level: no / + # NUL, no leading $');
+const BROKER_SCHEMES = ['mqtt:', 'mqtts:', 'tcp:', 'tls:', 'ssl:', 'ws:', 'wss:'];
+const brokerUrl = () =>
+  z.string().refine((v) => {
+    try {
+      const url = new URL(v);
+      return BROKER_SCHEMES.includes(url.protocol) && url.hostname !== '';
+    } catch {
+      return false;
+    }
+  }, 'must be a broker URL such as mqtt://host:1883, mqtts://host:8883 or ws://host:9001/mqtt');
+const topicPath = () =>
+  z
+    .string()
+    .min(1)
+    .max(256)
+    .refine((v) => !WILDCARDS.test(v) && !v.startsWith('$') && v.split('/').every((level) => level !== ''), 'must be topic levels joined by /: no + # NUL, no empty level, no leading $');
 
 export const configSchema = z.strictObject({
   version: z.literal(CONFIG_VERSION).default(CONFIG_VERSION),
@@ -35,7 +56,7 @@ export const configSchema = z.strictObject({
     maxWaiting: int().min(0).default(8).describe('requests waiting behind the running one; more get `busy`'),
   }),
   mqtt: section({
-    url: z.string().min(1).optional().describe('broker URL (mqtt://, mqtts://, ws://); unset: start the embedded broker'),
+    url: brokerUrl().optional().describe('broker URL (mqtt://, mqtts://, ws://, wss://); unset: start the embedded broker'),
     username: z.string().optional().describe('broker user name'),
     password: z.string().optional().describe('broker password'),
     ca: z.string().optional().describe('PEM file of the CA that signed the broker certificate'),
@@ -56,10 +77,10 @@ export const configSchema = z.strictObject({
     password: z.string().min(1).optional().describe('password clients of the embedded broker must give'),
   }),
   topics: section({
-    base: z.string().min(1).default('bonsai').describe('base topic'),
-    node: z.string().min(1).default(os.hostname()).describe('node id in topics (default: host name)'),
+    base: topicPath().default('bonsai').describe('base topic'),
+    node: topicLevel().default(os.hostname()).describe('node id in topics (default: host name)'),
     shared: z.enum(['auto', 'always', 'never']).default('auto').describe('take <base>/request as $share/<group>/...: auto = when the MQTT 5 broker says it can'),
-    sharedGroup: z.string().min(1).default('bonsai').describe('shared subscription group'),
+    sharedGroup: topicLevel().default('bonsai').describe('shared subscription group'),
   }),
   replies: section({
     chunkIntervalMs: int().min(0).default(50).describe('streamed text is coalesced into at most one chunk per interval'),
@@ -70,7 +91,7 @@ export const configSchema = z.strictObject({
   }),
   homeassistant: section({
     discovery: z.boolean().default(true).describe('publish Home Assistant MQTT discovery'),
-    prefix: z.string().min(1).default('homeassistant').describe('Home Assistant discovery prefix'),
+    prefix: topicPath().default('homeassistant').describe('Home Assistant discovery prefix'),
   }),
   shutdown: section({
     mode: z.enum(['finish', 'cancel']).default('finish').describe('on SIGTERM/SIGINT: let the running generation finish, or cancel it'),
@@ -111,8 +132,20 @@ export function readConfig(sources: ConfigSources = {}): { config: DaemonConfig;
   mergeLayer(merged, envLayer(sources.env ?? {}, warnings));
   mergeLayer(merged, dottedLayer(sources.flags ?? {}));
   const parsed = configSchema.safeParse(merged);
-  if (!parsed.success) throw new ConfigError(`invalid configuration:\n${z.prettifyError(parsed.error)}`);
+  if (!parsed.success) throw new ConfigError(`invalid configuration: ${describeIssues(parsed.error, merged)}`);
   return { config: parsed.data, warnings };
+}
+
+/** One line: each problem with its key and the value given, e.g. `mqtt.url: must be ... (given: "x")`. */
+function describeIssues(error: z.ZodError, merged: Layer): string {
+  return error.issues
+    .map((issue) => {
+      const key = issue.path.join('.');
+      if (issue.code === 'unrecognized_keys') return `unknown key(s) ${issue.keys.map((k) => (key ? `${key}.${k}` : k)).join(', ')}`;
+      const given = issue.path.reduce<unknown>((v, p) => (isSection(v) ? v[p as string] : undefined), merged);
+      return `${key}: ${issue.message}${given !== undefined ? ` (given: ${JSON.stringify(given)})` : ''}`;
+    })
+    .join('; ');
 }
 
 function migrateFile(layer: Layer, file: string): { layer: Layer; notes: string[] } {

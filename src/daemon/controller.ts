@@ -52,6 +52,9 @@ export class Controller {
   private broker?: EmbeddedBroker;
   private mqtt?: DaemonMqtt;
   private engine?: DaemonEngine;
+  /** The model's name in every status message, the last will included (so known before connecting). */
+  private modelName?: string;
+  private state: State = 'loading';
   private closeEngine?: () => void;
   private pipeline?: RequestPipeline;
   private extensions: Extension[] = [];
@@ -72,12 +75,19 @@ export class Controller {
   /** Starts the daemon and, until SIGTERM or SIGINT, serves; returns the process exit code. */
   static async run(options: ControllerOptions): Promise<number> {
     const controller = new Controller(options);
-    await controller.start();
-    const signal = await new Promise<string>((resolve) => {
+    const signalled = new Promise<string>((resolve) => {
       process.once('SIGTERM', () => resolve('SIGTERM'));
       process.once('SIGINT', () => resolve('SIGINT'));
     });
-    controller.log.info({ signal }, 'signal received');
+    // A signal while starting (a broker out of reach, a long load): nothing was taken, nothing to drain.
+    const early = signalled.then((signal) => ({ signal }));
+    const started = await Promise.race([controller.start().then(() => undefined), early]);
+    if (started) {
+      controller.log.info(started, 'signal received while starting: exiting');
+      controller.log.flush();
+      return 0;
+    }
+    controller.log.info({ signal: await signalled }, 'signal received');
     await controller.stop();
     controller.log.flush();
     return 0;
@@ -88,6 +98,7 @@ export class Controller {
     for (const warning of this.options.warnings ?? []) this.log.warn(warning);
     try {
       const url = await this.brokerUrl();
+      this.modelName = await this.nameBeforeLoad();
       const will = { topic: this.topics.status, payload: JSON.stringify(this.statusBody('offline')) };
       this.mqtt = await DaemonMqtt.connect(this.config, url, will, this.log);
       await this.publishStatus('loading');
@@ -102,6 +113,7 @@ export class Controller {
         await extension.start?.();
       }
       await this.takeRequests(pipeline);
+      await this.watchOwnStatus(this.mqtt);
       await this.announce();
       this.mqtt.on('reconnect', () => this.onReconnect());
       this.log.info({ model: engine.name, protocol: this.mqtt.protocolName, queue: this.config.queue.maxWaiting }, 'online');
@@ -124,8 +136,10 @@ export class Controller {
     const pipeline = this.pipeline;
     if (!pipeline) return this.close();
     this.log.info({ mode: this.config.shutdown.mode }, 'stopping');
-    await withTimeout(pipeline.close(), SHUTDOWN_IO_MS).catch(() => undefined);
+    // Still subscribed while draining: what arrives now is answered `busy`, never met with silence.
     await pipeline.drain(this.config.shutdown.mode === 'cancel', this.config.shutdown.graceMs);
+    // Unsubscribed from its own status too, or `offline` would come back to be acknowledged after the disconnect.
+    await withTimeout(Promise.all([pipeline.close(), this.mqtt?.unsubscribe([this.topics.status])]), SHUTDOWN_IO_MS).catch(() => undefined);
     for (const extension of [...this.extensions].reverse()) {
       await Promise.resolve(extension.stop?.()).catch((err: Error) => this.log.warn({ err: err.message, extension: extension.name }, 'extension failed to stop'));
     }
@@ -153,12 +167,21 @@ export class Controller {
   private async loadEngine(): Promise<DaemonEngine> {
     try {
       this.engine = await (this.options.loadEngine ?? (() => this.loadModel()))();
+      this.modelName = this.engine.name;
       return this.engine;
     } catch (err) {
       this.log.error({ err }, 'model failed to load');
       await this.publishStatus('offline', { error: (err as Error).message });
       throw err;
     }
+  }
+
+  /** general.name of the configured model file (the name its engine will report); unknown for an injected engine. */
+  private async nameBeforeLoad(): Promise<string | undefined> {
+    const path = this.config.model.path;
+    if (this.options.loadEngine || !path) return undefined;
+    const { readModelName } = await import('../engine/engine.js');
+    return readModelName(path);
   }
 
   private async loadModel(): Promise<DaemonEngine> {
@@ -195,6 +218,21 @@ export class Controller {
     if (refused.length) this.log.error({ topics: refused }, 'broker refused subscriptions (check the ACL)');
   }
 
+  /**
+   * A broker that restarts may publish this daemon's last will after the daemon has reconnected
+   * (the old session ends when the new one takes over), overwriting `online` with `offline`. The
+   * daemon watches its own status topic and puts the truth back.
+   */
+  private async watchOwnStatus(mqtt: DaemonMqtt): Promise<void> {
+    mqtt.handle(this.topics.status, (payload) => {
+      // Only `offline` is the will: a retained `loading` of this very start may still arrive.
+      if (this.stopping || this.state !== 'online' || parseState(payload) !== 'offline') return;
+      this.log.warn('status overwritten (the broker published the last will of an earlier connection): publishing online again');
+      this.publishStatus('online').catch((err: Error) => this.log.warn({ err: err.message }, 'status publish failed'));
+    });
+    await mqtt.subscribe([this.topics.status]);
+  }
+
   /** Status, then each extension's retained messages: after a broker restart they may be gone. */
   private async announce(): Promise<void> {
     await this.publishStatus('online');
@@ -211,7 +249,7 @@ export class Controller {
     return {
       state,
       node: this.config.topics.node,
-      model: this.engine?.name ?? (this.config.model.path ?? '').split('/').pop(),
+      ...(this.modelName !== undefined ? { model: this.modelName } : {}),
       version: this.version,
       ...(state === 'online'
         ? { protocol: this.mqtt?.protocolName, context_size: this.engine?.contextSize, since: new Date(this.startedAt).toISOString() }
@@ -220,6 +258,15 @@ export class Controller {
   }
 
   private async publishStatus(state: State, extra: Record<string, unknown> = {}): Promise<void> {
+    this.state = state;
     await this.mqtt?.publishAsync(this.topics.status, JSON.stringify({ ...this.statusBody(state), ...extra }), { qos: 1, retain: true });
+  }
+}
+
+function parseState(payload: Buffer): unknown {
+  try {
+    return (JSON.parse(payload.toString('utf8')) as { state?: unknown }).state;
+  } catch {
+    return undefined;
   }
 }

@@ -4,7 +4,7 @@
 // to the broker through this class.
 import { EventEmitter } from 'node:events';
 import type { IClientPublishOptions, IPublishPacket } from 'mqtt';
-import { connectMqtt, type MqttConnectOptions, type MqttConnection } from '../protocol/connect.js';
+import { closeClient, connectMqtt, type MqttConnectOptions, type MqttConnection } from '../protocol/connect.js';
 import type { DaemonConfig } from './config.js';
 import type { Logger } from './logger.js';
 
@@ -54,6 +54,7 @@ export class DaemonMqtt extends EventEmitter<MqttEvents> {
     const connection = await connectMqtt({
       ...connectOptionsFrom(config, url),
       will: { topic: will.topic, payload: will.payload, qos: 1, retain: true },
+      onRetry: (error, attempt, nextInMs) => log.warn({ state: 'connecting', url, attempt, retry_in_ms: nextInMs, err: error }, 'cannot reach the broker; retrying'),
     });
     return new DaemonMqtt(connection, config.mqtt.qos, log);
   }
@@ -103,9 +104,8 @@ export class DaemonMqtt extends EventEmitter<MqttEvents> {
   }
 
   /** Disconnects cleanly (the will is not sent), or drops the socket when that takes too long. */
-  async end(timeoutMs: number): Promise<void> {
-    const client = this.connection.client;
-    await withTimeout(client.endAsync(), timeoutMs).catch(() => client.end(true));
+  end(timeoutMs: number): Promise<void> {
+    return closeClient(this.connection.client, timeoutMs);
   }
 
   private options(p: PublishProperties): IClientPublishOptions {

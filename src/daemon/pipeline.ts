@@ -6,7 +6,7 @@
 // itself keeps no counters and writes no logs.
 import { EventEmitter } from 'node:events';
 import type { IPublishPacket } from 'mqtt';
-import type { GenerateOptions, GenerateRequest, GenerateResult } from '../engine/engine.js';
+import type { GenerateOptions, GenerateRequest, GenerateResult, PreparedRequest } from '../engine/engine.js';
 import { EngineError } from '../errors.js';
 import type { ChunkType, DoneReply, ErrorCode } from '../protocol/messages.js';
 import type { Topics } from '../protocol/topics.js';
@@ -21,13 +21,19 @@ export interface DaemonEngine {
   readonly name: string;
   readonly contextSize: number;
   readonly chatTemplate: string | undefined;
-  generate(request: GenerateRequest, options: GenerateOptions): Promise<GenerateResult>;
+  /** Renders and tokenizes; throws EngineError too_large when the prompt cannot fit the context. */
+  prepare(request: GenerateRequest): PreparedRequest;
+  generate(request: PreparedRequest, options: GenerateOptions): Promise<GenerateResult>;
 }
 
 export interface RequestJob extends Job {
   request: Request;
   replies: ReplyStream;
+  /** Set before queueing: the prompt rendered, tokenized and known to fit. */
+  prepared?: PreparedRequest;
 }
+
+const SHUTTING_DOWN = 'daemon is shutting down: try again later or on another node';
 
 /** A request that ended with an error reply: rejected before queueing (no job), or after. */
 export interface RequestFailure {
@@ -135,6 +141,10 @@ export class RequestPipeline extends EventEmitter<PipelineEvents> {
 
   /** One request message; every outcome is a reply or an event, never an exception. */
   submit(payload: Buffer, packet: IPublishPacket, defaults: TopicDefaults): void {
+    // A retained request would run again at every restart, and clearing it publishes an empty
+    // payload: neither is a request someone is waiting for.
+    if (packet.retain) return void this.emit('ignored', `retained request on ${packet.topic} ignored (clear it: publish an empty retained message there)`);
+    if (payload.length === 0) return void this.emit('ignored', `empty message on ${packet.topic} ignored`);
     const props = packet.properties;
     const parsed = parseRequest(
       { payload, responseTopic: props?.responseTopic, correlationData: props?.correlationData },
@@ -153,10 +163,16 @@ export class RequestPipeline extends EventEmitter<PipelineEvents> {
     const key = `${parsed.route.topic}\0${parsed.route.id}`;
     const job: RequestJob = { key, id: parsed.route.id, priority: parsed.priority, deadline: parsed.deadline, request: parsed, replies };
     if (this.interceptors.some((intercept) => intercept(job))) return;
+    try {
+      // Rendered and measured now, so a prompt that cannot fit is refused before `start`.
+      job.prepared = this.engine.prepare(renderForModel(parsed, this.engine));
+    } catch (err) {
+      return this.reject(parsed.route, errorCode(err), (err as Error).message);
+    }
     const outcome = this.scheduler.submit(job);
     if (outcome === 'queued') this.emit('accepted', job);
     else if (outcome === 'busy') this.reject(parsed.route, 'busy', `queue is full (${this.config.queue.maxWaiting} waiting); try again later`);
-    else if (outcome === 'stopped') this.reject(parsed.route, 'busy', 'daemon is shutting down');
+    else if (outcome === 'stopped') this.reject(parsed.route, 'busy', SHUTTING_DOWN);
     else this.emit('ignored', 'request id already queued or running', job.id);
   }
 
@@ -175,7 +191,7 @@ export class RequestPipeline extends EventEmitter<PipelineEvents> {
   }
 
   private async run(job: RequestJob, signal: AbortSignal): Promise<void> {
-    const { request, replies } = job;
+    const { request, replies, prepared } = job;
     const startedAt = performance.now();
     const queueMs = Date.now() - request.receivedAt;
     let ttftMs: number | undefined;
@@ -188,16 +204,23 @@ export class RequestPipeline extends EventEmitter<PipelineEvents> {
       else replies.thinking(text);
       this.emit('chunk', job, type, text);
     };
-    signal.addEventListener('abort', () => this.cancelled(job, signal.reason as AbortReason), { once: true });
+    signal.addEventListener(
+      'abort',
+      () => {
+        // A deadline ends the generation too, but it is not a cancellation.
+        if (signal.reason !== ('timeout' satisfies AbortReason)) this.emit('cancelled', job, signal.reason as AbortReason);
+      },
+      { once: true },
+    );
     try {
-      const result = await this.engine.generate(renderForModel(request, this.engine), { signal, onText: piece('chunk'), onThinking: piece('thinking') });
-      if (result.finishReason === 'cancelled' && signal.reason === ('timeout' satisfies AbortReason)) {
-        return this.fail(job, 'running', 'timeout', `deadline reached after ${result.ids.length} tokens`);
-      }
+      const result = await this.engine.generate(prepared!, { signal, onText: piece('chunk'), onThinking: piece('thinking') });
+      // A deadline stops the generation like a cancel, but the sender asked for it: say so.
+      const timedOut = result.finishReason === 'cancelled' && signal.reason === ('timeout' satisfies AbortReason);
       const timings = { queue_ms: queueMs, ttft_ms: round(ttftMs ?? performance.now() - startedAt), tokens_per_s: round(result.timings.genTokensPerS) };
       const usage = { prompt_tokens: result.promptIds.length, completion_tokens: result.ids.length };
       const thinking = request.think ? { thinking: result.thinking ?? '' } : {};
-      const reply = replies.done({ text: result.text, ...thinking, finish_reason: result.finishReason, usage, timings });
+      const finish_reason = timedOut ? 'timeout' : result.finishReason;
+      const reply = replies.done({ text: result.text, ...thinking, finish_reason, seed: request.options.sampling.seed, usage, timings });
       this.emit('finished', job, reply, result);
     } catch (err) {
       this.fail(job, 'running', errorCode(err), (err as Error).message, err);
@@ -205,14 +228,15 @@ export class RequestPipeline extends EventEmitter<PipelineEvents> {
   }
 
   private dropped(job: RequestJob, reason: AbortReason): void {
-    this.cancelled(job, reason);
-    const message = { timeout: 'deadline passed while queued', cancelled: 'cancelled while queued', shutdown: 'daemon is shutting down' }[reason];
-    this.fail(job, 'queued', reason === 'timeout' ? 'timeout' : 'cancelled', message);
-  }
-
-  /** Cancelled by its sender or by the shutdown (a deadline is not a cancellation). */
-  private cancelled(job: RequestJob, reason: AbortReason): void {
-    if (reason !== 'timeout') this.emit('cancelled', job, reason);
+    if (reason === 'cancelled') this.emit('cancelled', job, reason);
+    const answers = {
+      timeout: ['timeout', 'deadline passed while queued'],
+      cancelled: ['cancelled', 'cancelled while queued'],
+      // Not run, so another node (or this one after its restart) can take it.
+      shutdown: ['busy', SHUTTING_DOWN],
+    } as const;
+    const [code, message] = answers[reason];
+    this.fail(job, 'queued', code, message);
   }
 
   private fail(job: RequestJob, stage: 'queued' | 'running', code: ErrorCode, message: string, error?: unknown): void {

@@ -1,8 +1,9 @@
 // Turning an MQTT message into a validated request, or into a precise error for its sender.
 // Nothing here throws: every payload, however broken, becomes either a Request or a Rejection that
 // still knows where to send its error reply.
-import { randomUUID } from 'node:crypto';
+import { randomInt, randomUUID } from 'node:crypto';
 import { z } from 'zod';
+import { cannotThink } from '../engine/chat.js';
 import type { ChatMessage, GenerateRequest, SamplingParams } from '../engine/engine.js';
 import type { ErrorCode } from '../protocol/messages.js';
 import type { DaemonConfig } from './config.js';
@@ -20,7 +21,8 @@ export interface Request {
   route: ReplyRoute;
   input: { prompt: string } | { messages: ChatMessage[] };
   system?: string;
-  options: Pick<GenerateRequest, 'maxTokens' | 'sampling' | 'stop'>;
+  /** Sampling always has a seed (a fresh one when the request gave none), so an answer can be reproduced. */
+  options: Pick<GenerateRequest, 'maxTokens' | 'stop'> & { sampling: Partial<SamplingParams> & { seed: number } };
   /** Qwen3's thinking switch: reason first, the reasoning replied apart from the answer (chat only). */
   think: boolean;
   stream: boolean;
@@ -188,13 +190,13 @@ function idFromCorrelation(data: Buffer | undefined): string | undefined {
 
 function generationOptions(r: RequestBody, config: DaemonConfig): Request['options'] {
   const s = config.sampling;
-  const sampling: Partial<SamplingParams> = {
+  const sampling = {
     temperature: r.temperature ?? s.temperature,
     topP: r.top_p ?? s.topP,
     topK: r.top_k ?? s.topK,
     minP: r.min_p ?? s.minP,
+    seed: r.seed ?? randomInt(2 ** 32),
   };
-  if (r.seed !== undefined) sampling.seed = r.seed;
   return { maxTokens: r.max_tokens ?? Math.min(s.maxTokens, config.limits.maxTokens), sampling, ...(r.stop ? { stop: r.stop } : {}) };
 }
 
@@ -220,10 +222,8 @@ export function renderForModel(req: Pick<Request, 'input' | 'system' | 'options'
  * so the sender gets bad_request at once rather than a plain completion without the reasoning.
  */
 export function modelCannotServe(req: Pick<Request, 'think'>, model: ModelTraits): string | undefined {
-  if (req.think && !model.chatTemplate) {
-    return 'this model has no chat template (a base model), so it cannot think: send the request without "think"';
-  }
-  return undefined;
+  const why = req.think ? cannotThink(model.chatTemplate) : undefined;
+  return why && `${why}: send the request without "think"`;
 }
 
 function reject(route: ReplyRoute, code: ErrorCode, message: string): Rejection {

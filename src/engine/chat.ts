@@ -17,6 +17,14 @@ export interface ChatRenderOptions {
   enableThinking?: boolean;
 }
 
+/**
+ * Why a model cannot reason before answering, or undefined when it can: the thinking switch is a
+ * variable of the chat template, and a base model has none.
+ */
+export function cannotThink(chatTemplate: string | undefined): string | undefined {
+  return chatTemplate ? undefined : 'this model has no chat template (a base model), so it cannot think';
+}
+
 export class ChatTemplate {
   private readonly template: Template;
 

@@ -1,16 +1,20 @@
 // The engine as the rest of the program sees it: a loaded model with its tokenizer, one context
 // (KV cache) and the generation/scoring calls. Inference runs on native worker threads; this
 // module only prepares token ids, streams text back and enforces one generation at a time.
-import { native, type GgufFileInfo, type ModelHparams, type NativeContext, type NativeModel, type SamplingParams, type FinishReason } from '../native.js';
+import { native, type FinishReason as NativeFinish, type GgufFileInfo, type ModelHparams, type NativeContext, type NativeModel, type SamplingParams } from '../native.js';
 import { readGguf } from '../gguf/reader.js';
 import { createTokenizer, type Tokenizer } from './tokenizer/index.js';
 import { EngineError } from '../errors.js';
 import { CHATML_TEMPLATE } from '../gguf/chat-template.js';
 import { ChatTemplate, opensThinking, ThinkSplitter, type ChatMessage } from './chat.js';
 import { availableParallelism } from 'node:os';
+import path from 'node:path';
 import { SAMPLING_DEFAULTS } from './sampling.js';
 
-export type { SamplingParams, FinishReason } from '../native.js';
+export type { SamplingParams } from '../native.js';
+
+/** Why a generation ended: an end token or stop string, max_tokens, a full context, or a cancel. */
+export type FinishReason = 'stop' | 'length' | 'context' | 'cancelled';
 
 export interface LoadOptions {
   threads?: number;
@@ -96,11 +100,15 @@ export class Model {
       throw err;
     }
     const nativeModel = await loading;
-    const nCtx = Math.min(options.contextSize ?? Math.min(nativeModel.hparams.nCtxTrain || 4096, 4096), nativeModel.hparams.nCtxTrain || Infinity);
+    const trained = nativeModel.hparams.nCtxTrain || Infinity;
     let context: NativeContext;
     try {
+      if (options.contextSize !== undefined && options.contextSize > trained) {
+        // Positions past the training context give garbage (no RoPE scaling here): say so, never shrink silently.
+        throw new EngineError('bad_request', `context size ${options.contextSize} is larger than this model was trained for (${trained} tokens): use at most ${trained}`);
+      }
       context = nativeModel.createContext({
-        nCtx,
+        nCtx: options.contextSize ?? Math.min(trained, 4096),
         kvType: options.kvType ?? 'f32',
         threads: options.threads ?? defaultThreads(),
       });
@@ -117,13 +125,15 @@ export class Model {
   get kernels(): string {
     return this.nativeModel.kernels;
   }
+  /** The path and whose kernels run its matrices, e.g. "avx512 (avx2 kernels)". */
+  get kernelsLabel(): string {
+    return this.nativeModel.kernelsLabel;
+  }
   get contextSize(): number {
     return this.context.nCtx;
   }
-  /** general.name, else the file name. */
   get name(): string {
-    const n = this.info.metadata['general.name'];
-    return typeof n === 'string' && n ? n : this.file.split('/').pop()!;
+    return modelName(this.file, this.info.metadata);
   }
   get chatTemplate(): string | undefined {
     const t = this.info.metadata['tokenizer.chat_template'];
@@ -171,19 +181,28 @@ export class Model {
     return { text, ids: tk.encode(text, { addSpecial: !templateAddedBos, parseSpecial: true }) };
   }
 
-  async generate(request: GenerateRequest, options: GenerateOptions = {}): Promise<GenerateResult> {
+  /**
+   * Renders and tokenizes a request and checks that it fits the context, without running it: a
+   * caller that announces a generation (the daemon's `start`) first learns whether it can run.
+   */
+  prepare(request: GenerateRequest): PreparedRequest {
     const chat = request.messages ? this.chatPrompt(request.messages, request.enableThinking) : undefined;
     const promptIds = chat ? chat.ids : this.plainPromptIds(request);
     if (promptIds.length >= this.context.nCtx) {
       throw new EngineError('too_large', `prompt has ${promptIds.length} tokens, context holds ${this.context.nCtx}`);
     }
+    return new PreparedRequest(request, promptIds, chat?.text);
+  }
+
+  async generate(input: GenerateRequest | PreparedRequest, options: GenerateOptions = {}): Promise<GenerateResult> {
+    const { request, promptIds, chatText } = input instanceof PreparedRequest ? input : this.prepare(input);
     return this.exclusive(async () => {
       // Text generated right after BOS starts the text: SentencePiece drops its leading space there.
       const startOfText = promptIds.length === 1 && promptIds[0] === this.tokenizer.bos;
       const decoder = this.tokenizer.createStreamDecoder({ startOfText });
       const stop = new StopMatcher(request.stop ?? []);
       // Chat replies may open with reasoning: it goes to onThinking if asked for, else nowhere.
-      const splitter = chat ? new ThinkSplitter(opensThinking(chat.text)) : undefined;
+      const splitter = chatText !== undefined ? new ThinkSplitter(opensThinking(chatText)) : undefined;
       let thinking = '';
       const answerOf = (piece: string, end = false): string => {
         if (!splitter) return piece;
@@ -223,11 +242,10 @@ export class Model {
           const rest = stop.finish(answerOf(decoder.flush(), true));
           if (rest) options.onText?.(rest);
         }
-        const finishReason: FinishReason = stoppedByString ? 'stop' : stats.finish;
         return {
           text: stop.text,
-          ...(request.enableThinking && chat ? { thinking } : {}),
-          finishReason,
+          ...(request.enableThinking && chatText !== undefined ? { thinking } : {}),
+          finishReason: stoppedByString ? 'stop' : finishReason(stats.finish, ids.length, request.maxTokens),
           promptIds,
           ids,
           timings: {
@@ -311,6 +329,39 @@ function negLogSoftmax(row: Float32Array, target: number): number {
   let sum = 0;
   for (let i = 0; i < row.length; i++) sum += Math.exp(row[i]! - max);
   return Math.log(sum) + max - row[target]!;
+}
+
+/**
+ * The native loop ends with "length" at max_tokens and when the context is full; short of
+ * max_tokens, it was the context.
+ */
+function finishReason(native: NativeFinish, generated: number, maxTokens: number): FinishReason {
+  return native === 'length' && generated < maxTokens ? 'context' : native;
+}
+
+/** general.name, else the file name: the one name a model goes by in replies, status and logs. */
+export function modelName(file: string, metadata: Record<string, unknown>): string {
+  const n = metadata['general.name'];
+  return typeof n === 'string' && n ? n : path.basename(file);
+}
+
+/** The name a model file's engine will go by, read from its metadata alone; the file name when unreadable. */
+export function readModelName(file: string): string {
+  try {
+    return modelName(file, readGguf(file).metadata);
+  } catch {
+    return path.basename(file);
+  }
+}
+
+/** A request rendered, tokenized and checked against the context (Model.prepare). */
+export class PreparedRequest {
+  constructor(
+    readonly request: GenerateRequest,
+    readonly promptIds: number[],
+    /** The rendered chat, for requests with messages. */
+    readonly chatText: string | undefined,
+  ) {}
 }
 
 function rate(tokens: number, ms: number): number {

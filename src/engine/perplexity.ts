@@ -1,6 +1,7 @@
 // Perplexity over a text, with the protocol of the project's golden data: split the text on a
 // separator, strip leading/trailing newlines, skip empty pieces, encode each piece with BOS,
 // score every piece as a fresh sequence, PPL = exp(sum NLL / tokens scored).
+import { EngineError } from '../errors.js';
 import type { Model } from './engine.js';
 
 export interface PerplexityResult {
@@ -13,6 +14,8 @@ export interface PerplexityResult {
 }
 
 export function splitPieces(text: string, separator: string): string[] {
+  // An empty separator would split the text into single characters: never what is meant.
+  if (separator === '') throw new EngineError('bad_request', 'the separator is empty: give the string pieces are separated by (default: a blank line)');
   return text
     .split(separator)
     .map((p) => p.replace(/^\n+|\n+$/g, ''))
@@ -41,6 +44,9 @@ export async function perplexity(
     }
     onPiece?.(i + 1, pieces.length);
   }
-  const mean = count ? sum / count : NaN;
+  if (count === 0) {
+    throw new EngineError('bad_request', pieces.length ? 'every piece is a single token: nothing to score' : 'the text is empty: nothing to score');
+  }
+  const mean = sum / count;
   return { tokens_scored: count, mean_nll: mean, ppl: Math.exp(mean), pieces: pieces.length, truncated };
 }

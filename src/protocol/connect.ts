@@ -21,6 +21,8 @@ export interface MqttConnectOptions {
   will?: { topic: string; payload: string; qos: 0 | 1 | 2; retain: boolean };
   /** Give up on the first connection after this long (default: keep trying). */
   timeoutMs?: number;
+  /** Each failed attempt of the first connection, with the wait before the next one. */
+  onRetry?: (error: string, attempt: number, nextInMs: number) => void;
 }
 
 export interface MqttConnection {
@@ -96,10 +98,12 @@ function attempt(options: MqttConnectOptions, tls: Partial<IClientOptions>, vers
   return new Promise<Attempt>((resolve, reject) => {
     const timer = Number.isFinite(deadline) ? setTimeout(() => fail(new ConnectError(`cannot connect to ${options.url}: timed out`)), Math.max(0, deadline - Date.now())) : undefined;
     let lastError = '';
+    let attempts = 0;
     const settle = () => {
       clearTimeout(timer);
       client.removeListener('connect', onConnect);
       client.removeListener('error', onError);
+      client.removeListener('close', onClose);
     };
     const fail = (err: Error) => {
       settle();
@@ -121,9 +125,20 @@ function attempt(options: MqttConnectOptions, tls: Partial<IClientOptions>, vers
         fail(new ConnectError(`broker ${options.url} refused the connection: ${err.message}`));
       }
     };
+    // After the backoff listener has set the next delay (it runs first, see applyBackoff).
+    const onClose = () => options.onRetry?.(lastError || 'connection closed', ++attempts, client.options.reconnectPeriod ?? min);
     client.on('connect', onConnect);
     client.on('error', onError);
+    client.on('close', onClose);
   });
+}
+
+/** Disconnects cleanly, or drops the socket when the broker does not answer within timeoutMs (it may be gone). */
+export async function closeClient(client: MqttClient, timeoutMs: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const gone = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)));
+  const ended = await Promise.race([client.endAsync().then(() => 'ended' as const), gone]).finally(() => clearTimeout(timer));
+  if (ended === 'timeout') client.end(true);
 }
 
 /**

@@ -7,7 +7,13 @@ export interface DoneBody {
   text: string;
   /** The whole reasoning; present only when the request asked for thinking. */
   thinking?: string;
-  finish_reason: 'stop' | 'length' | 'cancelled';
+  /**
+   * stop: end of text or a stop string; length: max_tokens; context: the context is full;
+   * timeout: the request's deadline or limits.maxRunMs; cancelled: a cancel or the shutdown.
+   */
+  finish_reason: 'stop' | 'length' | 'context' | 'timeout' | 'cancelled';
+  /** The sampling seed: sending it back with the same request reproduces the answer. */
+  seed: number;
   usage: { prompt_tokens: number; completion_tokens: number };
   timings: { queue_ms: number; ttft_ms: number; tokens_per_s: number };
 }

@@ -8,12 +8,13 @@ import { createLogger } from '../../src/daemon/logger.js';
 import type { Reply } from '../../src/protocol/messages.js';
 import { Controller } from '../../src/daemon/controller.js';
 import type { DaemonEngine } from '../../src/daemon/pipeline.js';
+import type { Model } from '../../src/engine/engine.js';
 import { fixture, HAVE_FIXTURES } from './fixtures.js';
 
 export const STORIES = fixture('stories260K/stories260K.gguf');
 
 /** The real engine on the tiny stories model (a fresh Model each call: one generation per model). */
-export async function loadStories(): Promise<DaemonEngine & { close(): void }> {
+export async function loadStories(): Promise<Model> {
   const { Model } = await import('../../src/engine/engine.js');
   return Model.load(STORIES, { threads: 1 });
 }

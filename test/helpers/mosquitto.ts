@@ -17,6 +17,8 @@ export interface MosquittoOptions {
   acl?: string;
   /** Serve TLS with a certificate signed by a CA made for this broker. */
   tls?: boolean;
+  /** Keep retained messages and sessions across restarts, in the broker's own directory (Debian's default). */
+  persistence?: boolean;
 }
 
 export interface Mosquitto {
@@ -25,7 +27,7 @@ export interface Mosquitto {
   /** PEM file of the CA (tls only). */
   caFile?: string;
   stop(): Promise<void>;
-  /** Stops and starts again on the same port (retained messages and sessions are lost). */
+  /** Stops and starts again on the same port (retained messages and sessions are lost without persistence). */
   restart(downMs?: number): Promise<void>;
 }
 
@@ -45,10 +47,12 @@ export async function freePort(): Promise<number> {
 
 export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mosquitto> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'bonsai-mosq-'));
-  // mosquitto started as root drops to its own user, which must still read these files.
-  chmodSync(dir, 0o755);
+  // mosquitto started as root drops to its own user, which must still read these files (and
+  // write its database there, with persistence).
+  chmodSync(dir, options.persistence ? 0o777 : 0o755);
   const port = await freePort();
-  const lines = [`listener ${port} 127.0.0.1`, 'persistence false', 'log_dest none', 'max_queued_messages 10000', 'set_tcp_nodelay true'];
+  const persistence = options.persistence ? ['persistence true', `persistence_location ${dir}/`] : ['persistence false'];
+  const lines = [`listener ${port} 127.0.0.1`, ...persistence, 'log_dest none', 'max_queued_messages 10000', 'set_tcp_nodelay true'];
   if (options.users) {
     lines.push('allow_anonymous false', `password_file ${await passwordFile(dir, options.users)}`);
     if (options.acl) lines.push(`acl_file ${write(dir, 'acl', options.acl)}`);

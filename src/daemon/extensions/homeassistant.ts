@@ -2,7 +2,7 @@
 // prompt and a sensor with the last answer. Availability follows the retained status topic, so
 // the entities go unavailable when the daemon stops or its last will fires. The discovery messages
 // are published again when Home Assistant announces itself online (it may have lost them).
-import { connectMqtt } from '../../protocol/connect.js';
+import { closeClient, connectMqtt } from '../../protocol/connect.js';
 import { topicsFor, type Topics } from '../../protocol/topics.js';
 import type { DaemonConfig } from '../config.js';
 import { connectOptionsFrom, type RetainedMessage } from '../mqtt.js';
@@ -140,6 +140,6 @@ export async function removeDiscoveryEntries(config: DaemonConfig): Promise<numb
   const { client } = await connectMqtt({ ...connectOptionsFrom(config, config.mqtt.url, '-remove'), timeoutMs: 15_000 });
   const removals = discoveryRemovals({ prefix: homeassistant.prefix, node: topics.node, topics: topicsFor(topics.base, topics.node) });
   await Promise.all(removals.map((m) => client.publishAsync(m.topic, m.payload, { qos: 1, retain: true })));
-  await client.endAsync();
+  await closeClient(client, 3000);
   return removals.length;
 }
