@@ -106,6 +106,28 @@ export interface NativeContext {
   truncate(nPast: number): void;
   setThreads(n: number): void;
   tokens(): Int32Array;
+  /**
+   * Bytes of the KV block of `nTokens` positions (every layer's K and V rows, in this context's KV
+   * type). Callable while a worker runs. RangeError outside [0, nCtx].
+   */
+  kvBytes(nTokens: number): number;
+  /**
+   * A copy of the KV block of positions [pos, pos + n): layer after layer, the layer's n key rows
+   * then its n value rows, each row nHeadKv * headDim F32 or raw fp16 values in the host's byte
+   * order. Importing it after the same tokens reproduces the logits of evaluating them bit for
+   * bit, given the same model file, KV type and kernel path (the attention kernels of two paths
+   * round differently). Synchronous. RangeError unless 0 <= pos and pos + n <= nPast; Error while
+   * eval() or generate() runs.
+   */
+  kvExport(pos: number, n: number): Buffer;
+  /**
+   * Appends `tokens` at nPast as if they had been evaluated: their KV rows from `data` (a Buffer
+   * or any Uint8Array, as kvExport made it) and their ids, so that generate() reuses them as a
+   * prompt prefix. Synchronous. RangeError (context unchanged) on a token id outside the vocabulary,
+   * overflow of nCtx, or data.byteLength !== kvBytes(tokens.length); Error while eval() or
+   * generate() runs.
+   */
+  kvImport(tokens: Int32Array, data: Uint8Array): void;
   close(): void;
 }
 

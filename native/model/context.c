@@ -1,4 +1,5 @@
-/* Contexts: a KV cache (kv_cache.c), the thread pool, the evaluated tokens, and batched evaluation. */
+/* Contexts: a KV cache (kv_cache.c), the thread pool, the evaluated tokens, batched evaluation, and
+ * blocks of KV rows exported and imported. */
 #include <stdlib.h>
 #include <string.h>
 #include "model/engine_internal.h"
@@ -71,6 +72,12 @@ static int validate_eval(const bn_context *c, const int32_t *tokens, int n, char
     return 0;
 }
 
+/* Records tokens[0..n) as evaluated at n_past; the caller has stored their K/V rows there. */
+static void append_tokens(bn_context *c, const int32_t *tokens, int n) {
+    memcpy(c->tokens + c->n_past, tokens, (size_t)n * sizeof(int32_t));
+    c->n_past += n;
+}
+
 int bn_context_eval(bn_context *c, const int32_t *tokens, int n, float *logits, int all_logits,
                     char *err, size_t errlen) {
     if (validate_eval(c, tokens, n, err, errlen)) return -1;
@@ -90,8 +97,35 @@ int bn_context_eval(bn_context *c, const int32_t *tokens, int n, float *logits, 
             c->n_past = n_past0; /* forget the chunks already evaluated: the call failed as a whole */
             return -1;
         }
-        memcpy(c->tokens + c->n_past, tokens + off, (size_t)nb * sizeof(int32_t));
-        c->n_past += nb;
+        append_tokens(c, tokens + off, nb);
     }
+    return 0;
+}
+
+size_t bn_context_kv_bytes(const bn_context *c, int n_tokens) {
+    return n_tokens < 0 || n_tokens > c->n_ctx ? 0 : bn_kv_cache_block_bytes(&c->kv, n_tokens);
+}
+
+int bn_context_kv_export(const bn_context *c, int pos, int n, void *dst, size_t dst_len, char *err, size_t errlen) {
+    if (pos < 0 || n < 0 || n > c->n_past - pos)
+        return bn_fail(err, errlen, "KV export of %d positions from %d: only positions [0, %d) are evaluated", n, pos,
+                       c->n_past);
+    const size_t bytes = bn_context_kv_bytes(c, n);
+    if (dst_len != bytes || (n > 0 && !dst))
+        return bn_fail(err, errlen, "KV export of %d positions needs a buffer of %zu bytes, got %zu", n, bytes,
+                       dst ? dst_len : 0);
+    if (n > 0) bn_kv_cache_export(&c->kv, pos, n, dst);
+    return 0;
+}
+
+int bn_context_kv_import(bn_context *c, const int32_t *tokens, int n, const void *src, size_t src_len, char *err,
+                         size_t errlen) {
+    if (validate_eval(c, tokens, n, err, errlen)) return -1;
+    const size_t bytes = bn_context_kv_bytes(c, n);
+    if (src_len != bytes || (n > 0 && !src))
+        return bn_fail(err, errlen, "KV import of %d positions needs %zu bytes, got %zu", n, bytes, src ? src_len : 0);
+    if (n == 0) return 0;
+    bn_kv_cache_import(&c->kv, c->n_past, n, src);
+    append_tokens(c, tokens, n);
     return 0;
 }

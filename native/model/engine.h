@@ -65,6 +65,28 @@ void bn_context_set_threads(bn_context *c, int n_threads);
 int bn_context_eval(bn_context *c, const int32_t *tokens, int n, float *logits, int all_logits,
                     char *err, size_t errlen);
 
+/* KV blocks: the cache rows of a run of positions, to store and import into a context that holds
+ * the same tokens before them, instead of evaluating those tokens again. A block is the rows of
+ * every layer, layer after layer: its n key rows, then its n value rows; a row is n_head_kv *
+ * head_dim elements of the context's KV type (F32, or IEEE binary16 as raw 16 bits), host byte
+ * order. An imported block gives the bits an eval of its tokens would have written, so the logits
+ * that follow are bit-identical, provided it comes from a context of the same model file, KV type
+ * and kernel path (the attention kernels of two paths round differently), and it is imported
+ * where it was exported from: after the same tokens, at the same positions (the keys carry their
+ * positions' RoPE). The thread count and the context size do not matter. */
+
+/* Bytes of the block of n_tokens positions; 0 when n_tokens is outside [0, n_ctx]. */
+size_t bn_context_kv_bytes(const bn_context *c, int n_tokens);
+/* Copies the block of positions [pos, pos + n) into dst, whose size dst_len must be
+ * bn_context_kv_bytes(c, n). Fails when the positions are not all evaluated (pos + n > n_past). */
+int bn_context_kv_export(const bn_context *c, int pos, int n, void *dst, size_t dst_len, char *err, size_t errlen);
+/* Appends n positions at n_past as if tokens[0..n) had been evaluated there: their K/V rows from
+ * the block src (src_len must be bn_context_kv_bytes(c, n)) and their ids, so bn_generate reuses
+ * them as a prompt prefix. Fails (leaving the context unchanged) when a token id is out of range,
+ * the context would overflow or src_len is wrong. */
+int bn_context_kv_import(bn_context *c, const int32_t *tokens, int n, const void *src, size_t src_len, char *err,
+                         size_t errlen);
+
 typedef enum bn_finish {
     BN_FINISH_STOP = 0,      /* a stop token was produced (it is reported, then generation ends) */
     BN_FINISH_LENGTH = 1,    /* max_tokens reached, or the context is full */

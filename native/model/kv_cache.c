@@ -1,10 +1,12 @@
-/* The KV cache: its allocation and every write to it. */
+/* The KV cache: its allocation, every write to it, and blocks of its rows in and out. */
 #include "model/kv_cache.h"
 
 #include <stdlib.h>
 #include <string.h>
 #include "core/common.h"
 #include "quants/quants.h"
+
+static size_t elem_bytes(bn_kv_type type) { return type == BN_KV_F16 ? sizeof(uint16_t) : sizeof(float); }
 
 void bn_kv_cache_free(bn_kv_cache *kv) {
     for (int il = 0; kv->k && il < kv->n_layer; il++) {
@@ -24,9 +26,8 @@ int bn_kv_cache_init(bn_kv_cache *kv, const bn_hparams *hp, int n_ctx, bn_kv_typ
     kv->type = type;
     kv->n_layer = hp->n_layer;
     kv->row_elems = (size_t)hp->n_head_kv * hp->head_dim;
-    const uint64_t elem = type == BN_KV_F16 ? 2 : 4;
     uint64_t bytes;
-    if (!bn_mul_u64((uint64_t)n_ctx, (uint64_t)kv->row_elems * elem, &bytes) || bytes > SIZE_MAX)
+    if (!bn_mul_u64((uint64_t)n_ctx, (uint64_t)kv->row_elems * elem_bytes(type), &bytes) || bytes > SIZE_MAX)
         return bn_fail(err, errlen, "KV cache for %d positions is too large", n_ctx);
     kv->k = calloc((size_t)hp->n_layer, sizeof(void *));
     kv->v = calloc((size_t)hp->n_layer, sizeof(void *));
@@ -57,4 +58,31 @@ static void store_row(const bn_kv_cache *kv, void *cache, int pos, const float *
 void bn_kv_cache_store(bn_kv_cache *kv, int il, int pos, const float *k, const float *v) {
     store_row(kv, kv->k[il], pos, k);
     store_row(kv, kv->v[il], pos, v);
+}
+
+/* Bytes of n rows of one layer's keys (or values). */
+static size_t rows_bytes(const bn_kv_cache *kv, int n) { return (size_t)n * kv->row_elems * elem_bytes(kv->type); }
+
+size_t bn_kv_cache_block_bytes(const bn_kv_cache *kv, int n) {
+    /* The cache holds 2 * n_layer arrays of n_ctx rows at once, so this product of no more rows fits. */
+    return 2 * (size_t)kv->n_layer * rows_bytes(kv, n);
+}
+
+/* A block is 2 * n_layer parts (layer il's keys are part 2 il, its values part 2 il + 1), each
+ * the n rows from pos, which lie contiguous in the cache: the address of part's first row. */
+static uint8_t *part_rows(const bn_kv_cache *kv, int part, int pos) {
+    void *const *layers = part % 2 ? kv->v : kv->k;
+    return (uint8_t *)layers[part / 2] + rows_bytes(kv, pos);
+}
+
+void bn_kv_cache_export(const bn_kv_cache *kv, int pos, int n, void *dst) {
+    const size_t len = rows_bytes(kv, n);
+    for (int part = 0; part < 2 * kv->n_layer; part++)
+        memcpy((uint8_t *)dst + (size_t)part * len, part_rows(kv, part, pos), len);
+}
+
+void bn_kv_cache_import(bn_kv_cache *kv, int pos, int n, const void *src) {
+    const size_t len = rows_bytes(kv, n);
+    for (int part = 0; part < 2 * kv->n_layer; part++)
+        memcpy(part_rows(kv, part, pos), (const uint8_t *)src + (size_t)part * len, len);
 }

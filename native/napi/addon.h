@@ -6,6 +6,7 @@
 
 #include <napi.h>
 
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -29,6 +30,17 @@ inline Napi::Number RequiredNumber(const Napi::Object &o, const char *key, const
     Napi::Value v = o.Get(key);
     if (!v.IsNumber()) throw Napi::TypeError::New(o.Env(), std::string(what) + "." + key + " must be a number");
     return v.As<Napi::Number>();
+}
+
+// An argument that must be an integer of int32 range: a TypeError when it is not a number, a
+// RangeError when it is not such an integer; `what` names it ("kvExport(pos, n): pos").
+inline int32_t IntArgument(Napi::Env env, const Napi::Value &v, const char *what) {
+    if (!v.IsNumber()) throw Napi::TypeError::New(env, std::string(what) + " must be a number");
+    const double d = v.As<Napi::Number>().DoubleValue();
+    if (!(d == std::floor(d) && d >= INT32_MIN && d <= INT32_MAX)) {
+        throw Napi::RangeError::New(env, std::string(what) + " must be an integer in the int32 range");
+    }
+    return static_cast<int32_t>(d);
 }
 
 // A copy of an Int32Array argument; `what` names it in the TypeError otherwise.

@@ -39,6 +39,9 @@ void Context::Init(Napi::Env env) {
         InstanceMethod("truncate", &Context::Truncate),
         InstanceMethod("setThreads", &Context::SetThreads),
         InstanceMethod("tokens", &Context::TokensList),
+        InstanceMethod("kvBytes", &Context::KvBytes),
+        InstanceMethod("kvExport", &Context::KvExport),
+        InstanceMethod("kvImport", &Context::KvImport),
         InstanceMethod("close", &Context::Close),
     });
     constructor = Napi::Persistent(fn);
@@ -75,6 +78,50 @@ Napi::Value Context::TokensList(const Napi::CallbackInfo &info) {
     auto out = Napi::Int32Array::New(info.Env(), static_cast<size_t>(n));
     if (n) std::memcpy(out.Data(), bn_context_tokens(c), sizeof(int32_t) * static_cast<size_t>(n));
     return out;
+}
+
+Napi::Value Context::KvBytes(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    bn_context *c = Open(env);
+    const int32_t n = IntArgument(env, info[0], "kvBytes(nTokens): nTokens");
+    const size_t bytes = bn_context_kv_bytes(c, n);
+    if (bytes == 0 && n != 0) {
+        throw Napi::RangeError::New(env, "kvBytes(nTokens): nTokens " + std::to_string(n) + " is outside [0, " +
+                                             std::to_string(bn_context_n_ctx(c)) + "]");
+    }
+    return Napi::Number::New(env, static_cast<double>(bytes));
+}
+
+Napi::Value Context::KvExport(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    const int32_t pos = IntArgument(env, info[0], "kvExport(pos, n): pos");
+    const int32_t n = IntArgument(env, info[1], "kvExport(pos, n): n");
+    bn_context *c = Idle(env);
+    // 0 bytes when n is out of range, which the export then refuses
+    auto out = Napi::Buffer<uint8_t>::New(env, bn_context_kv_bytes(c, n));
+    char err[kErrLen] = {0};
+    if (bn_context_kv_export(c, pos, n, out.Data(), out.Length(), err, sizeof err) != 0) {
+        throw Napi::RangeError::New(env, std::string("kvExport(pos, n): ") + err);
+    }
+    return out;
+}
+
+void Context::KvImport(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    std::vector<int32_t> tokens = Tokens(env, info[0], "kvImport(tokens, data): tokens");
+    if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+        throw Napi::TypeError::New(env, "kvImport(tokens, data): data must be a Buffer or Uint8Array");
+    }
+    if (tokens.size() > static_cast<size_t>(INT32_MAX)) {
+        throw Napi::RangeError::New(env, "kvImport(tokens, data): too many tokens");
+    }
+    auto data = info[1].As<Napi::Uint8Array>();
+    bn_context *c = Idle(env);
+    char err[kErrLen] = {0};
+    if (bn_context_kv_import(c, tokens.data(), static_cast<int>(tokens.size()), data.Data(), data.ByteLength(), err,
+                             sizeof err) != 0) {
+        throw Napi::RangeError::New(env, std::string("kvImport(tokens, data): ") + err);
+    }
 }
 
 void Context::Close(const Napi::CallbackInfo &info) {

@@ -1,5 +1,7 @@
 // NativeContext: a context (bn_context: KV cache, threads, evaluated tokens) of a NativeModel.
 // eval() and generate() hand it to a worker (workers.h), which owns it until it finishes.
+// kvExport() and kvImport() copy KV blocks on the JS thread (a memcpy's worth of work), refused
+// like every other call while a worker owns the context.
 #ifndef BONSAI_NAPI_CONTEXT_H
 #define BONSAI_NAPI_CONTEXT_H
 
@@ -36,8 +38,14 @@ class Context : public Napi::ObjectWrap<Context> {
         return ctx_;
     }
 
-    bn_context *Idle(Napi::Env env) {
+    // For what only reads the context's fixed shape, which a worker does not change.
+    bn_context *Open(Napi::Env env) {
         if (!ctx_) throw Napi::Error::New(env, "context is closed");
+        return ctx_;
+    }
+
+    bn_context *Idle(Napi::Env env) {
+        Open(env);
         if (busy) throw Napi::Error::New(env, "context is busy with another evaluation");
         return ctx_;
     }
@@ -57,6 +65,9 @@ class Context : public Napi::ObjectWrap<Context> {
     void Truncate(const Napi::CallbackInfo &info);
     void SetThreads(const Napi::CallbackInfo &info);
     Napi::Value TokensList(const Napi::CallbackInfo &info);
+    Napi::Value KvBytes(const Napi::CallbackInfo &info);
+    Napi::Value KvExport(const Napi::CallbackInfo &info);
+    void KvImport(const Napi::CallbackInfo &info);
     void Close(const Napi::CallbackInfo &info);
     void Free();
 
