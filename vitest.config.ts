@@ -1,3 +1,6 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
@@ -7,6 +10,8 @@ export default defineConfig({
     hookTimeout: 60_000,
     // Tests start brokers and child processes on free ports; files run in parallel workers.
     pool: 'forks',
+    // The commands' cache file (prompt prefixes, answers): one for this run, never the user's.
+    env: { BONSAI_CACHE_PATH: path.join(mkdtempSync(path.join(tmpdir(), 'bonsai-vitest-')), 'cache.db') },
     reporters: ['default'],
   },
 });

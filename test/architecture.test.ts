@@ -16,6 +16,7 @@ const RANK: Record<string, number> = {
   gguf: 1,
   engine: 2,
   bench: 3,
+  cache: 3,
   protocol: 3,
   client: 4,
   daemon: 5,

@@ -7,12 +7,14 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Controller } from '../src/daemon/controller.js';
+import { createLogger } from '../src/daemon/logger.js';
 import { Model } from '../src/engine/engine.js';
-import type { Controller } from '../src/daemon/controller.js';
 import type { DaemonEngine } from '../src/daemon/pipeline.js';
 import type { Reply } from '../src/protocol/messages.js';
 import { HAVE_FIXTURES, isFinal, loadStories, Observer, startDaemon, STORIES, testConfig } from './helpers/daemon.js';
 import { HAVE_MOSQUITTO, startMosquitto, type Mosquitto } from './helpers/mosquitto.js';
+import { mountTmpfs } from './helpers/mounts.js';
 import { seeded } from './helpers/random.js';
 import { synthesizeThinkingModel } from './helpers/thinking-model.js';
 
@@ -373,6 +375,54 @@ describe.skipIf(!RUN)('daemon on mosquitto', () => {
     await new Promise((r) => setTimeout(r, 300));
     expect(o.messages.map((m) => m.reply.id)).toEqual(expect.arrayContaining(['live']));
     expect(o.messages.filter((m) => m.reply.id !== 'live')).toEqual([]);
+  });
+
+  it('caches: a shared prompt prefix is reused (timings.cached_tokens), a deterministic answer is recalled (timings.cached), health shows both', async () => {
+    const d = await daemon(plain.url, { 'topics.shared': 'never', 'cache.blockTokens': 16 });
+    const o = await observer(plain.url);
+    await o.watch(d.topics.response('+'), d.topics.health);
+    const story = 'Once upon a time there was a little girl named Lily who loved to play in the park with her dog. '.repeat(3);
+    const ask = async (id: string, body: Record<string, unknown>) => {
+      await o.publish(d.topics.request, JSON.stringify({ id, max_tokens: 8, ...body }));
+      return (await o.finalFor(id)) as Extract<Reply, { type: 'done' }>;
+    };
+    const first = await ask('p1', { prompt: `${story}Tom`, temperature: 0 });
+    // Another prompt in between, so the context no longer holds the story: the prefix comes from the cache.
+    await ask('other', { prompt: 'The cat', temperature: 0 });
+    const second = await ask('p2', { prompt: `${story}Sue`, temperature: 0 });
+    expect(first.timings.cached_tokens).toBe(0);
+    expect(second.timings.cached_tokens).toBeGreaterThanOrEqual(48);
+    const again = await ask('p1-again', { prompt: `${story}Tom`, temperature: 0 });
+    expect(again).toMatchObject({ text: first.text, finish_reason: first.finish_reason, timings: { cached: true } });
+    expect(o.repliesFor('p1-again').map((r) => r.type)).toEqual(['start', 'chunk', 'done']);
+    // Sampled without a seed: never recalled.
+    const s1 = await ask('s1', { prompt: 'Lily', temperature: 1 });
+    const s2 = await ask('s2', { prompt: 'Lily', temperature: 1 });
+    expect(s1.timings.cached).toBeUndefined();
+    expect(s2.timings.cached).toBeUndefined();
+    await o.until(() => o.raw.some((m) => m.topic === d.topics.health && JSON.parse(m.payload.toString()).cache?.answers?.hits >= 1), 5000, 'health with cache figures');
+    const health = JSON.parse(o.raw.filter((m) => m.topic === d.topics.health).at(-1)!.payload.toString());
+    expect(health.cache).toMatchObject({ available: true, prefix: { memory: { hits: expect.any(Number) } }, answers: { hits: 1 } });
+    expect(health.journal).toMatchObject({ done: expect.any(Number) });
+  });
+
+  it('a cache file that cannot be written (read-only directory) turns the cache off with a warning; every request is still answered', async () => {
+    const mount = mountTmpfs(path.join(mkdtempSync(path.join(tmpdir(), 'bonsai-ro-')), 'ro'), { readOnly: true });
+    if (!mount) return void console.warn('skipped: cannot mount a read-only tmpfs here (needs root)');
+    cleanups.push(async () => mount.unmount());
+    const lines: Record<string, unknown>[] = [];
+    const config = testConfig({ 'topics.shared': 'never', 'mqtt.url': plain.url, 'cache.path': path.join(mount.dir, 'cache.db'), 'log.level': 'info' });
+    const logger = createLogger('info', config.topics.node, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) });
+    const d = new Controller({ config, logger, version: 'test', loadEngine: engine });
+    await d.start();
+    cleanups.push(() => d.stop());
+    const o = await observer(plain.url);
+    await o.watch(d.topics.response('+'));
+    for (const id of ['ro-1', 'ro-2']) {
+      await o.publish(d.topics.request, JSON.stringify({ id, prompt: 'Once', max_tokens: 4, temperature: 0 }));
+      expect(await o.finalFor(id)).toMatchObject({ type: 'done' });
+    }
+    expect(lines.filter((l) => l.msg === 'cache off: answering without it').length).toBeGreaterThanOrEqual(1);
   });
 
   it('Home Assistant: discovery with availability, republished when HA comes online, prompts via the text entity', async () => {

@@ -295,7 +295,8 @@ describe('scheduler', () => {
 describe('reply stream', () => {
   function capture() {
     const sent: { topic: string; body: Record<string, unknown>; options: PublishOptions }[] = [];
-    return { sent, publish: (topic: string, payload: string, options: PublishOptions) => sent.push({ topic, body: JSON.parse(payload), options }) };
+    const publish = async (topic: string, payload: string, options: PublishOptions) => Boolean(sent.push({ topic, body: JSON.parse(payload), options }));
+    return { sent, publish };
   }
 
   it('coalesces fast text into at most one chunk per interval, in order, then done', () => {
@@ -308,7 +309,7 @@ describe('reply stream', () => {
       r.text(`${i} `);
       vi.advanceTimersByTime(1);
     }
-    r.done({ text: 'all', finish_reason: 'length', seed: 1, usage: { prompt_tokens: 1, completion_tokens: 100 }, timings: { queue_ms: 0, ttft_ms: 0, tokens_per_s: 1 } });
+    r.done({ text: 'all', finish_reason: 'length', seed: 1, usage: { prompt_tokens: 1, completion_tokens: 100 }, timings: { queue_ms: 0, ttft_ms: 0, tokens_per_s: 1, cached_tokens: 0 } });
     r.error('internal', 'too late');
     const types = sent.map((s) => s.body.type);
     expect(types[0]).toBe('start');
@@ -330,7 +331,7 @@ describe('reply stream', () => {
     r.start();
     for (const piece of reasoning) r.thinking(piece), vi.advanceTimersByTime(1);
     for (const piece of answer) r.text(piece), vi.advanceTimersByTime(1);
-    r.done({ text: answer.join(''), thinking: reasoning.join(''), finish_reason: 'length', seed: 1, usage: { prompt_tokens: 1, completion_tokens: 120 }, timings: { queue_ms: 0, ttft_ms: 0, tokens_per_s: 1 } });
+    r.done({ text: answer.join(''), thinking: reasoning.join(''), finish_reason: 'length', seed: 1, usage: { prompt_tokens: 1, completion_tokens: 120 }, timings: { queue_ms: 0, ttft_ms: 0, tokens_per_s: 1, cached_tokens: 0 } });
     const bodies = sent.map((s) => s.body);
     const types = bodies.map((b) => b.type);
     expect(types[0]).toBe('start');

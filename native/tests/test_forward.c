@@ -2,8 +2,7 @@
  * llama.cpp, and tiny qwen3 models in five weight types from llama.cpp; greedy generation,
  * chunked evaluation (KV cache), thread counts, and load/eval errors. */
 #include <stdint.h>
-#include "harness.h"
-#include "model/engine.h"
+#include "model_harness.h"
 #include "core/common.h"
 
 #define TOL 1e-4f
@@ -56,27 +55,6 @@ static float max_abs_diff(const float *a, const float *b, size_t n) {
         if (!(d <= m)) m = d; /* NaN propagates as a failure */
     }
     return m;
-}
-
-static bn_model *load(const char *rel) {
-    char err[512];
-    bn_model *m = NULL;
-    if (bn_model_load(bn_fixture(rel), NULL, &m, err, sizeof err)) {
-        fprintf(stderr, "load %s: %s\n", rel, err);
-        exit(1);
-    }
-    return m;
-}
-
-static bn_context *new_ctx(bn_model *m, int n_ctx, int threads) {
-    char err[512];
-    bn_context *c = NULL;
-    const bn_context_params cp = {n_ctx, BN_KV_F32, threads};
-    if (bn_context_new(m, &cp, &c, err, sizeof err)) {
-        fprintf(stderr, "context: %s\n", err);
-        exit(1);
-    }
-    return c;
 }
 
 /* Evaluates ids from an empty context, in two evals split at `split` (0: one batch);
@@ -214,7 +192,7 @@ static int collect_then_stop(void *user, int32_t tok) {
 static void test_generate_controls(bn_model *m) {
     const bn_sampler_params sp = {.temperature = 0.0f, .repeat_penalty = 1.0f};
     bn_sampler *s = bn_sampler_new(&sp, 512);
-    bn_context *c = new_ctx(m, 16, 1);
+    bn_context *c = new_ctx(m, 16, BN_KV_F32, 1);
     const int32_t prompt[5] = {1, 403, 407, 261, 378};
     char err[256];
     stopper st = {.stop_after = 1000};
@@ -307,7 +285,7 @@ static void test_tied_output(void) {
         char *runc = read_text("stories260K/golden/greedy_empty_n256.json");
         int32_t ids[8];
         json_ids(runc, "tokens", ids, 8);
-        bn_context *c = new_ctx(m, 16, 1);
+        bn_context *c = new_ctx(m, 16, BN_KV_F32, 1);
         float *got = eval_all(c, ids, 8, 0, 512);
         const float d = max_abs_diff(got, ref, 8 * 512);
         CHECK(d <= TOL, "tied output: max |dlogit| %g", d);
@@ -378,7 +356,7 @@ static void test_qwen3(const char *type, int check_greedy) {
     float *ref = bn_read_fixture(rel, &bytes);
     CHECK(bytes == 37 * 512 * sizeof(float), "%s logits size", type);
 
-    bn_context *c = new_ctx(m, 0, 1);
+    bn_context *c = new_ctx(m, 0, BN_KV_F32, 1);
     float *one = eval_all(c, ids, 37, 0, 512);
     bn_context_set_threads(c, 2);
     float *split = eval_all(c, ids, 37, 5, 512);
@@ -408,7 +386,7 @@ int main(void) {
               hp->n_head == 8 && hp->n_head_kv == 4 && hp->head_dim == 8 && hp->n_ff == 172 && hp->n_rot == 8 &&
               !hp->tied_output && !hp->rope_neox && !hp->qk_norm && hp->rope_base == 10000.0f,
           "stories260K hparams");
-    bn_context *c = new_ctx(m, 512, 1);
+    bn_context *c = new_ctx(m, 512, BN_KV_F32, 1);
     test_stories_logits(c);
     test_stories_greedy(c);
     test_eval_errors(c);

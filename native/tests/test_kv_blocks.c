@@ -4,8 +4,7 @@
  * every weight type, with F32 and F16 caches, 1 or 2 threads and contexts of different sizes.
  * Refused exports and imports leave the context as it was. */
 #include <stdint.h>
-#include "harness.h"
-#include "model/engine.h"
+#include "model_harness.h"
 
 /* A prompt of N_TOKENS whose first N_PREFIX are imported: cut nowhere special. */
 #define N_TOKENS 100
@@ -14,27 +13,6 @@
 #define N_CTX 128
 /* Contexts that import use another size: a block does not depend on it. */
 #define N_CTX_IMPORT 160
-
-static bn_model *load(const char *rel) {
-    char err[512];
-    bn_model *m = NULL;
-    if (bn_model_load(bn_fixture(rel), NULL, &m, err, sizeof err)) {
-        fprintf(stderr, "load %s: %s\n", rel, err);
-        exit(1);
-    }
-    return m;
-}
-
-static bn_context *new_ctx(bn_model *m, int n_ctx, bn_kv_type kv, int threads) {
-    char err[512];
-    bn_context *c = NULL;
-    const bn_context_params cp = {n_ctx, kv, threads};
-    if (bn_context_new(m, &cp, &c, err, sizeof err)) {
-        fprintf(stderr, "context: %s\n", err);
-        exit(1);
-    }
-    return c;
-}
 
 /* Evaluates ids[0..n) after what c holds; returns the logits of every one, [n][n_vocab]. */
 static float *eval_logits(bn_context *c, bn_model *m, const int32_t *ids, int n) {

@@ -11,6 +11,7 @@ import { register as registerBench } from './bench.js';
 import { register as registerChat } from './chat.js';
 import { register as registerServe } from './serve.js';
 import { register as registerAsk } from './ask.js';
+import { register as registerCache } from './cache.js';
 import { packageVersion } from '../version.js';
 
 export function buildProgram(): Command {
@@ -30,6 +31,7 @@ export function buildProgram(): Command {
     registerSynth,
     registerBench,
     registerChat,
+    registerCache,
   ];
   for (const register of commands) {
     register(program);

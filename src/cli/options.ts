@@ -1,5 +1,7 @@
 // Option parsers and model loading shared by the CLI commands.
 import { InvalidArgumentError, Option, type Command } from 'commander';
+import { Caches } from '../cache/caches.js';
+import { CACHE_DEFAULTS } from '../cache/defaults.js';
 import { Model, defaultThreads, type LoadOptions } from '../engine/engine.js';
 
 export function intOption(name: string, min: number, max = Number.MAX_SAFE_INTEGER) {
@@ -61,4 +63,32 @@ export async function loadModel(opts: ModelCliOptions): Promise<Model> {
   if (opts.ctxSize !== undefined) load.contextSize = opts.ctxSize;
   if (opts.kernels !== undefined) load.kernels = opts.kernels;
   return Model.load(opts.model, load);
+}
+
+/** --cache FILE / --no-cache: the prompt-prefix cache of commands that generate. */
+export function addCacheOptions(cmd: Command): Command {
+  return cmd
+    .option('--cache <file>', 'cache file for prompt prefixes (default: $BONSAI_CACHE_PATH, else ~/.cache/bonsai-edge/cache.db)')
+    .option('--no-cache', 'neither reuse nor store prompt prefixes');
+}
+
+export interface CacheCliOptions {
+  /** A file, true for the default one, false with --no-cache. */
+  cache: string | boolean;
+}
+
+/** The caches a command uses (undefined with --no-cache); their warnings go to stderr. */
+export function openCaches(opts: CacheCliOptions): Caches | undefined {
+  if (opts.cache === false) return undefined;
+  const path = typeof opts.cache === 'string' ? opts.cache : process.env.BONSAI_CACHE_PATH || undefined;
+  const warn = (fields: Record<string, unknown>, message: string) => process.stderr.write(`bonsai: ${message}${fields.err ? ` (${String(fields.err)})` : ''}\n`);
+  return new Caches({ ...CACHE_DEFAULTS, ...(path ? { path } : {}) }, { warn });
+}
+
+/** Loads the model with its caches attached; closing the model closes the caches. */
+export async function loadCachedModel(opts: ModelCliOptions & CacheCliOptions): Promise<{ model: Model; caches: Caches | undefined }> {
+  const caches = openCaches(opts);
+  const model = await loadModel(opts);
+  await caches?.attach(model);
+  return { model, caches };
 }

@@ -2,9 +2,9 @@
 import type { Command } from 'commander';
 import type { ChatMessage } from '../engine/engine.js';
 import { SAMPLING_DEFAULTS } from '../engine/sampling.js';
-import { addModelOptions, floatOption, intOption, loadModel, type ModelCliOptions } from './options.js';
+import { addCacheOptions, addModelOptions, floatOption, intOption, loadCachedModel, type CacheCliOptions, type ModelCliOptions } from './options.js';
 
-interface RunOptions extends ModelCliOptions {
+interface RunOptions extends ModelCliOptions, CacheCliOptions {
   prompt: string;
   nPredict: number;
   temp: number;
@@ -20,7 +20,7 @@ interface RunOptions extends ModelCliOptions {
 }
 
 export function register(program: Command): void {
-  addModelOptions(program.command('run').description('generate text from a prompt'))
+  addCacheOptions(addModelOptions(program.command('run').description('generate text from a prompt')))
     .option('-p, --prompt <text>', 'prompt text (empty: start from BOS alone)', '')
     .option('-n, --n-predict <n>', 'number of tokens to generate', intOption('n-predict', 0), 128)
     .option('--temp <t>', 'temperature (0 = greedy)', floatOption('temp', 0, 100), SAMPLING_DEFAULTS.temperature)
@@ -34,7 +34,7 @@ export function register(program: Command): void {
     .option('--chat', "send the prompt as a user message through the model's chat template (thinking off)")
     .option('--system <text>', 'a system message before the prompt (implies --chat)')
     .action(async (opts: RunOptions) => {
-      const model = await loadModel(opts);
+      const { model, caches } = await loadCachedModel(opts);
       try {
         const seed = opts.seed ?? Math.floor(Math.random() * 2 ** 32);
         const result = await model.generate(
@@ -68,6 +68,7 @@ export function register(program: Command): void {
             kernels: model.kernelsLabel,
             timings: {
               load_ms: round(model.loadMs),
+              cached_tokens: t.cachedTokens,
               prompt_ms: round(t.promptMs),
               prompt_tokens_per_s: round(t.promptTokensPerS),
               gen_ms: round(t.genMs),
@@ -76,6 +77,7 @@ export function register(program: Command): void {
           })}\n`,
         );
       } finally {
+        caches?.close();
         model.close();
       }
     });

@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { z } from 'zod';
+import { CACHE_DEFAULTS } from '../cache/defaults.js';
 import { SAMPLING_DEFAULTS } from '../engine/sampling.js';
 import { CONFIG_VERSION, ConfigMigrationError, migrateConfigFile, renamedKeys } from './config-migrations.js';
 
@@ -92,6 +93,19 @@ export const configSchema = z.strictObject({
   homeassistant: section({
     discovery: z.boolean().default(true).describe('publish Home Assistant MQTT discovery'),
     prefix: topicPath().default('homeassistant').describe('Home Assistant discovery prefix'),
+  }),
+  cache: section({
+    enabled: z.boolean().default(CACHE_DEFAULTS.enabled).describe('keep prompt prefixes, answers and the request journal in a SQLite file'),
+    path: z.string().min(1).optional().describe('the cache file (default: $STATE_DIRECTORY or $CACHE_DIRECTORY under systemd, else ~/.cache/bonsai-edge/cache.db)'),
+    memoryMb: z.number().min(0).default(CACHE_DEFAULTS.memoryMb).describe('in-memory budget of prompt-prefix KV blocks'),
+    diskMb: z.number().min(0).default(CACHE_DEFAULTS.diskMb).describe('on-disk budget of prompt-prefix KV blocks'),
+    answersMb: z.number().min(0).default(CACHE_DEFAULTS.answersMb).describe('on-disk budget of cached answers (deterministic requests only)'),
+    blockTokens: int().min(16).max(1024).default(CACHE_DEFAULTS.blockTokens).describe('tokens per prompt-prefix block'),
+  }),
+  journal: section({
+    maxAgeSec: int().min(1).default(600).describe('after a crash, unfinished requests older than this get `interrupted` instead of running'),
+    retainSec: int().min(60).default(86400).describe('how long finished requests are remembered (a repeated id gets the same final reply)'),
+    sessionExpirySec: int().min(0).default(3600).describe('how long the broker keeps undelivered requests for this node while it is down'),
   }),
   shutdown: section({
     mode: z.enum(['finish', 'cancel']).default('finish').describe('on SIGTERM/SIGINT: let the running generation finish, or cancel it'),

@@ -1,18 +1,25 @@
-// The daemon's lifecycle, in one place and in order. Start: the embedded broker (when no broker is
-// configured), the broker connection with its last will, `loading`, the model, the request
-// pipeline and the extensions, the request topics, `online`. Stop (SIGTERM/SIGINT): no new
-// requests, the queue drained, the extensions stopped in reverse, `offline`, disconnect, the
-// embedded broker and the model closed. `bonsai serve` only parses its flags and calls run().
+// The daemon's lifecycle, in one place and in order. Start: the cache file and the request journal,
+// the embedded broker (when no broker is configured), the broker connection with its last will
+// (every request message journaled before it is acknowledged), `loading`, the model, the request
+// pipeline and the extensions (the journal's recovery among them), the request topics, `online`.
+// Stop (SIGTERM/SIGINT): the queue drained, no new requests, the extensions stopped in reverse,
+// `offline`, disconnect, the embedded broker, the caches and the model closed. `bonsai serve` only
+// parses its flags and calls run().
 import { startEmbeddedBroker, type EmbeddedBroker } from './broker.js';
 import type { DaemonConfig } from './config.js';
 import type { Extension, ExtensionContext, ExtensionFactory } from './extensions/extension.js';
 import { healthExtension } from './extensions/health.js';
 import { homeAssistantExtension } from './extensions/homeassistant.js';
-import { replayExtension } from './extensions/replay.js';
+import { cacheExtension } from './extensions/cache.js';
+import { journalExtension } from './extensions/journal.js';
 import { requestLogExtension } from './extensions/request-log.js';
 import { createLogger, type Logger } from './logger.js';
-import { DaemonMqtt, withTimeout } from './mqtt.js';
+import { DaemonMqtt, toBuffer, withTimeout, type IntakeOptions } from './mqtt.js';
 import { RequestPipeline, type DaemonEngine } from './pipeline.js';
+import { Caches } from '../cache/caches.js';
+import { CacheDatabase } from '../cache/database.js';
+import { RequestJournal } from '../cache/journal.js';
+import type { Model } from '../engine/engine.js';
 import { topicsFor, type Topics } from '../protocol/topics.js';
 import { packageVersion } from '../version.js';
 
@@ -40,7 +47,7 @@ const SHUTDOWN_IO_MS = 3000;
 
 /** In start order; stopped in reverse. */
 export function builtinExtensions(config: DaemonConfig): ExtensionFactory[] {
-  return [requestLogExtension, replayExtension, healthExtension, ...(config.homeassistant.discovery ? [homeAssistantExtension] : [])];
+  return [requestLogExtension, journalExtension, cacheExtension, healthExtension, ...(config.homeassistant.discovery ? [homeAssistantExtension] : [])];
 }
 
 export class Controller {
@@ -56,7 +63,10 @@ export class Controller {
   private modelName?: string;
   private state: State = 'loading';
   private closeEngine?: () => void;
+  private journalDb?: CacheDatabase;
   private pipeline?: RequestPipeline;
+  private caches?: Caches;
+  private journal?: RequestJournal;
   private extensions: Extension[] = [];
   private stopping?: Promise<void>;
 
@@ -97,12 +107,14 @@ export class Controller {
   async start(): Promise<void> {
     for (const warning of this.options.warnings ?? []) this.log.warn(warning);
     try {
+      this.openCaches();
       const url = await this.brokerUrl();
       this.modelName = await this.nameBeforeLoad();
       const will = { topic: this.topics.status, payload: JSON.stringify(this.statusBody('offline')) };
-      this.mqtt = await DaemonMqtt.connect(this.config, url, will, this.log);
+      this.mqtt = await DaemonMqtt.connect(this.config, url, will, this.log, this.intake());
       await this.publishStatus('loading');
       const engine = await this.loadEngine();
+      if (isModel(engine)) await this.caches?.attach(engine);
       const pipeline = new RequestPipeline(this.config, this.topics, this.mqtt, engine);
       this.pipeline = pipeline;
       const context = this.extensionContext(this.mqtt, pipeline, engine);
@@ -112,6 +124,7 @@ export class Controller {
         this.extensions.push(extension);
         await extension.start?.();
       }
+      this.mqtt.open();
       await this.takeRequests(pipeline);
       await this.watchOwnStatus(this.mqtt);
       await this.announce();
@@ -149,12 +162,40 @@ export class Controller {
     this.log.info(summary, 'offline');
   }
 
-  /** Disconnects, closes the embedded broker and the model (whichever were started). */
+  /** Disconnects, closes the embedded broker, the caches and the model (whichever were started). */
   private async close(): Promise<void> {
     await this.mqtt?.end(SHUTDOWN_IO_MS);
     // An open embedded broker would keep the process alive after an error is reported.
     await this.broker?.close();
+    this.caches?.close();
+    this.journalDb?.close();
     this.closeEngine?.();
+  }
+
+  /**
+   * The cache file, twice: the caches' connection, and the journal's with synchronous=FULL (a
+   * request acknowledged to the broker must survive a power cut). Neither can stop the daemon.
+   */
+  private openCaches(): void {
+    const { cache } = this.config;
+    if (!cache.enabled) return;
+    const log = { warn: (fields: Record<string, unknown>, message: string) => this.log.warn(fields, message) };
+    this.caches = new Caches({ ...cache, ...(cache.path !== undefined ? { path: cache.path } : {}) }, log);
+    this.journalDb = new CacheDatabase(this.caches.db!.file, { synchronous: 'FULL', log });
+    this.journal = new RequestJournal(this.journalDb, `${this.config.topics.base}/${this.config.topics.node}`);
+  }
+
+  /** Request messages go to the journal before the broker is told they arrived. */
+  private intake(): IntakeOptions {
+    const journal = this.journal;
+    if (!journal) return {};
+    const requestTopics = new Set([this.topics.request, this.topics.fleetRequest, ...(this.config.homeassistant.discovery ? [this.topics.haPrompt] : [])]);
+    const pause = Number(process.env.BONSAI_TEST_PAUSE_BEFORE_ACK_MS ?? 0);
+    return {
+      record: (packet) => (requestTopics.has(packet.topic) ? journal.record(packet.topic, toBuffer(packet.payload), packet.properties ?? {}, packet.receivedAt ?? Date.now()) : undefined),
+      sessionExpirySec: this.config.journal.sessionExpirySec,
+      ...(pause > 0 ? { pauseBeforeAckMs: pause } : {}),
+    };
   }
 
   private async brokerUrl(): Promise<string> {
@@ -204,6 +245,8 @@ export class Controller {
       logger: this.log,
       version: this.version,
       startedAt: this.startedAt,
+      caches: this.caches,
+      journal: this.journal,
       health: () => this.healthFields(),
     };
   }
@@ -269,4 +312,9 @@ function parseState(payload: Buffer): unknown {
   } catch {
     return undefined;
   }
+}
+
+/** An engine that can take the prefix cache (the real Model; stand-ins in tests need not). */
+function isModel(engine: DaemonEngine): engine is Model {
+  return typeof (engine as Partial<Model>).usePrefixCache === 'function';
 }

@@ -10,6 +10,24 @@ import type { Logger } from './logger.js';
 
 export type MessageHandler = (payload: Buffer, packet: IPublishPacket) => void;
 
+/** A message as the daemon keeps it: with its row in the request journal, when it was journaled. */
+export interface DaemonPacket extends IPublishPacket {
+  journalRow?: number;
+  /** When it arrived (ms since epoch); earlier than now for a request recovered from the journal. */
+  receivedAt?: number;
+  /** A request an earlier run left unanswered: run it again, or answer `interrupted`. */
+  recovered?: 'rerun' | 'interrupted';
+}
+
+export interface IntakeOptions {
+  /** Writes a request message to the journal before it is acknowledged; returns its row. */
+  record?: (packet: DaemonPacket) => number | undefined;
+  /** Test hook: wait this long after a message arrives, before it is recorded and acknowledged. */
+  pauseBeforeAckMs?: number;
+  /** Keep the broker session (and the requests queued for this node) while down, this long. */
+  sessionExpirySec?: number;
+}
+
 export interface PublishProperties {
   retain?: boolean;
   /** Defaults to mqtt.qos. */
@@ -35,28 +53,55 @@ interface MqttEvents {
 export class DaemonMqtt extends EventEmitter<MqttEvents> {
   /** Topic name a message arrives with -> its handler. */
   private readonly handlers = new Map<string, MessageHandler>();
+  private connection!: MqttConnection;
+  /** Messages that arrived before open(): already journaled and acknowledged, handled at open. */
+  private held: DaemonPacket[] | undefined = [];
 
   private constructor(
-    private readonly connection: MqttConnection,
     private readonly qos: 0 | 1 | 2,
     private readonly log: Logger,
+    private readonly intake: IntakeOptions,
   ) {
     super();
+  }
+
+  private attach(connection: MqttConnection): void {
+    this.connection = connection;
     const client = connection.client;
-    client.on('message', (topic, payload, packet) => this.dispatch(topic, payload, packet));
     client.on('offline', () => this.log.warn('broker connection lost; reconnecting'));
     client.on('error', (err) => this.log.warn({ err: err.message }, 'mqtt error'));
     client.on('connect', () => this.emit('reconnect'));
   }
 
-  /** Connects with the config's settings and a last will; resolves at the first CONNACK. */
-  static async connect(config: DaemonConfig, url: string, will: RetainedMessage, log: Logger): Promise<DaemonMqtt> {
-    const connection = await connectMqtt({
-      ...connectOptionsFrom(config, url),
-      will: { topic: will.topic, payload: will.payload, qos: 1, retain: true },
-      onRetry: (error, attempt, nextInMs) => log.warn({ state: 'connecting', url, attempt, retry_in_ms: nextInMs, err: error }, 'cannot reach the broker; retrying'),
-    });
-    return new DaemonMqtt(connection, config.mqtt.qos, log);
+  /**
+   * Connects with the config's settings and a last will; resolves at the first CONNACK. Messages
+   * are taken from then on (a persistent session delivers what was queued at once): each is
+   * recorded (intake.record) before it is acknowledged, and held until open().
+   */
+  static async connect(config: DaemonConfig, url: string, will: RetainedMessage, log: Logger, intake: IntakeOptions = {}): Promise<DaemonMqtt> {
+    const mqtt = new DaemonMqtt(config.mqtt.qos, log, intake);
+    mqtt.attach(
+      await connectMqtt({
+        ...connectOptionsFrom(config, url),
+        will: { topic: will.topic, payload: will.payload, qos: 1, retain: true },
+        onRetry: (error, attempt, nextInMs) => log.warn({ state: 'connecting', url, attempt, retry_in_ms: nextInMs, err: error }, 'cannot reach the broker; retrying'),
+        beforeAck: (packet) => mqtt.receive(packet),
+        ...(intake.sessionExpirySec !== undefined ? { sessionExpirySec: intake.sessionExpirySec } : {}),
+      }),
+    );
+    return mqtt;
+  }
+
+  /** From now on messages go to their handlers, the held ones first. */
+  open(): void {
+    const held = this.held ?? [];
+    this.held = undefined;
+    for (const packet of held) this.dispatch(packet);
+  }
+
+  /** Hands a message to its handler as if it had just arrived (a request recovered from the journal). */
+  deliver(packet: DaemonPacket): void {
+    this.dispatch(packet);
   }
 
   get protocolVersion(): 4 | 5 {
@@ -88,10 +133,16 @@ export class DaemonMqtt extends EventEmitter<MqttEvents> {
     if (filters.length) await this.connection.client.unsubscribeAsync(filters);
   }
 
-  /** Publishes without waiting; a failure is logged (a reply must never throw into the engine's callbacks). */
-  publish(topic: string, payload: string, properties: PublishProperties = {}): void {
-    this.connection.client.publish(topic, payload, this.options(properties), (err) => {
-      if (err) this.log.warn({ err: err.message, topic }, 'publish failed');
+  /**
+   * Publishes without making the caller wait; resolves (never rejects) once the broker has the
+   * message at its QoS: true, or false when publishing failed (logged).
+   */
+  publish(topic: string, payload: string, properties: PublishProperties = {}): Promise<boolean> {
+    return new Promise((resolve) => {
+      this.connection.client.publish(topic, payload, this.options(properties), (err) => {
+        if (err) this.log.warn({ err: err.message, topic }, 'publish failed');
+        resolve(!err);
+      });
     });
   }
 
@@ -120,14 +171,23 @@ export class DaemonMqtt extends EventEmitter<MqttEvents> {
     return opts;
   }
 
-  private dispatch(topic: string, payload: Buffer, packet: IPublishPacket): void {
-    const handler = this.handlers.get(topic);
+  private async receive(packet: DaemonPacket): Promise<void> {
+    if (this.intake.pauseBeforeAckMs) await new Promise((r) => setTimeout(r, this.intake.pauseBeforeAckMs));
+    packet.receivedAt = Date.now();
+    const row = this.intake.record?.(packet);
+    if (row !== undefined) packet.journalRow = row;
+    if (this.held) this.held.push(packet);
+    else this.dispatch(packet);
+  }
+
+  private dispatch(packet: DaemonPacket): void {
+    const handler = this.handlers.get(packet.topic);
     if (!handler) return;
     try {
-      handler(payload, packet);
+      handler(toBuffer(packet.payload), packet);
     } catch (err) {
       // A payload must never take the daemon down; this is the last line of defence.
-      this.log.error({ err, topic }, 'unexpected error handling a message');
+      this.log.error({ err, topic: packet.topic }, 'unexpected error handling a message');
     }
   }
 }
@@ -148,6 +208,10 @@ export function connectOptionsFrom(config: DaemonConfig, url: string, clientIdSu
     if (mqtt[key] !== undefined) options[key] = mqtt[key];
   }
   return options;
+}
+
+export function toBuffer(payload: Buffer | string): Buffer {
+  return typeof payload === 'string' ? Buffer.from(payload) : payload;
 }
 
 export function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {

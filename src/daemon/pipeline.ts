@@ -5,13 +5,12 @@
 // finished, failed, cancelled — which logging, health and later features listen to; the pipeline
 // itself keeps no counters and writes no logs.
 import { EventEmitter } from 'node:events';
-import type { IPublishPacket } from 'mqtt';
 import type { GenerateOptions, GenerateRequest, GenerateResult, PreparedRequest } from '../engine/engine.js';
 import { EngineError } from '../errors.js';
-import type { ChunkType, DoneReply, ErrorCode } from '../protocol/messages.js';
+import type { ChunkType, DoneBody, DoneReply, ErrorCode, ErrorReply } from '../protocol/messages.js';
 import type { Topics } from '../protocol/topics.js';
 import type { DaemonConfig } from './config.js';
-import type { DaemonMqtt } from './mqtt.js';
+import type { DaemonMqtt, DaemonPacket } from './mqtt.js';
 import { Scheduler, type AbortReason, type Job } from './queue.js';
 import { ReplyStream, sendReply, type Publish } from './replies.js';
 import { isRejection, modelCannotServe, parseRequest, renderForModel, type ReplyRoute, type Request, type TopicDefaults } from './request.js';
@@ -29,6 +28,8 @@ export interface DaemonEngine {
 export interface RequestJob extends Job {
   request: Request;
   replies: ReplyStream;
+  /** The message it came in (with its journal row). */
+  packet: DaemonPacket;
   /** Set before queueing: the prompt rendered, tokenized and known to fit. */
   prepared?: PreparedRequest;
 }
@@ -42,6 +43,7 @@ export interface RequestFailure {
   message: string;
   /** rejected: refused before queueing (a corrected retry with the same id is welcome). */
   stage: 'rejected' | 'queued' | 'running';
+  packet: DaemonPacket;
   job?: RequestJob;
   /** The exception behind an `internal` error. */
   error?: unknown;
@@ -51,11 +53,17 @@ export interface PipelineEvents {
   accepted: [job: RequestJob];
   started: [job: RequestJob];
   chunk: [job: RequestJob, type: ChunkType, text: string];
-  finished: [job: RequestJob, reply: DoneReply, result: GenerateResult];
+  /** result: undefined when the answer was recalled (complete()), not generated. */
+  finished: [job: RequestJob, reply: DoneReply, result: GenerateResult | undefined];
   failed: [failure: RequestFailure];
+  /** The job's final reply (done or error) is about to be published. */
+  final: [job: RequestJob, reply: DoneReply | ErrorReply];
   cancelled: [job: RequestJob, reason: AbortReason];
-  /** A message that was not a request to run (a duplicate id in flight, a cancel without a usable id). */
-  ignored: [what: string, id?: string];
+  /**
+   * A message that is not a request to run (retained, empty, a duplicate id in flight) or a cancel
+   * that found nothing; `packet` when it came on a request topic.
+   */
+  ignored: [what: string, id?: string, packet?: DaemonPacket];
 }
 
 /** Answers a request instead of the engine (the job's reply stream is theirs); true when it did. */
@@ -140,40 +148,57 @@ export class RequestPipeline extends EventEmitter<PipelineEvents> {
   }
 
   /** One request message; every outcome is a reply or an event, never an exception. */
-  submit(payload: Buffer, packet: IPublishPacket, defaults: TopicDefaults): void {
+  submit(payload: Buffer, packet: DaemonPacket, defaults: TopicDefaults): void {
     // A retained request would run again at every restart, and clearing it publishes an empty
     // payload: neither is a request someone is waiting for.
-    if (packet.retain) return void this.emit('ignored', `retained request on ${packet.topic} ignored (clear it: publish an empty retained message there)`);
-    if (payload.length === 0) return void this.emit('ignored', `empty message on ${packet.topic} ignored`);
+    if (packet.retain) return void this.emit('ignored', `retained request on ${packet.topic} ignored (clear it: publish an empty retained message there)`, undefined, packet);
+    if (payload.length === 0) return void this.emit('ignored', `empty message on ${packet.topic} ignored`, undefined, packet);
     const props = packet.properties;
     const parsed = parseRequest(
       { payload, responseTopic: props?.responseTopic, correlationData: props?.correlationData },
       this.config,
       this.topics.response,
       defaults,
+      packet.receivedAt,
     );
-    if (isRejection(parsed)) return this.reject(parsed.route, parsed.code, parsed.message);
+    if (isRejection(parsed)) return this.reject(packet, parsed.route, parsed.code, parsed.message);
+    if (packet.recovered === 'interrupted' || (packet.recovered && parsed.deadline !== undefined && parsed.deadline <= Date.now())) {
+      return this.reject(packet, parsed.route, 'interrupted', 'the daemon stopped (a crash or a power cut) before answering, and the request is too old to run now: send it again');
+    }
     const unservable = modelCannotServe(parsed, this.engine);
-    if (unservable) return this.reject(parsed.route, 'bad_request', unservable);
+    if (unservable) return this.reject(packet, parsed.route, 'bad_request', unservable);
     const replies = new ReplyStream(parsed.route, this.publish, {
       stream: parsed.stream,
       chunkIntervalMs: this.config.replies.chunkIntervalMs,
       chunkExpirySec: this.config.replies.chunkExpirySec,
+      beforeFinal: (reply) => this.emit('final', job, reply),
     });
     const key = `${parsed.route.topic}\0${parsed.route.id}`;
-    const job: RequestJob = { key, id: parsed.route.id, priority: parsed.priority, deadline: parsed.deadline, request: parsed, replies };
-    if (this.interceptors.some((intercept) => intercept(job))) return;
+    const job: RequestJob = { key, id: parsed.route.id, priority: parsed.priority, deadline: parsed.deadline, request: parsed, replies, packet };
     try {
       // Rendered and measured now, so a prompt that cannot fit is refused before `start`.
       job.prepared = this.engine.prepare(renderForModel(parsed, this.engine));
     } catch (err) {
-      return this.reject(parsed.route, errorCode(err), (err as Error).message);
+      return this.reject(packet, parsed.route, errorCode(err), (err as Error).message);
     }
+    if (this.interceptors.some((intercept) => intercept(job))) return;
     const outcome = this.scheduler.submit(job);
     if (outcome === 'queued') this.emit('accepted', job);
-    else if (outcome === 'busy') this.reject(parsed.route, 'busy', `queue is full (${this.config.queue.maxWaiting} waiting); try again later`);
-    else if (outcome === 'stopped') this.reject(parsed.route, 'busy', SHUTTING_DOWN);
-    else this.emit('ignored', 'request id already queued or running', job.id);
+    else if (outcome === 'busy') this.reject(packet, parsed.route, 'busy', `queue is full (${this.config.queue.maxWaiting} waiting); try again later`);
+    else if (outcome === 'stopped') this.reject(packet, parsed.route, 'busy', SHUTTING_DOWN);
+    else this.emit('ignored', 'request id already queued or running', job.id, packet);
+  }
+
+  /** Answers a job with an answer recalled instead of generated (an interceptor's), as a run would. */
+  complete(job: RequestJob, answer: Omit<DoneBody, 'timings' | 'usage'> & { completion_tokens: number }): void {
+    const { replies, request } = job;
+    replies.start({ node: this.config.topics.node, model: this.engine.name });
+    this.emit('started', job);
+    replies.text(answer.text);
+    const usage = { prompt_tokens: job.prepared?.promptIds.length ?? 0, completion_tokens: answer.completion_tokens };
+    const { completion_tokens: _, ...body } = answer;
+    const timings = { queue_ms: Date.now() - request.receivedAt, ttft_ms: 0, tokens_per_s: 0, cached_tokens: usage.prompt_tokens, cached: true };
+    this.emit('finished', job, replies.done({ ...body, usage, timings }), undefined);
   }
 
   private onCancel(payload: Buffer): void {
@@ -216,7 +241,12 @@ export class RequestPipeline extends EventEmitter<PipelineEvents> {
       const result = await this.engine.generate(prepared!, { signal, onText: piece('chunk'), onThinking: piece('thinking') });
       // A deadline stops the generation like a cancel, but the sender asked for it: say so.
       const timedOut = result.finishReason === 'cancelled' && signal.reason === ('timeout' satisfies AbortReason);
-      const timings = { queue_ms: queueMs, ttft_ms: round(ttftMs ?? performance.now() - startedAt), tokens_per_s: round(result.timings.genTokensPerS) };
+      const timings = {
+        queue_ms: queueMs,
+        ttft_ms: round(ttftMs ?? performance.now() - startedAt),
+        tokens_per_s: round(result.timings.genTokensPerS),
+        cached_tokens: result.timings.cachedTokens,
+      };
       const usage = { prompt_tokens: result.promptIds.length, completion_tokens: result.ids.length };
       const thinking = request.think ? { thinking: result.thinking ?? '' } : {};
       const finish_reason = timedOut ? 'timeout' : result.finishReason;
@@ -241,12 +271,12 @@ export class RequestPipeline extends EventEmitter<PipelineEvents> {
 
   private fail(job: RequestJob, stage: 'queued' | 'running', code: ErrorCode, message: string, error?: unknown): void {
     job.replies.error(code, message);
-    this.emit('failed', { route: job.replies.route, code, message, stage, job, ...(error !== undefined ? { error } : {}) });
+    this.emit('failed', { route: job.replies.route, code, message, stage, packet: job.packet, job, ...(error !== undefined ? { error } : {}) });
   }
 
-  private reject(route: ReplyRoute, code: ErrorCode, message: string): void {
+  private reject(packet: DaemonPacket, route: ReplyRoute, code: ErrorCode, message: string): void {
     sendReply(this.publish, route, { id: route.id, type: 'error', code, message });
-    this.emit('failed', { route, code, message, stage: 'rejected' });
+    this.emit('failed', { route, code, message, stage: 'rejected', packet });
   }
 
   /** `$share` needs broker support: MQTT 5 says so in CONNACK; on 3.1.1 only `always` assumes it. */
@@ -255,9 +285,7 @@ export class RequestPipeline extends EventEmitter<PipelineEvents> {
     return mode === 'auto' ? this.mqtt.sharedSubscriptions : mode === 'always';
   }
 
-  private readonly publish: Publish = (topic, payload, options) => {
-    this.mqtt.publish(topic, payload, { contentType: 'application/json', ...options });
-  };
+  private readonly publish: Publish = (topic, payload, options) => this.mqtt.publish(topic, payload, { contentType: 'application/json', ...options });
 }
 
 function errorCode(err: unknown): ErrorCode {

@@ -12,8 +12,11 @@ export interface PublishOptions {
   correlationData?: Buffer;
 }
 
-/** Sends one reply message; must keep the order of calls (MQTT.js does per topic and QoS). */
-export type Publish = (topic: string, payload: string, options: PublishOptions) => void;
+/**
+ * Sends one reply message; must keep the order of calls (MQTT.js does per topic and QoS). Resolves
+ * when the broker has it (false when publishing failed), and never rejects.
+ */
+export type Publish = (topic: string, payload: string, options: PublishOptions) => Promise<boolean>;
 
 export class ReplyStream {
   private pending = '';
@@ -22,11 +25,19 @@ export class ReplyStream {
   private lastChunkAt = -Infinity;
   private timer?: NodeJS.Timeout;
   private finished = false;
+  /** Once the final reply is out: resolves when the broker has it (false: publishing failed). */
+  finalSent: Promise<boolean> | undefined;
 
   constructor(
     readonly route: ReplyRoute,
     private readonly publish: Publish,
-    private readonly options: { stream: boolean; chunkIntervalMs: number; chunkExpirySec: number },
+    private readonly options: {
+      stream: boolean;
+      chunkIntervalMs: number;
+      chunkExpirySec: number;
+      /** Called with the final reply just before it is published (the journal stores it first). */
+      beforeFinal?: (reply: DoneReply | ErrorReply) => void;
+    },
   ) {}
 
   start(extra: Record<string, unknown> = {}): void {
@@ -72,8 +83,11 @@ export class ReplyStream {
     this.finish(reply);
   }
 
-  private finish<R extends Reply>(reply: R): R {
-    if (!this.finished) this.send(reply);
+  private finish<R extends DoneReply | ErrorReply>(reply: R): R {
+    if (!this.finished) {
+      this.options.beforeFinal?.(reply);
+      this.send(reply);
+    }
     this.finished = true;
     return reply;
   }
@@ -90,13 +104,14 @@ export class ReplyStream {
   }
 
   private send(reply: Reply, expirySec?: number): void {
-    sendReply(this.publish, this.route, reply, expirySec);
+    const sent = sendReply(this.publish, this.route, reply, expirySec);
+    if (reply.type === 'done' || reply.type === 'error') this.finalSent = sent;
   }
 }
 
-export function sendReply(publish: Publish, route: ReplyRoute, reply: Reply, expirySec?: number): void {
+export function sendReply(publish: Publish, route: ReplyRoute, reply: Reply, expirySec?: number): Promise<boolean> {
   const options: PublishOptions = {};
   if (expirySec !== undefined) options.expirySec = expirySec;
   if (route.correlationData) options.correlationData = route.correlationData;
-  publish(route.topic, JSON.stringify(reply), options);
+  return publish(route.topic, JSON.stringify(reply), options);
 }

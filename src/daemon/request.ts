@@ -25,6 +25,8 @@ export interface Request {
   options: Pick<GenerateRequest, 'maxTokens' | 'stop'> & { sampling: Partial<SamplingParams> & { seed: number } };
   /** Qwen3's thinking switch: reason first, the reasoning replied apart from the answer (chat only). */
   think: boolean;
+  /** Greedy, or sampled with a seed the sender chose: the same request gives the same answer. */
+  deterministic: boolean;
   stream: boolean;
   priority: number;
   /** Absolute time (ms since epoch) after which the request ends with `timeout`. */
@@ -132,6 +134,7 @@ export function parseRequest(
     ...(r.system !== undefined ? { system: r.system } : {}),
     options: generationOptions(r, config),
     think: r.think ?? false,
+    deterministic: r.seed !== undefined || (r.temperature ?? config.sampling.temperature) === 0,
     stream: r.stream ?? topicDefaults.stream ?? true,
     priority: r.priority ?? 0,
     deadline: r.deadline_ms !== undefined ? now + r.deadline_ms : undefined,

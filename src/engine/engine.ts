@@ -9,6 +9,7 @@ import { CHATML_TEMPLATE } from '../gguf/chat-template.js';
 import { ChatTemplate, opensThinking, ThinkSplitter, type ChatMessage } from './chat.js';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
+import { blockHashes, chainRoot, DEFAULT_BLOCK_TOKENS, type PrefixSettings, type PrefixStore } from './prefix.js';
 import { SAMPLING_DEFAULTS } from './sampling.js';
 
 export type { SamplingParams } from '../native.js';
@@ -63,6 +64,8 @@ export interface GenerateResult {
   promptIds: number[];
   ids: number[];
   timings: {
+    /** Prompt tokens not evaluated: their KV came from the context or the prefix cache. */
+    cachedTokens: number;
     promptMs: number;
     promptTokensPerS: number;
     genMs: number;
@@ -72,6 +75,7 @@ export interface GenerateResult {
 
 export class Model {
   private busy = false;
+  private prefix: { store: PrefixStore; blockTokens: number; root: string } | undefined;
   private chat: ChatTemplate | undefined;
   private eog: number[] | undefined;
 
@@ -82,6 +86,7 @@ export class Model {
     private readonly nativeModel: NativeModel,
     private readonly context: NativeContext,
     readonly loadMs: number,
+    readonly kvType: 'f32' | 'f16',
   ) {}
 
   static async load(file: string, options: LoadOptions = {}): Promise<Model> {
@@ -116,7 +121,7 @@ export class Model {
       nativeModel.close();
       throw err;
     }
-    return new Model(file, info, tokenizer, nativeModel, context, performance.now() - started);
+    return new Model(file, info, tokenizer, nativeModel, context, performance.now() - started, options.kvType ?? 'f32');
   }
 
   get hparams(): ModelHparams {
@@ -138,6 +143,16 @@ export class Model {
   get chatTemplate(): string | undefined {
     const t = this.info.metadata['tokenizer.chat_template'];
     return typeof t === 'string' ? t : undefined;
+  }
+
+  /**
+   * From now on, prompts reuse the KV rows of blocks stored in `settings.store` and store the
+   * blocks they compute, so a prompt sharing a prefix with an earlier one (also in an earlier
+   * process, with a persistent store) skips that prefix's prefill.
+   */
+  usePrefixCache(settings: PrefixSettings): void {
+    const blockTokens = settings.blockTokens ?? DEFAULT_BLOCK_TOKENS;
+    this.prefix = { store: settings.store, blockTokens, root: chainRoot(settings.modelIdentity, this.kvType, this.kernels, blockTokens) };
   }
 
   setThreads(n: number): void {
@@ -219,6 +234,7 @@ export class Model {
       let stoppedByString = false;
       try {
         if (options.signal?.aborted) this.context.cancel();
+        this.restorePrefix(promptIds);
         const stats = await this.context.generate(
           Int32Array.from(promptIds),
           {
@@ -242,6 +258,7 @@ export class Model {
           const rest = stop.finish(answerOf(decoder.flush(), true));
           if (rest) options.onText?.(rest);
         }
+        this.savePrefix(promptIds);
         return {
           text: stop.text,
           ...(request.enableThinking && chatText !== undefined ? { thinking } : {}),
@@ -249,6 +266,7 @@ export class Model {
           promptIds,
           ids,
           timings: {
+            cachedTokens: stats.nPromptReused,
             promptMs: stats.promptMs,
             promptTokensPerS: rate(stats.nPrompt - stats.nPromptReused, stats.promptMs),
             genMs: stats.genMs,
@@ -302,6 +320,42 @@ export class Model {
     this.nativeModel.close();
   }
 
+  /**
+   * Puts the stored blocks of the prompt's prefix into the context beyond what it already holds
+   * (the native generation reuses whatever prefix the context shares with the prompt). The last
+   * prompt token is always evaluated: its logits start the generation.
+   */
+  private restorePrefix(promptIds: number[]): void {
+    if (!this.prefix) return;
+    const { store, blockTokens, root } = this.prefix;
+    const usable = Math.floor((promptIds.length - 1) / blockTokens);
+    const held = Math.floor(commonPrefix(this.context.tokens(), promptIds) / blockTokens);
+    if (held >= usable) return;
+    const hashes = blockHashes(root, promptIds, blockTokens, usable);
+    const found: Uint8Array[] = [];
+    for (let b = held; b < usable; b++) {
+      const rows = store.get(hashes[b]!);
+      if (!rows) break;
+      found.push(rows);
+    }
+    if (found.length === 0) return;
+    this.context.truncate(held * blockTokens);
+    found.forEach((rows, i) => {
+      const start = (held + i) * blockTokens;
+      this.context.kvImport(Int32Array.from(promptIds.slice(start, start + blockTokens)), rows);
+    });
+  }
+
+  /** Stores the prompt's full blocks that the store does not have yet. */
+  private savePrefix(promptIds: number[]): void {
+    if (!this.prefix) return;
+    const { store, blockTokens, root } = this.prefix;
+    const blocks = Math.floor(Math.min(promptIds.length, this.context.nPast) / blockTokens);
+    blockHashes(root, promptIds, blockTokens, blocks).forEach((hash, b) => {
+      if (!store.has(hash)) store.put(hash, this.context.kvExport(b * blockTokens, blockTokens));
+    });
+  }
+
   /** Every end-of-generation token (Qwen3: <|im_end|> and <|endoftext|>), found once. */
   private eogIds(): number[] {
     if (!this.eog) {
@@ -320,6 +374,12 @@ export class Model {
       this.busy = false;
     }
   }
+}
+
+function commonPrefix(a: Int32Array, b: number[]): number {
+  let i = 0;
+  while (i < a.length && i < b.length && a[i] === b[i]) i++;
+  return i;
 }
 
 /** -log softmax(row)[target], accumulated in double precision. */

@@ -3,7 +3,7 @@
 // backoff and jitter so that a fleet of boards does not hammer a broker that just restarted.
 import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
-import mqtt, { type IClientOptions, type IConnackPacket, type MqttClient } from 'mqtt';
+import mqtt, { type IClientOptions, type IConnackPacket, type IPublishPacket, type MqttClient } from 'mqtt';
 
 export interface MqttConnectOptions {
   url: string;
@@ -23,6 +23,16 @@ export interface MqttConnectOptions {
   timeoutMs?: number;
   /** Each failed attempt of the first connection, with the wait before the next one. */
   onRetry?: (error: string, attempt: number, nextInMs: number) => void;
+  /**
+   * Keep the session (subscriptions, unacknowledged and queued QoS 1/2 messages) while
+   * disconnected, for this long (MQTT 5; 3.1.1 brokers keep it until the client returns).
+   */
+  sessionExpirySec?: number;
+  /**
+   * Called for every incoming message before the broker is told it arrived (PUBACK), from the
+   * first CONNACK on: the acknowledgement waits for the returned promise.
+   */
+  beforeAck?: (packet: IPublishPacket) => Promise<void> | void;
 }
 
 export interface MqttConnection {
@@ -89,7 +99,17 @@ function attempt(options: MqttConnectOptions, tls: Partial<IClientOptions>, vers
     ...(options.username !== undefined ? { username: options.username } : {}),
     ...(options.password !== undefined ? { password: options.password } : {}),
     ...(options.will ? { will: options.will } : {}),
+    ...(options.sessionExpirySec !== undefined ? persistentSession(version, options.sessionExpirySec) : {}),
   });
+  const beforeAck = options.beforeAck;
+  if (beforeAck) {
+    // MQTT.js acknowledges a message once handleMessage calls back (and handles one at a time).
+    client.handleMessage = (packet, callback) => {
+      Promise.resolve()
+        .then(() => beforeAck(packet))
+        .then(() => callback(), (err: Error) => callback(err));
+    };
+  }
   applyBackoff(client, min, options.reconnectMaxMs ?? 30_000);
   disableNagle(client);
   // Later errors (a dropped connection) are followed by reconnects; without a listener the
@@ -139,6 +159,10 @@ export async function closeClient(client: MqttClient, timeoutMs: number): Promis
   const gone = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), timeoutMs)));
   const ended = await Promise.race([client.endAsync().then(() => 'ended' as const), gone]).finally(() => clearTimeout(timer));
   if (ended === 'timeout') client.end(true);
+}
+
+function persistentSession(version: 4 | 5, expirySec: number): Partial<IClientOptions> {
+  return version === 5 ? { clean: false, properties: { sessionExpiryInterval: expirySec } } : { clean: false };
 }
 
 /**

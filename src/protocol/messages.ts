@@ -1,7 +1,7 @@
 // The reply messages of the MQTT protocol, as the daemon sends them and clients read them: in
 // order on one topic, `start`, then `chunk`/`thinking` pieces, then exactly one of `done` or `error`.
 
-export type ErrorCode = 'bad_request' | 'too_large' | 'busy' | 'cancelled' | 'timeout' | 'model_error' | 'internal';
+export type ErrorCode = 'bad_request' | 'too_large' | 'busy' | 'cancelled' | 'timeout' | 'interrupted' | 'model_error' | 'internal';
 
 export interface DoneBody {
   text: string;
@@ -15,7 +15,11 @@ export interface DoneBody {
   /** The sampling seed: sending it back with the same request reproduces the answer. */
   seed: number;
   usage: { prompt_tokens: number; completion_tokens: number };
-  timings: { queue_ms: number; ttft_ms: number; tokens_per_s: number };
+  /**
+   * cached_tokens: prompt tokens whose KV came from the prefix cache (not evaluated); cached: the
+   * whole answer was recalled from the answer cache.
+   */
+  timings: { queue_ms: number; ttft_ms: number; tokens_per_s: number; cached_tokens: number; cached?: boolean };
 }
 
 /** A piece of the answer, or of the reasoning; each kind numbers its own chunks from 0. */

@@ -1,6 +1,9 @@
 // Daemons and MQTT clients for the daemon tests: an in-process daemon on a given broker with a
 // quiet logger, the real engine on stories260K, and a client that records every reply by id.
 import { randomUUID } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import type { IClientPublishOptions, MqttClient } from 'mqtt';
 import { loadConfig, type DaemonConfig } from '../../src/daemon/config.js';
 import { connectMqtt, type MqttConnectOptions, type MqttConnection } from '../../src/protocol/connect.js';
@@ -12,6 +15,9 @@ import type { Model } from '../../src/engine/engine.js';
 import { fixture, HAVE_FIXTURES } from './fixtures.js';
 
 export const STORIES = fixture('stories260K/stories260K.gguf');
+
+/** Each in-process daemon gets a cache file of its own here. */
+const CACHE_DIR = mkdtempSync(path.join(tmpdir(), 'bonsai-test-daemons-'));
 
 /** The real engine on the tiny stories model (a fresh Model each call: one generation per model). */
 export async function loadStories(): Promise<Model> {
@@ -29,6 +35,7 @@ export function testConfig(flags: Record<string, unknown> = {}): DaemonConfig {
       'health.intervalSec': 1,
       'mqtt.reconnectMinMs': 100,
       'mqtt.reconnectMaxMs': 1000,
+      'cache.path': path.join(CACHE_DIR, `${randomUUID()}.db`),
       ...flags,
     },
   });

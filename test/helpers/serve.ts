@@ -5,8 +5,16 @@ import { afterAll } from 'vitest';
 import { CLI } from './cli.js';
 import { STORIES } from './daemon.js';
 
-/** The environment without BONSAI_* settings of the machine running the tests. */
-export const ENV = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('BONSAI_')));
+/**
+ * The environment without BONSAI_* settings of the machine running the tests, but with the cache
+ * file of this test run (vitest.config.ts), never the user's.
+ */
+export const ENV = {
+  ...Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('BONSAI_'))),
+  BONSAI_CACHE_PATH: process.env.BONSAI_CACHE_PATH,
+};
+
+let serves = 0;
 
 export interface Serve {
   child: ChildProcess;
@@ -30,7 +38,10 @@ export function track(child: ChildProcess): ChildProcess {
 
 export function serve(args: string[], env: Record<string, string> = {}, model: string | null = STORIES): Serve {
   const modelArgs = model === null ? [] : ['--model', model];
-  const child = track(spawn(process.execPath, [CLI, 'serve', ...modelArgs, ...args], { env: { ...ENV, ...env }, stdio: ['ignore', 'pipe', 'pipe'] }));
+  // A cache file of its own unless the test shares one on purpose: answers cached by one daemon
+  // must not answer another test's requests.
+  const cache = `${process.env.BONSAI_CACHE_PATH}.serve-${process.pid}-${serves++}`;
+  const child = track(spawn(process.execPath, [CLI, 'serve', ...modelArgs, ...args], { env: { ...ENV, BONSAI_CACHE_PATH: cache, ...env }, stdio: ['ignore', 'pipe', 'pipe'] }));
   return follow(child);
 }
 

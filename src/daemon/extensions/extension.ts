@@ -5,6 +5,8 @@
 // Extensions follow requests through the pipeline's events (accepted, started, chunk, finished,
 // failed, cancelled), may answer requests themselves (pipeline.intercept) and may add fields to
 // the retained health message.
+import type { Caches } from '../../cache/caches.js';
+import type { RequestJournal } from '../../cache/journal.js';
 import type { Topics } from '../../protocol/topics.js';
 import type { DaemonConfig } from '../config.js';
 import type { Logger } from '../logger.js';
@@ -21,6 +23,10 @@ export interface ExtensionContext {
   readonly version: string;
   /** When the daemon started (ms since epoch). */
   readonly startedAt: number;
+  /** The cache file's prefix blocks and answers; undefined with cache.enabled off. */
+  readonly caches: Caches | undefined;
+  /** The request journal; undefined with the cache off. */
+  readonly journal: RequestJournal | undefined;
   /** The health fields of every extension, for the extension that publishes them. */
   health(): Record<string, unknown>;
 }

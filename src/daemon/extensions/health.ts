@@ -69,7 +69,8 @@ export function healthExtension(ctx: ExtensionContext): Extension {
     start() {
       ctx.pipeline.on('finished', (_job, _reply, result) => {
         served++;
-        lastTokensPerS = result.timings.genTokensPerS;
+        // A recalled answer says nothing about generation speed.
+        if (result) lastTokensPerS = result.timings.genTokensPerS;
       });
       ctx.pipeline.on('failed', () => void failed++);
     },

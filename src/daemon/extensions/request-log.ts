@@ -10,7 +10,7 @@ export function requestLogExtension(ctx: ExtensionContext): Extension {
       const p = ctx.pipeline;
       p.on('finished', (job, reply, result) => {
         const { finish_reason, usage, timings } = reply;
-        log.info({ id: job.id, topic: job.replies.route.topic, finish_reason, ...usage, ...timings, gen_ms: Math.round(result.timings.genMs * 10) / 10 }, 'request done');
+        log.info({ id: job.id, topic: job.replies.route.topic, finish_reason, ...usage, ...timings, gen_ms: result ? Math.round(result.timings.genMs * 10) / 10 : 0 }, 'request done');
       });
       p.on('failed', ({ route, code, message, stage, error }) => {
         if (code === 'internal') log.error({ err: error, id: route.id }, 'generation failed');
