@@ -180,7 +180,7 @@ export class Controller {
     const { cache } = this.config;
     if (!cache.enabled) return;
     const log = { warn: (fields: Record<string, unknown>, message: string) => this.log.warn(fields, message) };
-    this.caches = new Caches({ ...cache, ...(cache.path !== undefined ? { path: cache.path } : {}) }, log);
+    this.caches = new Caches(cache, log);
     this.journalDb = new CacheDatabase(this.caches.db!.file, { synchronous: 'FULL', log });
     this.journal = new RequestJournal(this.journalDb, `${this.config.topics.base}/${this.config.topics.node}`);
   }

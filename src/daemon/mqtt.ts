@@ -1,14 +1,14 @@
 // The daemon's broker connection: connecting (MQTT 5, falling back to 3.1.1, reconnecting with
-// backoff: protocol/connect.ts), subscriptions with the topic that delivers to each handler, and
-// publishing with the QoS and MQTT 5 properties of the config. Everything else in the daemon talks
-// to the broker through this class.
+// backoff: protocol/connect.ts), the intake of messages (each request recorded in the journal
+// before the broker is acknowledged, and held until the daemon is ready for it), subscriptions with
+// the topic that delivers to each handler, and publishing with the QoS and MQTT 5 properties of
+// the config. Everything else in the daemon talks to the broker through this class.
 import { EventEmitter } from 'node:events';
 import type { IClientPublishOptions, IPublishPacket } from 'mqtt';
 import { closeClient, connectMqtt, type MqttConnectOptions, type MqttConnection } from '../protocol/connect.js';
 import type { DaemonConfig } from './config.js';
 import type { Logger } from './logger.js';
 
-export type MessageHandler = (payload: Buffer, packet: IPublishPacket) => void;
 
 /** A message as the daemon keeps it: with its row in the request journal, when it was journaled. */
 export interface DaemonPacket extends IPublishPacket {
@@ -18,6 +18,8 @@ export interface DaemonPacket extends IPublishPacket {
   /** A request an earlier run left unanswered: run it again, or answer `interrupted`. */
   recovered?: 'rerun' | 'interrupted';
 }
+
+export type MessageHandler = (payload: Buffer, packet: DaemonPacket) => void;
 
 export interface IntakeOptions {
   /** Writes a request message to the journal before it is acknowledged; returns its row. */

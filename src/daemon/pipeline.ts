@@ -195,8 +195,8 @@ export class RequestPipeline extends EventEmitter<PipelineEvents> {
     replies.start({ node: this.config.topics.node, model: this.engine.name });
     this.emit('started', job);
     replies.text(answer.text);
-    const usage = { prompt_tokens: job.prepared?.promptIds.length ?? 0, completion_tokens: answer.completion_tokens };
-    const { completion_tokens: _, ...body } = answer;
+    const { completion_tokens, ...body } = answer;
+    const usage = { prompt_tokens: job.prepared?.promptIds.length ?? 0, completion_tokens };
     const timings = { queue_ms: Date.now() - request.receivedAt, ttft_ms: 0, tokens_per_s: 0, cached_tokens: usage.prompt_tokens, cached: true };
     this.emit('finished', job, replies.done({ ...body, usage, timings }), undefined);
   }
