@@ -7,14 +7,14 @@
 // parses its flags and calls run().
 import { startEmbeddedBroker, type EmbeddedBroker } from './broker.js';
 import type { DaemonConfig } from './config.js';
-import type { Extension, ExtensionContext, ExtensionFactory } from './extensions/extension.js';
+import type { Extension, ExtensionContext, ExtensionFactory, Phase } from './extensions/extension.js';
 import { healthExtension } from './extensions/health.js';
 import { homeAssistantExtension } from './extensions/homeassistant.js';
 import { cacheExtension } from './extensions/cache.js';
 import { journalExtension } from './extensions/journal.js';
 import { requestLogExtension } from './extensions/request-log.js';
 import { createLogger, type Logger } from './logger.js';
-import { DaemonMqtt, toBuffer, withTimeout, type IntakeOptions } from './mqtt.js';
+import { DaemonMqtt, redactUrl, toBuffer, withTimeout, type IntakeOptions } from './mqtt.js';
 import { RequestPipeline, type DaemonEngine } from './pipeline.js';
 import { Caches } from '../cache/caches.js';
 import { CacheDatabase } from '../cache/database.js';
@@ -108,28 +108,28 @@ export class Controller {
     for (const warning of this.options.warnings ?? []) this.log.warn(warning);
     try {
       this.openCaches();
+      const context = this.extensionContext();
+      this.extensions = (this.options.extensions ?? builtinExtensions(this.config)).map((create) => create(context));
       const url = await this.brokerUrl();
       this.modelName = await this.nameBeforeLoad();
+      this.phase('connecting', `connecting to ${redactUrl(url)}`);
       const will = { topic: this.topics.status, payload: JSON.stringify(this.statusBody('offline')) };
       this.mqtt = await DaemonMqtt.connect(this.config, url, will, this.log, this.intake());
       await this.publishStatus('loading');
+      this.phase('loading', `loading ${this.config.model.path ?? 'the model'}`);
       const engine = await this.loadEngine();
       if (isModel(engine)) await this.caches?.attach(engine);
-      const pipeline = new RequestPipeline(this.config, this.topics, this.mqtt, engine);
-      this.pipeline = pipeline;
-      const context = this.extensionContext(this.mqtt, pipeline, engine);
-      const factories = this.options.extensions ?? builtinExtensions(this.config);
-      for (const create of factories) {
-        const extension = create(context);
-        this.extensions.push(extension);
-        await extension.start?.();
-      }
+      this.pipeline = new RequestPipeline(this.config, this.topics, this.mqtt, engine);
+      this.phase('starting', 'starting');
+      for (const extension of this.extensions) await extension.start?.();
+      const pipeline = this.pipeline;
       this.mqtt.open();
       await this.takeRequests(pipeline);
       await this.watchOwnStatus(this.mqtt);
       await this.announce();
       this.mqtt.on('reconnect', () => this.onReconnect());
       this.log.info({ model: engine.name, protocol: this.mqtt.protocolName, queue: this.config.queue.maxWaiting }, 'online');
+      this.phase('online', `online: ${engine.name}, ${this.mqtt.protocolName}`);
     } catch (err) {
       await this.close();
       throw err;
@@ -149,6 +149,7 @@ export class Controller {
     const pipeline = this.pipeline;
     if (!pipeline) return this.close();
     this.log.info({ mode: this.config.shutdown.mode }, 'stopping');
+    this.phase('stopping', 'stopping: answering what is queued');
     // Still subscribed while draining: what arrives now is answered `busy`, never met with silence.
     await pipeline.drain(this.config.shutdown.mode === 'cancel', this.config.shutdown.graceMs);
     // Unsubscribed from its own status too, or `offline` would come back to be acknowledged after the disconnect.
@@ -159,6 +160,7 @@ export class Controller {
     await withTimeout(this.publishStatus('offline'), SHUTDOWN_IO_MS).catch(() => undefined);
     const summary = this.healthFields();
     await this.close();
+    this.phase('stopped', 'stopped');
     this.log.info(summary, 'offline');
   }
 
@@ -235,13 +237,25 @@ export class Controller {
     return model;
   }
 
-  private extensionContext(mqtt: DaemonMqtt, pipeline: RequestPipeline, engine: DaemonEngine): ExtensionContext {
+  /** The extensions' view of the daemon; what exists only once it is loaded throws before then. */
+  private extensionContext(): ExtensionContext {
+    const ready = <T>(value: T | undefined, what: string): T => {
+      if (value === undefined) throw new Error(`an extension used ${what} before start()`);
+      return value;
+    };
+    const controller = this;
     return {
       config: this.config,
       topics: this.topics,
-      mqtt,
-      pipeline,
-      engine,
+      get mqtt() {
+        return ready(controller.mqtt, 'mqtt');
+      },
+      get pipeline() {
+        return ready(controller.pipeline, 'the pipeline');
+      },
+      get engine() {
+        return ready(controller.engine, 'the engine');
+      },
       logger: this.log,
       version: this.version,
       startedAt: this.startedAt,
@@ -249,6 +263,16 @@ export class Controller {
       journal: this.journal,
       health: () => this.healthFields(),
     };
+  }
+
+  private phase(phase: Phase, detail: string): void {
+    for (const extension of this.extensions) {
+      try {
+        extension.phase?.(phase, detail);
+      } catch (err) {
+        this.log.warn({ err: (err as Error).message, extension: extension.name, phase }, 'extension failed at a phase');
+      }
+    }
   }
 
   private healthFields(): Record<string, unknown> {

@@ -86,7 +86,7 @@ export class DaemonMqtt extends EventEmitter<MqttEvents> {
       await connectMqtt({
         ...connectOptionsFrom(config, url),
         will: { topic: will.topic, payload: will.payload, qos: 1, retain: true },
-        onRetry: (error, attempt, nextInMs) => log.warn({ state: 'connecting', url, attempt, retry_in_ms: nextInMs, err: error }, 'cannot reach the broker; retrying'),
+        onRetry: (error, attempt, nextInMs) => log.warn({ state: 'connecting', url: redactUrl(url), attempt, retry_in_ms: nextInMs, err: error }, 'cannot reach the broker; retrying'),
         beforeAck: (packet) => mqtt.receive(packet),
         ...(intake.sessionExpirySec !== undefined ? { sessionExpirySec: intake.sessionExpirySec } : {}),
       }),
@@ -210,6 +210,17 @@ export function connectOptionsFrom(config: DaemonConfig, url: string, clientIdSu
     if (mqtt[key] !== undefined) options[key] = mqtt[key];
   }
   return options;
+}
+
+/** A broker URL fit for a log line or a status: without its password. */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return url;
+  }
 }
 
 export function toBuffer(payload: Buffer | string): Buffer {

@@ -1,10 +1,12 @@
-// What a daemon feature plugs into. The controller builds every extension once the model is loaded
-// and the broker connected, starts them in order before requests are taken, tells them each time
-// the daemon announces itself online (first start and every reconnect: retained messages may be
-// gone after a broker restart), and stops them in reverse order after the queue has drained.
-// Extensions follow requests through the pipeline's events (accepted, started, chunk, finished,
-// failed, cancelled), may answer requests themselves (pipeline.intercept) and may add fields to
-// the retained health message.
+// What a daemon feature plugs into. The controller builds every extension when it starts, before
+// it connects, and tells them each phase of the start and the stop (`phase`: a service manager
+// hears of each). Once the model is loaded and the broker connected, it starts them in order
+// before requests are taken (from then on the context's mqtt, pipeline and engine exist), tells
+// them each time the daemon announces itself online (first start and every reconnect: retained
+// messages may be gone after a broker restart), and stops them in reverse order after the queue
+// has drained. Extensions follow requests through the pipeline's events (accepted, started, chunk,
+// final, finished, failed, cancelled), may answer requests themselves (pipeline.intercept) and
+// may add fields to the retained health message.
 import type { Caches } from '../../cache/caches.js';
 import type { RequestJournal } from '../../cache/journal.js';
 import type { Topics } from '../../protocol/topics.js';
@@ -16,6 +18,7 @@ import type { DaemonEngine, RequestPipeline } from '../pipeline.js';
 export interface ExtensionContext {
   readonly config: DaemonConfig;
   readonly topics: Topics;
+  /** From start() on (reading them earlier throws). */
   readonly mqtt: DaemonMqtt;
   readonly pipeline: RequestPipeline;
   readonly engine: DaemonEngine;
@@ -31,8 +34,16 @@ export interface ExtensionContext {
   health(): Record<string, unknown>;
 }
 
+/**
+ * The steps of the daemon's life, in order: `connecting` (to the broker), `loading` (the model),
+ * `starting` (extensions, request topics), `online`, `stopping` (draining), `stopped`.
+ */
+export type Phase = 'connecting' | 'loading' | 'starting' | 'online' | 'stopping' | 'stopped';
+
 export interface Extension {
   readonly name: string;
+  /** Each phase as it begins, with a line saying what happens (e.g. the model's file). */
+  phase?(phase: Phase, detail: string): void;
   /** Before the request topics are subscribed: register handlers, interceptors, event listeners. */
   start?(): Promise<void> | void;
   /** After `online` was published, at start and after every reconnect. */

@@ -103,10 +103,10 @@ export function discoveryRemovals(ctx: Pick<DiscoveryContext, 'prefix' | 'node' 
 }
 
 export function homeAssistantExtension(ctx: ExtensionContext): Extension {
-  const { config, topics, mqtt, pipeline, logger } = ctx;
+  const { config, topics, logger } = ctx;
   const ha = config.homeassistant;
   const publishDiscovery = () =>
-    mqtt.publishRetained(
+    ctx.mqtt.publishRetained(
       discoveryMessages({
         prefix: ha.prefix,
         node: config.topics.node,
@@ -120,13 +120,13 @@ export function homeAssistantExtension(ctx: ExtensionContext): Extension {
     name: 'homeassistant',
     async start() {
       // The text entity's prompts are requests whose answer goes to the last-answer sensor, whole.
-      pipeline.addSource(topics.haPrompt, { replyTopic: topics.haAnswer, stream: false });
+      ctx.pipeline.addSource(topics.haPrompt, { replyTopic: topics.haAnswer, stream: false });
       const haStatus = `${ha.prefix}/status`;
-      mqtt.handle(haStatus, (payload) => {
+      ctx.mqtt.handle(haStatus, (payload) => {
         if (payload.toString() !== 'online') return;
         publishDiscovery().catch((err: Error) => logger.warn({ err: err.message }, 'discovery publish failed'));
       });
-      const refused = await mqtt.subscribe([haStatus]);
+      const refused = await ctx.mqtt.subscribe([haStatus]);
       if (refused.length) logger.error({ topics: refused }, 'broker refused subscriptions (check the ACL)');
     },
     online: publishDiscovery,

@@ -16,7 +16,7 @@ const REPLAY_ENTRIES = 512;
 const PRUNE_EVERY_MS = 3_600_000;
 
 export function journalExtension(ctx: ExtensionContext): Extension {
-  const { pipeline, journal, logger, config } = ctx;
+  const { journal, logger, config } = ctx;
   const finals = new Map<string, DoneReply | ErrorReply>();
   let pruner: NodeJS.Timeout | undefined;
   const remember = (key: string, reply: DoneReply | ErrorReply) => {
@@ -76,11 +76,11 @@ export function journalExtension(ctx: ExtensionContext): Extension {
   return {
     name: 'journal',
     start() {
-      pipeline.intercept(intercept);
-      pipeline.on('started', (job) => {
+      ctx.pipeline.intercept(intercept);
+      ctx.pipeline.on('started', (job) => {
         if (job.packet.journalRow !== undefined) journal?.mark(job.packet.journalRow, 'running');
       });
-      pipeline.on('final', (job, reply) => {
+      ctx.pipeline.on('final', (job, reply) => {
         remember(job.key, reply);
         const row = job.packet.journalRow;
         if (row === undefined || !journal) return;
@@ -88,10 +88,10 @@ export function journalExtension(ctx: ExtensionContext): Extension {
         void job.replies.finalSent?.then((ok) => ok && journal.mark(row, 'done'));
       });
       // Answered at once or not a request at all: nothing the journal must see through.
-      pipeline.on('failed', (failure) => {
+      ctx.pipeline.on('failed', (failure) => {
         if (failure.stage === 'rejected') forget(failure.packet);
       });
-      pipeline.on('ignored', (_what, _id, packet) => forget(packet));
+      ctx.pipeline.on('ignored', (_what, _id, packet) => forget(packet));
       if (!journal) return;
       journal.prune(config.journal.retainSec * 1000);
       pruner = setInterval(() => journal.prune(config.journal.retainSec * 1000), PRUNE_EVERY_MS);
