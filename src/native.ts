@@ -105,6 +105,13 @@ export interface NativeContext {
   cancel(): void;
   truncate(nPast: number): void;
   setThreads(n: number): void;
+  /**
+   * At most n of the context's threads work from the next pass on (results do not depend on it).
+   * Callable while eval() or generate() runs: a hot board sheds load between tokens.
+   */
+  limitThreads(n: number): void;
+  /** While paused, a running generate() waits before its next token (cancel() still ends it). */
+  pause(paused: boolean): void;
   tokens(): Int32Array;
   /**
    * Bytes of the KV block of `nTokens` positions (every layer's K and V rows, in this context's KV
@@ -151,10 +158,22 @@ export interface NativeAddon {
    * weights of `type` (default q1_0): whose kernels run them, e.g. "avx512 (avx2 kernels)".
    */
   kernelPaths(type?: string): { supported: string[]; selected: string; selectedLabel: string };
+  /**
+   * The page size the engine aligns its mappings and madvise ranges to: the kernel's (16384 on a
+   * Raspberry Pi 5's kernel), or a larger BONSAI_TEST_PAGE_SIZE a test set.
+   */
+  pageSize(): number;
   /** Memory read bandwidth (1e9 bytes/s): `threads` threads sum `bytes` of memory, best and mean of `reps` passes. */
   memoryBandwidth(bytes: number, threads: number, reps: number): { bestGBps: number; meanGBps: number };
   /** Times bn_matmul on random weights (native/tools/kernel_bench.c); throws on an unknown type or path. */
   kernelBench(spec: KernelBenchSpec): KernelBenchResult;
+  /**
+   * Sends `state` ("KEY=value" lines, e.g. "READY=1\nSTATUS=online", 1 to 4096 bytes) to the
+   * service manager at $NOTIFY_SOCKET (sd_notify; a path or an @abstract name). True when sent,
+   * false when NOTIFY_SOCKET is unset or empty; throws an Error "cannot notify systemd at SOCKET:
+   * reason" when it cannot be sent, and a TypeError for a state that is not a string or holds NUL.
+   */
+  notify(state: string): boolean;
 }
 
 export interface KernelBenchSpec {

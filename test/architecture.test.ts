@@ -18,6 +18,7 @@ const RANK: Record<string, number> = {
   bench: 3,
   cache: 3,
   protocol: 3,
+  profiles: 3,
   client: 4,
   daemon: 5,
   cli: 6,

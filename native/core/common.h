@@ -46,12 +46,23 @@ void bn_join_names(char *buf, size_t len, const char *const *names, int n);
 /* Monotonic clock in milliseconds (for timings reported to users). */
 double bn_now_ms(void);
 
+/* The page size that every mapping, madvise and alignment rule in the engine takes: the kernel's
+ * (sysconf), which is 16 KiB under the Raspberry Pi 5's kernel and 64 KiB under some others, so
+ * nothing may assume 4 KiB. A test may raise it with the environment variable
+ * BONSAI_TEST_PAGE_SIZE to a larger power of two (at most 1 MiB): a range aligned to 16 KiB is
+ * aligned to 4 KiB pages too, so a 4 KiB machine runs the engine as a 16 KiB one would. Any other
+ * value is ignored. Read once; safe from any thread. */
+size_t bn_page_size(void);
+/* The transparent huge page that goes with it: what one page of page-table entries (8 bytes each)
+ * maps, 2 MiB with 4 KiB pages, 32 MiB with 16 KiB, 512 MiB with 64 KiB. */
+size_t bn_huge_page_size(void);
+
 /* Memory for data streamed through again and again (packed weights): 64-byte aligned, and when
  * large, aligned to huge pages so that bn_advise_huge can put it on them. Free with free(). NULL
  * when out of memory. */
 void *bn_alloc_streamed(size_t bytes);
-/* Asks for transparent huge pages for the whole huge pages inside [p, p + bytes): with 4 KiB
- * pages every 4 KiB streamed is a TLB miss. Advice only (nothing happens where the system has no
+/* Asks for transparent huge pages for the whole huge pages inside [p, p + bytes): with small
+ * pages every page streamed is a TLB miss. Advice only (nothing happens where the system has no
  * THP): memory not yet touched then faults in huge pages; pages already there are merged by the
  * kernel's khugepaged in the background. */
 void bn_advise_huge(void *p, size_t bytes);

@@ -66,7 +66,7 @@ void bn_mapped_file_close(bn_mapped_file *f) {
 }
 
 void bn_mapped_file_drop(const bn_mapped_file *f, const void *p, size_t n) {
-    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t page = bn_page_size();
     uintptr_t begin = ((uintptr_t)p + page - 1) & ~(page - 1), end = ((uintptr_t)p + n) & ~(page - 1);
     if (!f || !f->data || (const uint8_t *)p < f->data || (const uint8_t *)p + n > f->data + f->size) return;
     /* the mapping is private and never written: dropped pages read back from the file if used */

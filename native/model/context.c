@@ -59,6 +59,10 @@ void bn_context_set_threads(bn_context *c, int n_threads) {
     bn_threadpool_set_threads(c->pool, n_threads);
 }
 
+void bn_context_limit_threads(bn_context *c, int n_threads) { bn_threadpool_set_threads(c->pool, n_threads); }
+
+void bn_context_pause(bn_context *c, int paused) { atomic_store(&c->paused, paused != 0); }
+
 static int validate_eval(const bn_context *c, const int32_t *tokens, int n, char *err, size_t errlen) {
     if (n < 0 || (n > 0 && !tokens)) return bn_fail(err, errlen, "invalid token count %d", n);
     const int n_vocab = c->m->hp.n_vocab;

@@ -58,6 +58,13 @@ const int32_t *bn_context_tokens(const bn_context *c);
 /* Forgets positions >= n_past (KV entries and tokens). */
 void bn_context_truncate(bn_context *c, int n_past);
 void bn_context_set_threads(bn_context *c, int n_threads);
+/* Safe while an eval or a generation runs on another thread (a hot board sheds load between
+ * tokens): from the next pass of the thread pool on, at most n_threads of the context's threads
+ * work (1 <= n <= the count it was made or last set with; results do not depend on it). */
+void bn_context_limit_threads(bn_context *c, int n_threads);
+/* Safe from any thread: while paused, a running generation waits before its next token (a
+ * cancel still ends it). */
+void bn_context_pause(bn_context *c, int paused);
 
 /* Evaluates tokens[0..n) at positions n_past.. and appends them. logits: NULL, or
  * [n][n_vocab] when all_logits, else [n_vocab] for the last token. Fails (leaving the context

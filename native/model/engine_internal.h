@@ -4,6 +4,7 @@
 #ifndef BN_ENGINE_INTERNAL_H
 #define BN_ENGINE_INTERNAL_H
 
+#include <stdatomic.h>
 #include "model/engine.h"
 #include "model/kv_cache.h"
 #include "core/threadpool.h"
@@ -46,6 +47,7 @@ struct bn_context {
     int max_threads;
     bn_scratch scratch;         /* bn_matmul's activation quantization buffers */
     bn_acts acts;
+    atomic_int paused;          /* set from any thread: generation waits between tokens */
 };
 
 /* Most tokens one forward call processes; longer evals are split (bounds scratch memory). */

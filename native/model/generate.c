@@ -1,5 +1,6 @@
 /* The generation loop: prompt prefix reuse, batched prompt evaluation, then sample/eval. */
 #include <stdlib.h>
+#include <time.h>
 #include "model/engine_internal.h"
 #include "core/common.h"
 
@@ -25,12 +26,19 @@ static int is_stop(int32_t tok, const int32_t *stop_ids, int n_stop) {
     return 0;
 }
 
+/* A paused context (a board too hot to go on) holds the generation here, between tokens. */
+static void wait_while_paused(bn_context *c, const volatile int *cancel) {
+    const struct timespec step = {0, 20 * 1000 * 1000};
+    while (atomic_load(&c->paused) && !(cancel && *cancel)) nanosleep(&step, NULL);
+}
+
 /* Samples and evaluates until a finish condition; logits hold the last position's on entry. */
 static int sample_loop(bn_context *c, bn_sampler *s, float *logits, int max_tokens, const int32_t *stop_ids,
                        int n_stop, bn_token_cb cb, void *user, const volatile int *cancel,
                        bn_generate_stats *st, char *err, size_t errlen) {
     st->finish = BN_FINISH_LENGTH;
     while (st->n_generated < max_tokens) {
+        wait_while_paused(c, cancel);
         if (cancel && *cancel) {
             st->finish = BN_FINISH_CANCELLED;
             return 0;

@@ -17,8 +17,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     exports.Set("ggufRead", Napi::Function::New(env, GgufRead));
     exports.Set("loadModel", Napi::Function::New(env, LoadModel));
     exports.Set("kernelPaths", Napi::Function::New(env, KernelPaths));
+    exports.Set("pageSize", Napi::Function::New(env, PageSize));
     exports.Set("memoryBandwidth", Napi::Function::New(env, MemoryBandwidth));
     exports.Set("kernelBench", Napi::Function::New(env, KernelBench));
+    exports.Set("notify", Napi::Function::New(env, Notify));
     return exports;
 }
 

@@ -56,10 +56,13 @@ inline std::vector<int32_t> Tokens(Napi::Env env, const Napi::Value &v, const ch
 Napi::Value GgufRead(const Napi::CallbackInfo &info);
 // loadModel(file, options) (model.cc).
 Napi::Value LoadModel(const Napi::CallbackInfo &info);
-// kernelPaths(), memoryBandwidth(bytes, threads, reps), kernelBench(spec) (bench.cc).
+// kernelPaths(), pageSize(), memoryBandwidth(bytes, threads, reps), kernelBench(spec) (bench.cc).
 Napi::Value KernelPaths(const Napi::CallbackInfo &info);
+Napi::Value PageSize(const Napi::CallbackInfo &info);
 Napi::Value MemoryBandwidth(const Napi::CallbackInfo &info);
 Napi::Value KernelBench(const Napi::CallbackInfo &info);
+// notify(state) (notify.cc).
+Napi::Value Notify(const Napi::CallbackInfo &info);
 
 }  // namespace bonsai
 

@@ -1,5 +1,6 @@
-// What `bonsai bench` and `bonsai inspect` ask about this machine: its kernel paths, its memory
-// bandwidth and the speed of one kernel. Synchronous: the bench calls them when nothing else runs.
+// What `bonsai bench`, `bonsai inspect` and `bonsai profile` ask about this machine: its kernel
+// paths, its page size, its memory bandwidth and the speed of one kernel. Synchronous: the bench
+// calls them when nothing else runs.
 #include <napi.h>
 
 #include <string>
@@ -7,6 +8,7 @@
 #include "napi/addon.h"
 
 extern "C" {
+#include "core/common.h"
 #include "kernels/kernels.h"
 #include "quants/quants.h"
 #include "tools/kernel_bench.h"
@@ -46,6 +48,10 @@ Napi::Value KernelPaths(const Napi::CallbackInfo &info) {
     }
     out.Set("selectedLabel", KernelsLabel(type, selected));
     return out;
+}
+
+Napi::Value PageSize(const Napi::CallbackInfo &info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(bn_page_size()));
 }
 
 Napi::Value MemoryBandwidth(const Napi::CallbackInfo &info) {

@@ -38,6 +38,8 @@ void Context::Init(Napi::Env env) {
         InstanceMethod("cancel", &Context::Cancel),
         InstanceMethod("truncate", &Context::Truncate),
         InstanceMethod("setThreads", &Context::SetThreads),
+        InstanceMethod("limitThreads", &Context::LimitThreads),
+        InstanceMethod("pause", &Context::Pause),
         InstanceMethod("tokens", &Context::TokensList),
         InstanceMethod("kvBytes", &Context::KvBytes),
         InstanceMethod("kvExport", &Context::KvExport),
@@ -70,6 +72,19 @@ void Context::Truncate(const Napi::CallbackInfo &info) {
 void Context::SetThreads(const Napi::CallbackInfo &info) {
     bn_context *c = Idle(info.Env());
     bn_context_set_threads(c, info[0].As<Napi::Number>().Int32Value());
+}
+
+void Context::LimitThreads(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    const int32_t n = IntArgument(env, info[0], "limitThreads(n): n");
+    if (n < 1) throw Napi::RangeError::New(env, "limitThreads(n): n must be at least 1");
+    bn_context_limit_threads(Open(env), n);
+}
+
+void Context::Pause(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsBoolean()) throw Napi::TypeError::New(env, "pause(paused): paused must be a boolean");
+    bn_context_pause(Open(env), info[0].As<Napi::Boolean>().Value());
 }
 
 Napi::Value Context::TokensList(const Napi::CallbackInfo &info) {

@@ -64,6 +64,9 @@ class Context : public Napi::ObjectWrap<Context> {
     void Cancel(const Napi::CallbackInfo &) { cancel.store(1); }
     void Truncate(const Napi::CallbackInfo &info);
     void SetThreads(const Napi::CallbackInfo &info);
+    // These two may be called while a worker owns the context (thermal control between tokens).
+    void LimitThreads(const Napi::CallbackInfo &info);
+    void Pause(const Napi::CallbackInfo &info);
     Napi::Value TokensList(const Napi::CallbackInfo &info);
     Napi::Value KvBytes(const Napi::CallbackInfo &info);
     Napi::Value KvExport(const Napi::CallbackInfo &info);

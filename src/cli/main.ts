@@ -12,6 +12,8 @@ import { register as registerChat } from './chat.js';
 import { register as registerServe } from './serve.js';
 import { register as registerAsk } from './ask.js';
 import { register as registerCache } from './cache.js';
+import { register as registerDoctor } from './doctor.js';
+import { register as registerProfile } from './profile.js';
 import { packageVersion } from '../version.js';
 
 export function buildProgram(): Command {
@@ -32,6 +34,8 @@ export function buildProgram(): Command {
     registerBench,
     registerChat,
     registerCache,
+    registerDoctor,
+    registerProfile,
   ];
   for (const register of commands) {
     register(program);

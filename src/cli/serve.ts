@@ -2,8 +2,11 @@
 // This module only reads the flags; the daemon's lifecycle is daemon/controller.ts.
 import type { Command } from 'commander';
 import { describeConfig, readConfig, type DaemonConfig } from '../daemon/config.js';
+import { fitToBoard } from '../daemon/board.js';
 import { Controller } from '../daemon/controller.js';
 import { removeDiscoveryEntries } from '../daemon/extensions/homeassistant.js';
+import { createLogger } from '../daemon/logger.js';
+import { ramLabel } from '../profiles/catalog.js';
 import { intOption } from './options.js';
 
 interface ServeFlags {
@@ -13,6 +16,8 @@ interface ServeFlags {
   embeddedPort?: number;
   node?: string;
   baseTopic?: string;
+  profile?: string;
+  sysroot?: string;
   removeDiscovery?: boolean;
   printConfig?: boolean;
 }
@@ -27,11 +32,13 @@ export function register(program: Command): void {
     .option('--embedded-port <n>', 'port of the embedded broker (embedded.port)', intOption('embedded-port', 0, 65535))
     .option('--node <name>', 'node id in topics (topics.node, default: host name)')
     .option('--base-topic <topic>', 'base topic (topics.base, default: bonsai)')
+    .option('--profile <id>', 'board profile, e.g. rpi5 (profile.id; default: detected, see `bonsai profile`)')
+    .option('--sysroot <dir>', 'detect the board from the /proc and /sys under this directory (profile.sysroot)')
     .option('--remove-discovery', 'remove this node from Home Assistant discovery and exit')
     .option('--print-config', 'list every config key with its environment variable and default, and exit')
     .action(async (flags: ServeFlags) => {
       if (flags.printConfig) return printConfig();
-      const { config, warnings } = readConfig({
+      const { config, warnings, profile } = readConfig({
         file: flags.config,
         env: process.env,
         flags: {
@@ -40,10 +47,22 @@ export function register(program: Command): void {
           'embedded.port': flags.embeddedPort,
           'topics.node': flags.node,
           'topics.base': flags.baseTopic,
+          'profile.id': flags.profile,
+          'profile.sysroot': flags.sysroot,
         },
       });
       if (flags.removeDiscovery) return removeDiscovery(config);
-      process.exit(await Controller.run({ config, warnings }));
+      const fitted = fitToBoard(config, profile);
+      if (fitted.fit && !fitted.fit.fits) {
+        throw new Error(`${fitted.fit.message} (model.contextSize, model.kvType: BONSAI_MODEL_CONTEXT_SIZE, BONSAI_MODEL_KV_TYPE), or --profile ID if this is not a ${profile.profile.name}`);
+      }
+      const logger = createLogger(fitted.config.log.level, fitted.config.topics.node);
+      const { model } = fitted.config;
+      logger.info(
+        { profile: profile.profile.id, variant: ramLabel(profile.variant.ram_mb), threads: model.threads, context_size: model.contextSize, kv_type: model.kvType, kernels: model.kernels ?? 'detected', reason: profile.reason },
+        `board profile ${profile.profile.id}`,
+      );
+      process.exit(await Controller.run({ config: fitted.config, warnings: [...warnings, ...profile.warnings, ...fitted.warnings], logger }));
     });
 }
 

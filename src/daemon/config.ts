@@ -1,12 +1,18 @@
 // The daemon's configuration: one zod schema is the single source of truth for the keys, their
-// types, defaults and documentation. Values are layered defaults < JSON file < environment
-// (BONSAI_<SECTION>_<KEY>) < command-line flags, and the merged result is validated once. A file
-// written for an older version is migrated first (config-migrations.ts).
+// types, defaults and documentation. Values are layered, each layer winning over the ones before:
+// defaults < the board profile < JSON file < environment (BONSAI_<SECTION>_<KEY>) < command-line
+// flags, and the merged result is validated once. The board profile (src/profiles/, detected from
+// profile.sysroot or named by profile.id, both taken from the layers above it) fills in what suits
+// the board: model.threads, model.contextSize, model.kvType, model.kernels, cache.memoryMb and the
+// thermal section; anything the user sets wins over it. A file written for an older version is
+// migrated first (config-migrations.ts).
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { z } from 'zod';
 import { CACHE_DEFAULTS } from '../cache/defaults.js';
 import { SAMPLING_DEFAULTS } from '../engine/sampling.js';
+import { ProfileError } from '../profiles/catalog.js';
+import { chooseProfile, type ProfileChoice } from '../profiles/detect.js';
 import { CONFIG_VERSION, ConfigMigrationError, migrateConfigFile, renamedKeys } from './config-migrations.js';
 
 // prefault({}) parses an absent section as {} so that each key's own default applies.
@@ -38,8 +44,10 @@ export const configSchema = z.strictObject({
   version: z.literal(CONFIG_VERSION).default(CONFIG_VERSION),
   model: section({
     path: z.string().min(1).optional().describe('GGUF model file (required by `bonsai serve`)'),
-    threads: int().min(1).max(256).optional().describe('inference threads (default: min(4, CPU count))'),
-    contextSize: int().min(16).optional().describe('context size in tokens (default: min(training context, 4096))'),
+    threads: int().min(1).max(256).optional().describe("inference threads (default: the board profile's)"),
+    contextSize: int().min(16).optional().describe("context size in tokens (default: the board profile's, at most the training context)"),
+    kvType: z.enum(['f32', 'f16']).default('f32').describe("KV cache type (the board profile's: f16 where memory is short)"),
+    kernels: z.string().min(1).optional().describe('kernel path: scalar, neon, dotprod, i8mm, avx2, avx512 (default: the best this CPU has)'),
   }),
   sampling: section({
     maxTokens: int().min(1).default(256).describe('max_tokens when a request gives none'),
@@ -111,6 +119,17 @@ export const configSchema = z.strictObject({
     mode: z.enum(['finish', 'cancel']).default('finish').describe('on SIGTERM/SIGINT: let the running generation finish, or cancel it'),
     graceMs: int().min(0).default(30000).describe('finish mode: cancel the running generation after this long'),
   }),
+  thermal: section({
+    throttleC: z.number().min(20).max(130).default(85).describe('CPU °C at which the engine works with fewer threads'),
+    pauseC: z.number().min(20).max(130).default(95).describe('CPU °C at which generation pauses between tokens'),
+    resumeC: z.number().min(20).max(130).default(80).describe('below this CPU °C: full speed again'),
+    minThreads: int().min(1).max(256).default(1).describe('fewest threads while throttled'),
+    intervalSec: z.number().min(0.1).max(3600).default(5).describe('period of the temperature check'),
+  }),
+  profile: section({
+    id: z.string().min(1).max(64).optional().describe('board profile (firmware-profiles/<id>.json; default: detected)'),
+    sysroot: z.string().min(1).default('/').describe('root of the /proc and /sys trees the board is detected from'),
+  }),
   log: section({
     level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info').describe('log level'),
   }),
@@ -134,29 +153,79 @@ export function loadConfig(sources: ConfigSources = {}): DaemonConfig {
   return readConfig(sources).config;
 }
 
-/** The configuration, and what the reader changed on the way (keys renamed since the file was written). */
-export function readConfig(sources: ConfigSources = {}): { config: DaemonConfig; warnings: string[] } {
-  const merged: Layer = {};
+/** The board profile the configuration was layered on, and the keys whose values came from it. */
+export interface ChosenProfile extends ProfileChoice {
+  /** Dotted keys (e.g. "model.contextSize") set by the profile and by no later layer. */
+  applied: string[];
+}
+
+/**
+ * The configuration, what the reader changed on the way (keys renamed since the file was written),
+ * and the board profile it was layered on: which, why, and what about the board does not fit it.
+ */
+export function readConfig(sources: ConfigSources = {}): { config: DaemonConfig; warnings: string[]; profile: ChosenProfile } {
+  const user: Layer = {};
   const warnings: string[] = [];
   if (sources.file) {
     const { layer, notes } = migrateFile(readConfigFile(sources.file), sources.file);
-    mergeLayer(merged, layer);
+    mergeLayer(user, layer);
     warnings.push(...notes);
   }
-  mergeLayer(merged, envLayer(sources.env ?? {}, warnings));
-  mergeLayer(merged, dottedLayer(sources.flags ?? {}));
+  mergeLayer(user, envLayer(sources.env ?? {}, warnings));
+  mergeLayer(user, dottedLayer(sources.flags ?? {}));
+  const choice = boardProfile(user);
+  const layer = profileLayer(choice);
+  const merged: Layer = {};
+  mergeLayer(merged, layer);
+  mergeLayer(merged, user);
   const parsed = configSchema.safeParse(merged);
   if (!parsed.success) throw new ConfigError(`invalid configuration: ${describeIssues(parsed.error, merged)}`);
-  return { config: parsed.data, warnings };
+  const { thermal } = parsed.data;
+  if (!(thermal.resumeC < thermal.throttleC && thermal.throttleC < thermal.pauseC)) {
+    throw new ConfigError(`invalid configuration: thermal.resumeC < thermal.throttleC < thermal.pauseC is required (given: ${thermal.resumeC}, ${thermal.throttleC}, ${thermal.pauseC})`);
+  }
+  const applied = Object.entries(layer).flatMap(([sec, values]) =>
+    Object.keys(values as Layer).filter((leaf) => !isSection(user[sec]) || !(leaf in (user[sec] as Layer))).map((leaf) => `${sec}.${leaf}`),
+  );
+  return { config: parsed.data, warnings, profile: { ...choice, applied } };
+}
+
+/** The profile section is read from the layers above the profile, so it is checked on its own first. */
+function boardProfile(user: Layer): ProfileChoice {
+  const parsed = configSchema.shape.profile.safeParse(user.profile);
+  if (!parsed.success) throw new ConfigError(`invalid configuration: ${describeIssues(parsed.error, user, 'profile')}`);
+  try {
+    return chooseProfile({ sysroot: parsed.data.sysroot, ...(parsed.data.id !== undefined ? { id: parsed.data.id } : {}) });
+  } catch (err) {
+    if (err instanceof ProfileError) throw new ConfigError(`profile.id: ${err.message}`);
+    throw err;
+  }
+}
+
+/** What the board profile contributes, as config keys. */
+function profileLayer(choice: ProfileChoice): Layer {
+  const { profile, variant } = choice;
+  const t = profile.thermal;
+  return {
+    model: {
+      threads: choice.threads,
+      contextSize: variant.context_size,
+      kvType: variant.kv_type,
+      ...(profile.cpu.kernel_path ? { kernels: profile.cpu.kernel_path } : {}),
+    },
+    cache: { memoryMb: variant.prefix_cache_mb },
+    thermal: { throttleC: t.throttle_c, pauseC: t.pause_c, resumeC: t.resume_c, minThreads: t.min_threads, intervalSec: t.interval_sec },
+  };
 }
 
 /** One line: each problem with its key and the value given, e.g. `mqtt.url: must be ... (given: "x")`. */
-function describeIssues(error: z.ZodError, merged: Layer): string {
+function describeIssues(error: z.ZodError, merged: Layer, section?: string): string {
   return error.issues
     .map((issue) => {
-      const key = issue.path.join('.');
+      const keys = section ? [section, ...issue.path] : issue.path;
+      const key = keys.join('.');
       if (issue.code === 'unrecognized_keys') return `unknown key(s) ${issue.keys.map((k) => (key ? `${key}.${k}` : k)).join(', ')}`;
-      const given = issue.path.reduce<unknown>((v, p) => (isSection(v) ? v[p as string] : undefined), merged);
+      const given = keys.reduce<unknown>((v, p) => (isSection(v) ? v[p as string] : undefined), merged);
       return `${key}: ${issue.message}${given !== undefined ? ` (given: ${JSON.stringify(given)})` : ''}`;
     })
     .join('; ');

@@ -13,6 +13,8 @@ import { homeAssistantExtension } from './extensions/homeassistant.js';
 import { cacheExtension } from './extensions/cache.js';
 import { journalExtension } from './extensions/journal.js';
 import { requestLogExtension } from './extensions/request-log.js';
+import { thermalExtension } from './extensions/thermal.js';
+import { systemdExtension } from './extensions/systemd.js';
 import { createLogger, type Logger } from './logger.js';
 import { DaemonMqtt, redactUrl, toBuffer, withTimeout, type IntakeOptions } from './mqtt.js';
 import { RequestPipeline, type DaemonEngine } from './pipeline.js';
@@ -47,7 +49,7 @@ const SHUTDOWN_IO_MS = 3000;
 
 /** In start order; stopped in reverse. */
 export function builtinExtensions(config: DaemonConfig): ExtensionFactory[] {
-  return [requestLogExtension, journalExtension, cacheExtension, healthExtension, ...(config.homeassistant.discovery ? [homeAssistantExtension] : [])];
+  return [systemdExtension, requestLogExtension, journalExtension, cacheExtension, thermalExtension, healthExtension, ...(config.homeassistant.discovery ? [homeAssistantExtension] : [])];
 }
 
 export class Controller {
@@ -228,11 +230,11 @@ export class Controller {
   }
 
   private async loadModel(): Promise<DaemonEngine> {
-    const { path, threads, contextSize } = this.config.model;
+    const { path, threads, contextSize, kvType, kernels } = this.config.model;
     if (!path) throw new Error('serve needs a model: --model FILE (or model.path / BONSAI_MODEL_PATH)');
     // Imported here so that the rest of the daemon loads where the native addon is not built.
     const { Model } = await import('../engine/engine.js');
-    const model = await Model.load(path, { threads, contextSize });
+    const model = await Model.load(path, { threads, contextSize, kvType, kernels });
     this.closeEngine = () => model.close();
     return model;
   }

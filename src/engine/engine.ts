@@ -87,7 +87,13 @@ export class Model {
     private readonly context: NativeContext,
     readonly loadMs: number,
     readonly kvType: 'f32' | 'f16',
+    private contextThreads: number,
   ) {}
+
+  /** The threads the context was made (or last set) with. */
+  get threads(): number {
+    return this.contextThreads;
+  }
 
   static async load(file: string, options: LoadOptions = {}): Promise<Model> {
     const started = performance.now();
@@ -106,6 +112,7 @@ export class Model {
     }
     const nativeModel = await loading;
     const trained = nativeModel.hparams.nCtxTrain || Infinity;
+    const threads = options.threads ?? defaultThreads();
     let context: NativeContext;
     try {
       if (options.contextSize !== undefined && options.contextSize > trained) {
@@ -115,13 +122,13 @@ export class Model {
       context = nativeModel.createContext({
         nCtx: options.contextSize ?? Math.min(trained, 4096),
         kvType: options.kvType ?? 'f32',
-        threads: options.threads ?? defaultThreads(),
+        threads,
       });
     } catch (err) {
       nativeModel.close();
       throw err;
     }
-    return new Model(file, info, tokenizer, nativeModel, context, performance.now() - started, options.kvType ?? 'f32');
+    return new Model(file, info, tokenizer, nativeModel, context, performance.now() - started, options.kvType ?? 'f32', threads);
   }
 
   get hparams(): ModelHparams {
@@ -157,6 +164,20 @@ export class Model {
 
   setThreads(n: number): void {
     this.context.setThreads(n);
+    this.contextThreads = n;
+  }
+
+  /**
+   * Thermal control, also while a generation runs: at most n of the model's threads work from
+   * the next pass on (the output does not depend on it); limitThreads(model.threads) lifts it.
+   */
+  limitThreads(n: number): void {
+    this.context.limitThreads(Math.min(n, this.threads));
+  }
+
+  /** Thermal control: while paused, a running generation waits before its next token. */
+  pause(paused: boolean): void {
+    this.context.pause(paused);
   }
 
   /** The token ids of a request without chat messages: its ids as given, or its prompt text. */

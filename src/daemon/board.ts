@@ -1,0 +1,39 @@
+// The configuration fitted to the board it runs on: what `bonsai serve` applies before it starts
+// and `bonsai doctor` checks, in one place.
+import { native } from '../native.js';
+import { modelFits, readModelFacts, type FitResult, type ModelFacts } from '../profiles/memory.js';
+import type { ChosenProfile, DaemonConfig } from './config.js';
+
+/**
+ * The configuration fitted to the model and the board before anything starts: a context size the
+ * profile chose is at most what the model was trained for (one the user asked for is not cut: the
+ * engine refuses it, saying so); a kernel path the profile expects gives way to the one the engine
+ * detects on this CPU; and whether the model fits the board's memory budget (`bonsai serve`
+ * refuses one that does not, `bonsai doctor` reports it).
+ */
+export function fitToBoard(config: DaemonConfig, profile: ChosenProfile): { config: DaemonConfig; warnings: string[]; fit?: FitResult } {
+  const facts = modelFactsOf(config.model.path);
+  if (!facts) return { config, warnings: [] };
+  const model = { ...config.model };
+  const warnings: string[] = [];
+  if (profile.applied.includes('model.contextSize') && model.contextSize !== undefined && model.contextSize > facts.trainedContext) model.contextSize = facts.trainedContext;
+  if (profile.applied.includes('model.kernels')) {
+    const detected = native.kernelPaths().selected;
+    if (model.kernels !== detected) {
+      warnings.push(`${profile.profile.id} expects the ${model.kernels} kernel path; the engine picks ${detected} on this CPU: using ${detected}`);
+      delete model.kernels;
+    }
+  }
+  const fit = modelFits(profile.profile, profile.variant, facts, model.contextSize, model.kvType);
+  return { config: { ...config, model }, warnings, fit };
+}
+
+/** Undefined without a model or with one that cannot be read: the daemon's load then says what is wrong, with its status, as for any model. */
+function modelFactsOf(file: string | undefined): ModelFacts | undefined {
+  if (!file) return undefined;
+  try {
+    return readModelFacts(file);
+  } catch {
+    return undefined;
+  }
+}
