@@ -174,6 +174,79 @@ export interface NativeAddon {
    * reason" when it cannot be sent, and a TypeError for a state that is not a string or holds NUL.
    */
   notify(state: string): boolean;
+  /** The distillation trainer (native/train/trainer.h); throws on a bad config or an unreadable teacher. */
+  Trainer: new (config: TrainerConfig, teacherPath: string | null) => NativeTrainer;
+}
+
+export interface TrainerShape {
+  vocab: number;
+  dim: number;
+  hidden: number;
+  layers: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  /** The output matrix is token_embd. */
+  tied: boolean;
+  ropeBase: number;
+  normEps: number;
+}
+
+export interface TrainerConfig {
+  shape: TrainerShape;
+  /** Positions per training sequence; a sequence holds seqLen + 1 token ids. */
+  seqLen: number;
+  /** Matrices are sign x per-128 scale in the forward pass (quantization-aware training). */
+  quantize: boolean;
+  threads: number;
+  lr: number;
+  lrMin: number;
+  warmupSteps: number;
+  totalSteps: number;
+  beta1: number;
+  beta2: number;
+  adamEps: number;
+  weightDecay: number;
+  /** Global gradient-norm clip; 0 = none. */
+  clip: number;
+  klWeight: number;
+  ceWeight: number;
+  initStd: number;
+  seed: number;
+}
+
+export interface TrainStepMetrics {
+  loss: number;
+  /** KL(teacher || student) per position. */
+  kl: number;
+  /** The student's NLL of the data per position. */
+  nll: number;
+  gradNorm: number;
+  lr: number;
+  /** Steps done, this one included. */
+  step: number;
+}
+
+export interface TrainerState {
+  params: Float32Array;
+  m: Float32Array;
+  v: Float32Array;
+  steps: number;
+}
+
+export interface NativeTrainer {
+  /** One AdamW step on `batch` sequences of seqLen + 1 ids each; one job at a time. */
+  step(tokens: Int32Array, batch: number): Promise<TrainStepMetrics>;
+  /** Sum of NLL over positions 1..n-1 of one sequence (n <= seqLen + 1), by the student or the teacher. */
+  score(tokens: Int32Array, teacher?: boolean): Promise<number>;
+  /** Tensors in parameter-buffer order, GGUF-named; cols is the row length. */
+  tensors(): { name: string; cols: number; rows: number; offset: number }[];
+  getState(): TrainerState;
+  setState(state: TrainerState): void;
+  /** The weights as the forward pass uses them: sign x scale matrices when quantizing. */
+  weights(): Float32Array;
+  lrAt(step: number): number;
+  close(): void;
 }
 
 export interface KernelBenchSpec {

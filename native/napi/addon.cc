@@ -21,6 +21,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     exports.Set("memoryBandwidth", Napi::Function::New(env, MemoryBandwidth));
     exports.Set("kernelBench", Napi::Function::New(env, KernelBench));
     exports.Set("notify", Napi::Function::New(env, Notify));
+    DefineTrainer(env, exports);
     return exports;
 }
 

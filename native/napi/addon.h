@@ -63,6 +63,8 @@ Napi::Value MemoryBandwidth(const Napi::CallbackInfo &info);
 Napi::Value KernelBench(const Napi::CallbackInfo &info);
 // notify(state) (notify.cc).
 Napi::Value Notify(const Napi::CallbackInfo &info);
+// exports.Trainer, the distillation trainer (trainer.cc).
+void DefineTrainer(Napi::Env env, Napi::Object exports);
 
 }  // namespace bonsai
 

@@ -14,6 +14,7 @@ import { register as registerAsk } from './ask.js';
 import { register as registerCache } from './cache.js';
 import { register as registerDoctor } from './doctor.js';
 import { register as registerProfile } from './profile.js';
+import { register as registerDistill } from './distill.js';
 import { packageVersion } from '../version.js';
 
 export function buildProgram(): Command {
@@ -36,6 +37,7 @@ export function buildProgram(): Command {
     registerCache,
     registerDoctor,
     registerProfile,
+    registerDistill,
   ];
   for (const register of commands) {
     register(program);

@@ -2,6 +2,7 @@
 // F32 norms, untied output) and random seeded weights: the engine can be loaded, run and
 // benchmarked at real sizes without the real files. The text they produce is noise.
 import { CHATML_TEMPLATE } from './chat-template.js';
+import { fp16Bits } from './quantize.js';
 import { readGguf } from './reader.js';
 import { GGML_TYPE, tensorBytes, writeGguf, type GgufKv, type GgufMetaType, type GgufTensorSource, type WriteResult } from './writer.js';
 
@@ -149,18 +150,7 @@ function onesTensor(name: string, n: number): GgufTensorSource {
   };
 }
 
-const SCALES = Uint16Array.from({ length: 256 }, (_, k) => fp16(0.02 * (0.5 + k / 255)));
-
-/** IEEE half precision of a positive normal float, rounded to nearest. */
-function fp16(x: number): number {
-  let e = Math.floor(Math.log2(x));
-  let m = Math.round((x / 2 ** e - 1) * 1024);
-  if (m === 1024) {
-    m = 0;
-    e++;
-  }
-  return ((e + 15) << 10) | m;
-}
+const SCALES = Uint16Array.from({ length: 256 }, (_, k) => fp16Bits(0.02 * (0.5 + k / 255)));
 
 /** FNV-1a of the name, mixed with the seed. */
 function hashSeed(seed: number, name: string): number {
@@ -198,7 +188,8 @@ function rotl(x: number, k: number): number {
 }
 
 /** Every tokenizer.* key of another GGUF, with its value type. */
-function copyTokenizer(file: string): GgufKv[] {
+/** The tokenizer.* keys of a GGUF file, ready to write into another. */
+export function copyTokenizer(file: string): GgufKv[] {
   const info = readGguf(file);
   const kvs = Object.keys(info.metadata)
     .filter((key) => key.startsWith('tokenizer.'))

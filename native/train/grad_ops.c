@@ -1,0 +1,229 @@
+/* Forward and backward of the training pass's ops. Loops are written so the compiler can
+ * vectorize them (independent accumulators, axpy inner loops); on x86 the hot ones are also
+ * cloned for AVX2 and AVX-512, picked by the loader at run time. */
+#include "train/grad_ops.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "model/ops.h"
+#include "quants/quants.h"
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define BN_HOT __attribute__((target_clones("default", "arch=x86-64-v3", "arch=x86-64-v4")))
+#else
+#define BN_HOT
+#endif
+
+enum { LANES = 16 };
+
+static inline float dot(const float *a, const float *b, int n) {
+    float acc[LANES] = {0};
+    int i = 0;
+    for (; i + LANES <= n; i += LANES) {
+        for (int k = 0; k < LANES; k++) acc[k] += a[i + k] * b[i + k];
+    }
+    float s = 0.0f;
+    for (; i < n; i++) s += a[i] * b[i];
+    for (int k = 0; k < LANES; k++) s += acc[k];
+    return s;
+}
+
+static inline void axpy(float *y, float a, const float *x, int n) {
+    for (int i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+BN_HOT void bn_linear_fwd(float *y, const float *x, const float *w, int T, int in, int out) {
+    for (int t = 0; t < T; t++) {
+        const float *xt = x + (int64_t)t * in;
+        float *yt = y + (int64_t)t * out;
+        for (int o = 0; o < out; o++) yt[o] = dot(xt, w + (int64_t)o * in, in);
+    }
+}
+
+BN_HOT void bn_linear_bwd(float *dx, float *dw, const float *dy, const float *x, const float *w, int T, int in, int out) {
+    if (dx) {
+        for (int t = 0; t < T; t++) {
+            const float *dyt = dy + (int64_t)t * out;
+            float *dxt = dx + (int64_t)t * in;
+            for (int o = 0; o < out; o++) {
+                if (dyt[o] != 0.0f) axpy(dxt, dyt[o], w + (int64_t)o * in, in);
+            }
+        }
+    }
+    if (dw) {
+        for (int o = 0; o < out; o++) {
+            float *dwo = dw + (int64_t)o * in;
+            for (int t = 0; t < T; t++) {
+                float g = dy[(int64_t)t * out + o];
+                if (g != 0.0f) axpy(dwo, g, x + (int64_t)t * in, in);
+            }
+        }
+    }
+}
+
+void bn_rmsnorm_fwd(float *y, float *r, const float *x, const float *w, int T, int n, float eps) {
+    for (int t = 0; t < T; t++) {
+        const float *xt = x + (int64_t)t * n;
+        float *yt = y + (int64_t)t * n;
+        double ss = 0.0;
+        for (int i = 0; i < n; i++) ss += (double)xt[i] * xt[i];
+        float rt = (float)(1.0 / sqrt(ss / n + eps));
+        r[t] = rt;
+        for (int i = 0; i < n; i++) yt[i] = xt[i] * rt * w[i];
+    }
+}
+
+void bn_rmsnorm_bwd(float *dx, float *dw, const float *dy, const float *x, const float *r, const float *w, int T, int n) {
+    for (int t = 0; t < T; t++) {
+        const float *xt = x + (int64_t)t * n, *dyt = dy + (int64_t)t * n;
+        float *dxt = dx + (int64_t)t * n;
+        float rt = r[t];
+        /* y_i = x_i r w_i with r = (mean x^2 + eps)^-1/2, so dr/dx_i = -r^3 x_i / n */
+        double c = 0.0;
+        for (int i = 0; i < n; i++) c += (double)dyt[i] * w[i] * xt[i];
+        float k = (float)(c * rt * rt * rt / n);
+        for (int i = 0; i < n; i++) {
+            dxt[i] += dyt[i] * w[i] * rt - k * xt[i];
+            if (dw) dw[i] += dyt[i] * xt[i] * rt;
+        }
+    }
+}
+
+void bn_rope_table(float *cs, int T, int head_dim, float base) {
+    for (int t = 0; t < T; t++) bn_rope_cache(cs + (int64_t)t * head_dim, t, head_dim, base);
+}
+
+void bn_rope_apply_seq(float *x, const float *cs, int T, int heads, int head_dim, int inverse) {
+    int half = head_dim / 2;
+    float sign = inverse ? -1.0f : 1.0f;
+    for (int t = 0; t < T; t++) {
+        const float *c = cs + (int64_t)t * half * 2;
+        for (int h = 0; h < heads; h++) {
+            float *v = x + ((int64_t)t * heads + h) * head_dim;
+            for (int i = 0; i < half; i++) {
+                float co = c[2 * i], si = sign * c[2 * i + 1];
+                float a = v[2 * i], b = v[2 * i + 1];
+                v[2 * i] = a * co - b * si;
+                v[2 * i + 1] = a * si + b * co;
+            }
+        }
+    }
+}
+
+BN_HOT void bn_attention_fwd(float *out, float *probs, const float *q, const float *k, const float *v,
+                             int T, int heads, int kv_heads, int hd) {
+    const float scale = 1.0f / sqrtf((float)hd);
+    const int group = heads / kv_heads;
+    const int qw = heads * hd, kw = kv_heads * hd;
+    for (int h = 0; h < heads; h++) {
+        const int g = h / group;
+        for (int t = 0; t < T; t++) {
+            float *p = probs + ((int64_t)h * T + t) * T;
+            const float *qt = q + (int64_t)t * qw + h * hd;
+            float max = -INFINITY;
+            for (int j = 0; j <= t; j++) {
+                p[j] = dot(qt, k + (int64_t)j * kw + g * hd, hd) * scale;
+                if (p[j] > max) max = p[j];
+            }
+            float sum = 0.0f;
+            for (int j = 0; j <= t; j++) {
+                p[j] = expf(p[j] - max);
+                sum += p[j];
+            }
+            float inv = 1.0f / sum;
+            float *ot = out + (int64_t)t * qw + h * hd;
+            memset(ot, 0, sizeof(float) * hd);
+            for (int j = 0; j <= t; j++) {
+                p[j] *= inv;
+                axpy(ot, p[j], v + (int64_t)j * kw + g * hd, hd);
+            }
+            memset(p + t + 1, 0, sizeof(float) * (T - t - 1));
+        }
+    }
+}
+
+BN_HOT void bn_attention_bwd(float *dq, float *dk, float *dv, const float *dout, const float *probs,
+                             const float *q, const float *k, const float *v, int T, int heads, int kv_heads, int hd,
+                             float *dp) {
+    const float scale = 1.0f / sqrtf((float)hd);
+    const int group = heads / kv_heads;
+    const int qw = heads * hd, kw = kv_heads * hd;
+    for (int h = 0; h < heads; h++) {
+        const int g = h / group;
+        for (int t = 0; t < T; t++) {
+            const float *p = probs + ((int64_t)h * T + t) * T;
+            const float *dot_t = dout + (int64_t)t * qw + h * hd;
+            float sum = 0.0f;
+            for (int j = 0; j <= t; j++) {
+                dp[j] = dot(dot_t, v + (int64_t)j * kw + g * hd, hd);
+                axpy(dv + (int64_t)j * kw + g * hd, p[j], dot_t, hd);
+                sum += p[j] * dp[j];
+            }
+            const float *qt = q + (int64_t)t * qw + h * hd;
+            float *dqt = dq + (int64_t)t * qw + h * hd;
+            for (int j = 0; j <= t; j++) {
+                float ds = p[j] * (dp[j] - sum) * scale;
+                if (ds == 0.0f) continue;
+                axpy(dqt, ds, k + (int64_t)j * kw + g * hd, hd);
+                axpy(dk + (int64_t)j * kw + g * hd, ds, qt, hd);
+            }
+        }
+    }
+}
+
+static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+void bn_swiglu_fwd(float *h, const float *g, const float *u, int64_t n) {
+    for (int64_t i = 0; i < n; i++) h[i] = g[i] * sigmoidf(g[i]) * u[i];
+}
+
+void bn_swiglu_bwd(float *dg, float *du, const float *dh, const float *g, const float *u, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        float s = sigmoidf(g[i]);
+        du[i] += dh[i] * g[i] * s;
+        dg[i] += dh[i] * u[i] * s * (1.0f + g[i] * (1.0f - s));
+    }
+}
+
+/* log-sum-exp of z[V] and z's max, in double for the sum. */
+static double log_sum_exp(const float *z, int V) {
+    float max = z[0];
+    for (int i = 1; i < V; i++) max = z[i] > max ? z[i] : max;
+    double s = 0.0;
+    for (int i = 0; i < V; i++) s += exp((double)z[i] - max);
+    return max + log(s);
+}
+
+double bn_distill_loss(float *dz, const float *z, const float *teacher_logits, int target, int V,
+                       float kl_weight, float ce_weight, float scale, double *kl) {
+    double lse = log_sum_exp(z, V);
+    double tlse = teacher_logits ? log_sum_exp(teacher_logits, V) : 0.0;
+    double kl_sum = 0.0;
+    for (int i = 0; i < V; i++) {
+        double ls = z[i] - lse;
+        double ps = exp(ls);
+        double g = ce_weight * (ps - (i == target));
+        if (teacher_logits) {
+            double lt = teacher_logits[i] - tlse, pt = exp(lt);
+            kl_sum += pt * (lt - ls);
+            g += kl_weight * (ps - pt);
+        }
+        dz[i] = (float)(g * scale);
+    }
+    if (kl) *kl = kl_sum;
+    return lse - z[target];
+}
+
+void bn_sign_quantize(float *dst, const float *src, int64_t rows, int64_t n) {
+    for (int64_t b = 0; b < rows * n / 128; b++) {
+        const float *s = src + b * 128;
+        float *d = dst + b * 128;
+        /* the sum in this order and the fp16 rounding are q1_0_from_float's, so the exported
+         * file holds exactly the weights the training pass used */
+        float sum = 0.0f;
+        for (int j = 0; j < 128; j++) sum += fabsf(s[j]);
+        float scale = bn_fp16_to_fp32(bn_fp32_to_fp16(sum / 128));
+        for (int j = 0; j < 128; j++) d[j] = s[j] >= 0.0f ? scale : -scale;
+    }
+}
