@@ -155,6 +155,9 @@ describe.skipIf(!HAVE_FIXTURES)('the exported student', () => {
       // Q1_0 products take Q8_0 activations: agreement to within 8-bit rounding of the inputs
       expect(maxAbsDiff(la, lb) / scale).toBeLessThan(0.02);
       expect(la.indexOf(Math.max(...la))).toBe(lb.indexOf(Math.max(...lb)));
+      // chat requests continue the messages' text
+      expect(a.chatPrompt([{ role: 'user', content: 'Once upon a time' }]).ids).toEqual(a.tokenizer.encode('Once upon a time', { addSpecial: true }));
+      expect(a.chatPrompt([{ role: 'system', content: 'Tom' }, { role: 'user', content: 'Lily' }]).text).toBe('Tom\n\nLily');
       // the trainer's own forward (F32 on the same weights) scores the sequence as the F32 file does
       const nll = (await b.nll(ids)).reduce((x, y) => x + y, 0);
       expect(Math.abs((await trainer.score(Int32Array.from(ids))) - nll)).toBeLessThan(1e-3 * ids.length);

@@ -20,6 +20,12 @@ export interface StudentExport {
   description: string;
 }
 
+/**
+ * A student is a text model without roles: its chat template joins the messages' text, so a chat
+ * request (`bonsai chat`, Home Assistant) continues that text as `bonsai run` would.
+ */
+export const PLAIN_TEXT_TEMPLATE = "{% for message in messages %}{% if not loop.first %}{{ '\\n\\n' }}{% endif %}{{ message['content'] }}{% endfor %}";
+
 export async function writeStudent(file: string, e: StudentExport): Promise<WriteResult> {
   const s = e.shape;
   const u32 = (key: string, value: number): GgufKv => ({ key, type: 'u32', value });
@@ -43,7 +49,8 @@ export async function writeStudent(file: string, e: StudentExport): Promise<Writ
     f32('llama.rope.freq_base', s.ropeBase),
     f32('llama.attention.layer_norm_rms_epsilon', s.normEps),
     u32('llama.vocab_size', s.vocab),
-    ...copyTokenizer(e.tokenizerFrom),
+    ...copyTokenizer(e.tokenizerFrom).filter((kv) => kv.key !== 'tokenizer.chat_template'),
+    str('tokenizer.chat_template', PLAIN_TEXT_TEMPLATE),
   ];
   const tensors: GgufTensorSource[] = e.tensors.map((t) => {
     const values = e.weights.subarray(t.offset, t.offset + t.cols * t.rows);
