@@ -76,8 +76,7 @@ export function register(program: Command): void {
       process.once('SIGTERM', onSignal);
       const bar = new cliProgress.SingleBar(
         {
-          format: 'step {value}/{total} |{bar}| loss {loss} kl {kl} nll {nll} | {tps} tok/s | ETA {eta_formatted}',
-          etaBuffer: 50,
+          format: 'step {value}/{total} |{bar}| loss {loss} kl {kl} nll {nll} | {tps} tok/s | ETA {remaining}',
           noTTYOutput: true,
           notTTYSchedule: 30_000,
           stream: process.stderr,
@@ -120,9 +119,12 @@ export function register(program: Command): void {
           process.stderr.write(`${line}\n`);
         },
         onStep: (m, run) => {
-          const values = { loss: m.loss.toFixed(4), kl: m.kl.toFixed(4), nll: m.nll.toFixed(4), tps: Math.round(run.tokensPerS) };
-          if (!bar.isActive) bar.start(run.totalSteps, run.steps, values);
+          const values = { loss: m.loss.toFixed(4), kl: m.kl.toFixed(4), nll: m.nll.toFixed(4), tps: Math.round(run.tokensPerS), remaining: duration(run.etaMs) };
+          const last = run.steps === run.totalSteps;
+          if (!bar.isActive && !last) bar.start(run.totalSteps, run.steps, values);
+          if (!bar.isActive) return;
           bar.update(run.steps, values);
+          if (last) bar.stop();
         },
       };
       try {
@@ -142,4 +144,12 @@ export function register(program: Command): void {
         process.off('SIGTERM', onSignal);
       }
     });
+}
+
+/** 1h02m, 12m30s, 45s. */
+function duration(ms: number): string {
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s >= 3600) return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+  if (s >= 60) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+  return `${s}s`;
 }

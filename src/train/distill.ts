@@ -48,6 +48,8 @@ export interface RunState {
   tokensSeen: number;
   /** Tokens per second over this sitting. */
   tokensPerS: number;
+  /** Time the remaining steps take at this sitting's pace. */
+  etaMs: number;
 }
 
 export interface DistillResult {
@@ -105,7 +107,7 @@ export async function distill(o: DistillOptions): Promise<DistillResult> {
         log(`step ${header.steps}: validation NLL ${entry.valNll.toFixed(4)} (PPL ${Math.exp(entry.valNll).toFixed(3)})`);
       }
       if (entry.valNll !== undefined || header.steps % 50 === 0) header.history.push(entry);
-      o.onStep?.(m, { steps: header.steps, totalSteps: o.steps, elapsedMs: baseElapsed + elapsed, tokensSeen: header.tokensSeen, tokensPerS: sittingTokens / (elapsed / 1000) });
+      o.onStep?.(m, { steps: header.steps, totalSteps: o.steps, elapsedMs: baseElapsed + elapsed, tokensSeen: header.tokensSeen, tokensPerS: sittingTokens / (elapsed / 1000), etaMs: ((o.steps - header.steps) * o.batch * o.settings.seqLen) / (sittingTokens / elapsed) });
       if (header.steps % o.saveEvery === 0 && !last) save();
     }
     save();
