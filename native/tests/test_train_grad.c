@@ -104,13 +104,14 @@ static void test_rope(void) {
 typedef struct { float *q, *k, *v, *out, *probs, *r; } attn_ctx;
 static double attn_loss(void *p) {
     attn_ctx *c = p;
-    bn_attention_fwd(c->out, c->probs, c->q, c->k, c->v, T, HEADS, KV, HD);
+    float scratch[BN_ATTENTION_SCRATCH(T, HD)];
+    bn_attention_fwd(c->out, c->probs, c->q, c->k, c->v, T, HEADS, KV, HD, scratch);
     return weighted_sum(c->out, c->r, T * HEADS * HD);
 }
 
 static void test_attention(void) {
     float q[T * HEADS * HD], k[T * KV * HD], v[T * KV * HD], out[T * HEADS * HD], probs[HEADS * T * T], r[T * HEADS * HD];
-    float dq[T * HEADS * HD] = {0}, dk[T * KV * HD] = {0}, dv[T * KV * HD] = {0}, scratch[T];
+    float dq[T * HEADS * HD] = {0}, dk[T * KV * HD] = {0}, dv[T * KV * HD] = {0}, scratch[BN_ATTENTION_SCRATCH(T, HD)];
     fill(q, T * HEADS * HD, 1), fill(k, T * KV * HD, 1), fill(v, T * KV * HD, 1), fill(r, T * HEADS * HD, 1);
     attn_ctx c = {q, k, v, out, probs, r};
     attn_loss(&c);

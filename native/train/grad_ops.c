@@ -111,62 +111,85 @@ void bn_rope_apply_seq(float *x, const float *cs, int T, int heads, int head_dim
     }
 }
 
+/* One KV head's keys or values transposed, [hd][T]: the loops over positions then run over
+ * contiguous memory, which is what vectorizes when heads are narrow (the teacher's are 8 wide). */
+static void transpose_head(float *dst, const float *src, int T, int width, int offset, int hd) {
+    for (int t = 0; t < T; t++) {
+        for (int d = 0; d < hd; d++) dst[(int64_t)d * T + t] = src[(int64_t)t * width + offset + d];
+    }
+}
+
 BN_HOT void bn_attention_fwd(float *out, float *probs, const float *q, const float *k, const float *v,
-                             int T, int heads, int kv_heads, int hd) {
+                             int T, int heads, int kv_heads, int hd, float *scratch) {
     const float scale = 1.0f / sqrtf((float)hd);
     const int group = heads / kv_heads;
     const int qw = heads * hd, kw = kv_heads * hd;
-    for (int h = 0; h < heads; h++) {
-        const int g = h / group;
-        for (int t = 0; t < T; t++) {
-            float *p = probs + ((int64_t)h * T + t) * T;
-            const float *qt = q + (int64_t)t * qw + h * hd;
-            float max = -INFINITY;
-            for (int j = 0; j <= t; j++) {
-                p[j] = dot(qt, k + (int64_t)j * kw + g * hd, hd) * scale;
-                if (p[j] > max) max = p[j];
+    float *kt = scratch, *vt = scratch + (int64_t)T * hd;
+    for (int g = 0; g < kv_heads; g++) {
+        transpose_head(kt, k, T, kw, g * hd, hd);
+        transpose_head(vt, v, T, kw, g * hd, hd);
+        for (int h = g * group; h < (g + 1) * group; h++) {
+            for (int t = 0; t < T; t++) {
+                float *p = probs + ((int64_t)h * T + t) * T;
+                const float *qt = q + (int64_t)t * qw + h * hd;
+                const int n = t + 1;
+                memset(p, 0, sizeof(float) * T);
+                for (int d = 0; d < hd; d++) axpy(p, qt[d] * scale, kt + (int64_t)d * T, n);
+                float max = p[0];
+                for (int j = 1; j < n; j++) max = p[j] > max ? p[j] : max;
+                float sum = 0.0f;
+                for (int j = 0; j < n; j++) {
+                    p[j] = expf(p[j] - max);
+                    sum += p[j];
+                }
+                const float inv = 1.0f / sum;
+                for (int j = 0; j < n; j++) p[j] *= inv;
+                float *ot = out + (int64_t)t * qw + h * hd;
+                for (int d = 0; d < hd; d++) ot[d] = dot(p, vt + (int64_t)d * T, n);
             }
-            float sum = 0.0f;
-            for (int j = 0; j <= t; j++) {
-                p[j] = expf(p[j] - max);
-                sum += p[j];
-            }
-            float inv = 1.0f / sum;
-            float *ot = out + (int64_t)t * qw + h * hd;
-            memset(ot, 0, sizeof(float) * hd);
-            for (int j = 0; j <= t; j++) {
-                p[j] *= inv;
-                axpy(ot, p[j], v + (int64_t)j * kw + g * hd, hd);
-            }
-            memset(p + t + 1, 0, sizeof(float) * (T - t - 1));
         }
     }
 }
 
 BN_HOT void bn_attention_bwd(float *dq, float *dk, float *dv, const float *dout, const float *probs,
                              const float *q, const float *k, const float *v, int T, int heads, int kv_heads, int hd,
-                             float *dp) {
+                             float *scratch) {
     const float scale = 1.0f / sqrtf((float)hd);
     const int group = heads / kv_heads;
     const int qw = heads * hd, kw = kv_heads * hd;
-    for (int h = 0; h < heads; h++) {
-        const int g = h / group;
-        for (int t = 0; t < T; t++) {
-            const float *p = probs + ((int64_t)h * T + t) * T;
-            const float *dot_t = dout + (int64_t)t * qw + h * hd;
-            float sum = 0.0f;
-            for (int j = 0; j <= t; j++) {
-                dp[j] = dot(dot_t, v + (int64_t)j * kw + g * hd, hd);
-                axpy(dv + (int64_t)j * kw + g * hd, p[j], dot_t, hd);
-                sum += p[j] * dp[j];
+    const int64_t th = (int64_t)T * hd;
+    float *kt = scratch, *vt = scratch + th, *dkt = scratch + 2 * th, *dvt = scratch + 3 * th, *ds = scratch + 4 * th;
+    for (int g = 0; g < kv_heads; g++) {
+        transpose_head(kt, k, T, kw, g * hd, hd);
+        transpose_head(vt, v, T, kw, g * hd, hd);
+        memset(dkt, 0, sizeof(float) * 2 * th);
+        for (int h = g * group; h < (g + 1) * group; h++) {
+            for (int t = 0; t < T; t++) {
+                const float *p = probs + ((int64_t)h * T + t) * T;
+                const float *do_t = dout + (int64_t)t * qw + h * hd;
+                const float *qt = q + (int64_t)t * qw + h * hd;
+                const int n = t + 1;
+                /* dp[j] = dout . v[j], into ds; dv[j] += p[j] dout */
+                memset(ds, 0, sizeof(float) * n);
+                for (int d = 0; d < hd; d++) {
+                    axpy(ds, do_t[d], vt + (int64_t)d * T, n);
+                    axpy(dvt + (int64_t)d * T, do_t[d], p, n);
+                }
+                float sum = 0.0f;
+                for (int j = 0; j < n; j++) sum += p[j] * ds[j];
+                /* through the softmax: ds[j] = p[j] (dp[j] - sum p dp) */
+                for (int j = 0; j < n; j++) ds[j] = p[j] * (ds[j] - sum) * scale;
+                float *dqt = dq + (int64_t)t * qw + h * hd;
+                for (int d = 0; d < hd; d++) {
+                    dqt[d] += dot(ds, kt + (int64_t)d * T, n);
+                    axpy(dkt + (int64_t)d * T, qt[d], ds, n);
+                }
             }
-            const float *qt = q + (int64_t)t * qw + h * hd;
-            float *dqt = dq + (int64_t)t * qw + h * hd;
-            for (int j = 0; j <= t; j++) {
-                float ds = p[j] * (dp[j] - sum) * scale;
-                if (ds == 0.0f) continue;
-                axpy(dqt, ds, k + (int64_t)j * kw + g * hd, hd);
-                axpy(dk + (int64_t)j * kw + g * hd, ds, qt, hd);
+        }
+        for (int t = 0; t < T; t++) {
+            for (int d = 0; d < hd; d++) {
+                dk[(int64_t)t * kw + g * hd + d] += dkt[(int64_t)d * T + t];
+                dv[(int64_t)t * kw + g * hd + d] += dvt[(int64_t)d * T + t];
             }
         }
     }

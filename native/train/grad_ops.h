@@ -24,10 +24,12 @@ void bn_rope_table(float *cs, int T, int head_dim, float base);
 void bn_rope_apply_seq(float *x, const float *cs, int T, int heads, int head_dim, int inverse);
 
 /* Causal attention with grouped KV heads. q: [T][heads * hd], k, v: [T][kv_heads * hd],
- * out: [T][heads * hd], probs: [heads][T][T] (row t holds positions 0..t; the rest is zero). */
+ * out: [T][heads * hd], probs: [heads][T][T] (row t holds positions 0..t; the rest is zero).
+ * scratch: BN_ATTENTION_SCRATCH(T, hd) floats. */
+#define BN_ATTENTION_SCRATCH(T, hd) (4 * (int64_t)(T) * (hd) + (T))
 void bn_attention_fwd(float *out, float *probs, const float *q, const float *k, const float *v,
-                      int T, int heads, int kv_heads, int hd);
-/* Adds dq, dk, dv; scratch holds T floats. */
+                      int T, int heads, int kv_heads, int hd, float *scratch);
+/* Adds dq, dk, dv. */
 void bn_attention_bwd(float *dq, float *dk, float *dv, const float *dout, const float *probs,
                       const float *q, const float *k, const float *v, int T, int heads, int kv_heads, int hd,
                       float *scratch);

@@ -71,7 +71,7 @@ struct bn_train_acts {
     layer_acts *layer;
     float *x_final, *xf, *rf, *logits, *rope;
     /* backward scratch */
-    float *dx, *dxmid, *dxn, *datt, *dq, *dk, *dv, *dh, *dg, *du, *dxf, *dp;
+    float *dx, *dxmid, *dxn, *datt, *dq, *dk, *dv, *dh, *dg, *du, *dxf, *attn_scratch;
     float *block;
 };
 
@@ -83,7 +83,7 @@ bn_train_acts *bn_train_acts_new(const bn_train_shape *s, int T) {
     const int64_t D = s->dim, F = s->hidden, Q = (int64_t)s->heads * s->head_dim, K = (int64_t)s->kv_heads * s->head_dim;
     const int64_t per_layer = T * (D * 4 + 2 + Q * 2 + K * 2 + F * 3) + (int64_t)s->heads * T * T;
     const int64_t rest = T * (D * 2 + 1 + s->vocab) + (int64_t)T * s->head_dim +
-                         T * (D * 4 + Q * 2 + K * 2 + F * 3) + T;
+                         T * (D * 4 + Q * 2 + K * 2 + F * 3) + BN_ATTENTION_SCRATCH(T, s->head_dim);
     a->block = calloc((size_t)(per_layer * s->layers + rest), sizeof(float));
     if (!a->layer || !a->block) {
         bn_train_acts_free(a);
@@ -103,7 +103,7 @@ bn_train_acts *bn_train_acts_new(const bn_train_shape *s, int T) {
     a->rope = TAKE((int64_t)T * s->head_dim);
     a->dx = TAKE(T * D), a->dxmid = TAKE(T * D), a->dxn = TAKE(T * D), a->dxf = TAKE(T * D);
     a->datt = TAKE(T * Q), a->dq = TAKE(T * Q), a->dk = TAKE(T * K), a->dv = TAKE(T * K);
-    a->dh = TAKE(T * F), a->dg = TAKE(T * F), a->du = TAKE(T * F), a->dp = TAKE(T);
+    a->dh = TAKE(T * F), a->dg = TAKE(T * F), a->du = TAKE(T * F), a->attn_scratch = TAKE(BN_ATTENTION_SCRATCH(T, s->head_dim));
 #undef TAKE
     bn_rope_table(a->rope, T, s->head_dim, s->rope_base);
     return a;
@@ -144,7 +144,7 @@ void bn_train_forward(const bn_train_shape *s, const bn_train_layout *layout, co
         bn_linear_fwd(la->v, la->xn1, tensor(layout, params, l, BN_T_V), T, D, K);
         bn_rope_apply_seq(la->q, a->rope, T, s->heads, hd, 0);
         bn_rope_apply_seq(la->k, a->rope, T, s->kv_heads, hd, 0);
-        bn_attention_fwd(la->att, la->probs, la->q, la->k, la->v, T, s->heads, s->kv_heads, hd);
+        bn_attention_fwd(la->att, la->probs, la->q, la->k, la->v, T, s->heads, s->kv_heads, hd, a->attn_scratch);
         bn_linear_fwd(la->xmid, la->att, tensor(layout, params, l, BN_T_O), T, Q, D);
         for (int64_t i = 0; i < (int64_t)T * D; i++) la->xmid[i] += la->x[i];
         bn_rmsnorm_fwd(la->xn2, la->r2, la->xmid, tensor(layout, params, l, BN_T_FFN_NORM), T, D, s->norm_eps);
@@ -191,7 +191,7 @@ void bn_train_backward(const bn_train_shape *s, const bn_train_layout *layout, c
         memset(a->dq, 0, sizeof(float) * T * Q);
         memset(a->dk, 0, sizeof(float) * T * K);
         memset(a->dv, 0, sizeof(float) * T * K);
-        bn_attention_bwd(a->dq, a->dk, a->dv, a->datt, la->probs, la->q, la->k, la->v, T, s->heads, s->kv_heads, hd, a->dp);
+        bn_attention_bwd(a->dq, a->dk, a->dv, a->datt, la->probs, la->q, la->k, la->v, T, s->heads, s->kv_heads, hd, a->attn_scratch);
         bn_rope_apply_seq(a->dq, a->rope, T, s->heads, hd, 1);
         bn_rope_apply_seq(a->dk, a->rope, T, s->kv_heads, hd, 1);
         memset(a->dxn, 0, TD);
