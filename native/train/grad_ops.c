@@ -14,50 +14,99 @@
 #else
 #define BN_HOT
 #endif
+/* The helpers are inlined into every clone, so they are compiled for the clone's ISA. */
+#define BN_INLINE __attribute__((always_inline))
 
 enum { LANES = 16 };
 
-static inline float dot(const float *a, const float *b, int n) {
+/* The lanes' sum by halving, which vectorizes; a sum in lane order would chain LANES dependent
+ * additions, longer than the products for rows of 128. */
+static inline BN_INLINE float hsum(float acc[LANES]) {
+    for (int width = LANES / 2; width >= 1; width /= 2) {
+        for (int k = 0; k < width; k++) acc[k] += acc[k + width];
+    }
+    return acc[0];
+}
+
+static inline BN_INLINE float dot(const float *a, const float *b, int n) {
     float acc[LANES] = {0};
     int i = 0;
     for (; i + LANES <= n; i += LANES) {
         for (int k = 0; k < LANES; k++) acc[k] += a[i + k] * b[i + k];
     }
-    float s = 0.0f;
-    for (; i < n; i++) s += a[i] * b[i];
-    for (int k = 0; k < LANES; k++) s += acc[k];
-    return s;
+    float tail = 0.0f;
+    for (; i < n; i++) tail += a[i] * b[i];
+    return hsum(acc) + tail;
 }
 
-static inline void axpy(float *y, float a, const float *x, int n) {
+static inline BN_INLINE void axpy(float *y, float a, const float *x, int n) {
     for (int i = 0; i < n; i++) y[i] += a * x[i];
 }
 
+/* Four dot products of one weight row with four activation rows, each summed in dot()'s order,
+ * so a row's result does not depend on whether it fell in a block of four. */
+static inline BN_INLINE void dot4(float out[4], const float *w, const float *x0, const float *x1, const float *x2, const float *x3, int n) {
+    float a0[LANES] = {0}, a1[LANES] = {0}, a2[LANES] = {0}, a3[LANES] = {0};
+    int i = 0;
+    for (; i + LANES <= n; i += LANES) {
+        for (int k = 0; k < LANES; k++) {
+            const float wk = w[i + k];
+            a0[k] += x0[i + k] * wk;
+            a1[k] += x1[i + k] * wk;
+            a2[k] += x2[i + k] * wk;
+            a3[k] += x3[i + k] * wk;
+        }
+    }
+    float t0 = 0.0f, t1 = 0.0f, t2 = 0.0f, t3 = 0.0f;
+    for (; i < n; i++) t0 += x0[i] * w[i], t1 += x1[i] * w[i], t2 += x2[i] * w[i], t3 += x3[i] * w[i];
+    out[0] = hsum(a0) + t0, out[1] = hsum(a1) + t1, out[2] = hsum(a2) + t2, out[3] = hsum(a3) + t3;
+}
+
+/* y += a0 x0 + a1 x1 + a2 x2 + a3 x3: one pass over y for four rows. */
+static inline BN_INLINE void axpy4(float *y, const float a[4], const float *x0, const float *x1, const float *x2, const float *x3, int n) {
+    for (int i = 0; i < n; i++) y[i] += a[0] * x0[i] + a[1] * x1[i] + a[2] * x2[i] + a[3] * x3[i];
+}
+
 BN_HOT void bn_linear_fwd(float *y, const float *x, const float *w, int T, int in, int out) {
-    for (int t = 0; t < T; t++) {
+    int t = 0;
+    for (; t + 4 <= T; t += 4) {
         const float *xt = x + (int64_t)t * in;
-        float *yt = y + (int64_t)t * out;
-        for (int o = 0; o < out; o++) yt[o] = dot(xt, w + (int64_t)o * in, in);
+        for (int o = 0; o < out; o++) {
+            float r[4];
+            dot4(r, w + (int64_t)o * in, xt, xt + in, xt + 2 * in, xt + 3 * in, in);
+            for (int j = 0; j < 4; j++) y[(int64_t)(t + j) * out + o] = r[j];
+        }
+    }
+    for (; t < T; t++) {
+        for (int o = 0; o < out; o++) y[(int64_t)t * out + o] = dot(x + (int64_t)t * in, w + (int64_t)o * in, in);
     }
 }
 
 BN_HOT void bn_linear_bwd(float *dx, float *dw, const float *dy, const float *x, const float *w, int T, int in, int out) {
     if (dx) {
+        /* dx[t] += sum_o dy[t][o] w[o], four weight rows per pass over dx[t] */
         for (int t = 0; t < T; t++) {
             const float *dyt = dy + (int64_t)t * out;
             float *dxt = dx + (int64_t)t * in;
-            for (int o = 0; o < out; o++) {
-                if (dyt[o] != 0.0f) axpy(dxt, dyt[o], w + (int64_t)o * in, in);
+            int o = 0;
+            for (; o + 4 <= out; o += 4) {
+                const float *wo = w + (int64_t)o * in;
+                axpy4(dxt, dyt + o, wo, wo + in, wo + 2 * in, wo + 3 * in, in);
             }
+            for (; o < out; o++) axpy(dxt, dyt[o], w + (int64_t)o * in, in);
         }
     }
     if (dw) {
+        /* dw[o] += sum_t dy[t][o] x[t], four activation rows per pass over dw[o] */
         for (int o = 0; o < out; o++) {
             float *dwo = dw + (int64_t)o * in;
-            for (int t = 0; t < T; t++) {
-                float g = dy[(int64_t)t * out + o];
-                if (g != 0.0f) axpy(dwo, g, x + (int64_t)t * in, in);
+            int t = 0;
+            for (; t + 4 <= T; t += 4) {
+                const float a[4] = {dy[(int64_t)t * out + o], dy[(int64_t)(t + 1) * out + o], dy[(int64_t)(t + 2) * out + o], dy[(int64_t)(t + 3) * out + o]};
+                const float *xt = x + (int64_t)t * in;
+                axpy4(dwo, a, xt, xt + in, xt + 2 * in, xt + 3 * in, in);
             }
+            for (; t < T; t++) axpy(dwo, dy[(int64_t)t * out + o], x + (int64_t)t * in, in);
         }
     }
 }
