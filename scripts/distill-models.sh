@@ -3,7 +3,7 @@
 # sign-rounded after training (post-training quantization), and the size/quality curve. Every run
 # resumes from its checkpoint, so an interrupted script is simply started again.
 #
-#   bash scripts/distill-models.sh [RUN...]      RUN: bundled, ptq, curve-xs, curve-s, curve-m (default: all)
+#   bash scripts/distill-models.sh [RUN...]      RUN: bundled, scratch, ptq, curve-xs, curve-s, curve-m (default: all)
 #
 # Needs the fixtures (../shared/fixtures or $BONSAI_FIXTURES): the stories260K teacher and the
 # TinyStories text. Outputs go to $BONSAI_DISTILL_DIR (default build/distill); `npx vite-node
@@ -30,16 +30,20 @@ run() {
 }
 
 runs=("$@")
-[[ ${#runs[@]} -gt 0 ]] || runs=(bundled ptq curve-xs curve-s curve-m)
+[[ ${#runs[@]} -gt 0 ]] || runs=(bundled scratch ptq curve-xs curve-s curve-m)
 for r in "${runs[@]}"; do
   case $r in
-    bundled) run bundled --shape xs --steps 6000 --eval-every 500 ;;
+    # the bundled model: 1,000 float steps, then 3,000 quantization-aware steps from those weights
+    bundled) run bundled-float --shape xs --steps 1000 --float --eval-every 250
+             run bundled --shape xs --steps 3000 --eval-every 250 --lr 2e-3 --init-from "$OUT/bundled-float.gguf.ckpt" ;;
+    # the same shape trained quantization-aware from random weights for 6,000 steps
+    scratch) run scratch --shape xs --steps 6000 --eval-every 500 ;;
     # the curve-xs shape and budget, trained in float, then written as float and sign-rounded
     ptq) run ptq-float --shape xs --steps 500 --float --type f32
          run ptq-rounded --checkpoint "$OUT/ptq-float.gguf.ckpt" --shape xs --steps 500 --float ;;
     curve-xs) run curve-xs --shape xs --steps 500 ;;
     curve-s) run curve-s --shape s --steps 500 ;;
     curve-m) run curve-m --shape m --steps 500 ;;
-    *) echo "unknown run '$r' (bundled, ptq, curve-xs, curve-s, curve-m)" >&2; exit 2 ;;
+    *) echo "unknown run '$r' (bundled, scratch, ptq, curve-xs, curve-s, curve-m)" >&2; exit 2 ;;
   esac
 done

@@ -214,6 +214,29 @@ describe.skipIf(!HAVE_FIXTURES)('distill runs', () => {
     expect(readFileSync(out).equals(readFileSync(path.join(dir, 'straight.gguf')))).toBe(true);
   });
 
+  it('start from another run\'s weights with --init-from (a float run, then quantization-aware training)', async () => {
+    const float = path.join(dir, 'float.gguf');
+    const settings = { ...options(float, 4).settings, quantize: false };
+    await distill(options(float, 4, { settings, type: 'f32' }));
+    const next = path.join(dir, 'from-float.gguf');
+    // a step too small to move a weight: the written file holds the float run's weights
+    const r = await distill(options(next, 1, { settings: { ...settings, lr: 1e-12, lrMin: 0, warmupSteps: 0 }, type: 'f32', initFrom: `${float}.ckpt` }));
+    expect(r.finished).toBe(true);
+    const a = readGguf(float);
+    const b = readGguf(next);
+    const tensor = (file: string, info: ReturnType<typeof readGguf>, name: string) => {
+      const t = info.tensors.find((x) => x.name === name)!;
+      return new Float32Array(readFileSync(file).buffer.slice(info.dataOffset + t.offset, info.dataOffset + t.offset + t.bytes));
+    };
+    for (const name of ['token_embd.weight', 'blk.0.ffn_down.weight']) {
+      expect(maxAbsDiff(tensor(float, a, name), tensor(next, b, name)), name).toBeLessThan(1e-6);
+    }
+    const { matrices, norms } = parameterCount(tinyConfig().shape);
+    expect(loadCheckpoint(`${next}.ckpt`, matrices + norms).header.initFrom).toMatchObject({ file: 'float.gguf.ckpt', steps: 4, quantize: false });
+    // a checkpoint of another shape is refused
+    await expect(distill(options(path.join(dir, 'wide.gguf'), 1, { dims: { ...options(next, 1).dims, hidden: 256 }, initFrom: `${float}.ckpt` }))).rejects.toThrow(/parameters/);
+  });
+
   it('refuse to resume with other settings, and a torn checkpoint, with clear errors', async () => {
     const out = path.join(dir, 'straight.gguf');
     await expect(distill(options(out, 6, { settings: { ...options(out, 6).settings, lr: 1e-2 } }))).rejects.toThrow(/other settings/);

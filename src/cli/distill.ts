@@ -32,6 +32,7 @@ interface DistillCliOptions {
   type: 'q1_0' | 'f32';
   checkpoint?: string;
   resume?: boolean;
+  initFrom?: string;
   saveEvery: number;
   evalEvery: number;
   json?: boolean;
@@ -66,6 +67,7 @@ export function register(program: Command): void {
     .addOption(new Option('--type <type>', 'weights of the written file: q1_0 (matrices 1-bit, norms F32) or f32').choices(['q1_0', 'f32']).default('q1_0'))
     .option('--checkpoint <file>', 'checkpoint file (default OUTPUT.ckpt)')
     .option('--resume', 'continue from the checkpoint if there is one')
+    .option('--init-from <checkpoint>', "start from another run's weights (same shape), e.g. a --float run's, with a fresh optimizer")
     .option('--save-every <n>', 'steps between checkpoints', intOption('--save-every', 1), 200)
     .option('--eval-every <n>', 'steps between validation scores', intOption('--eval-every', 1), 250)
     .option('--json', 'print the result as JSON')
@@ -110,6 +112,7 @@ export function register(program: Command): void {
         seed: opts.seed,
         checkpoint: opts.checkpoint ?? `${opts.output}.ckpt`,
         resume: Boolean(opts.resume),
+        ...(opts.initFrom ? { initFrom: opts.initFrom } : {}),
         saveEvery: opts.saveEvery,
         evalEvery: opts.evalEvery,
         type: opts.type,
@@ -136,6 +139,9 @@ export function register(program: Command): void {
           const val = r.valNll !== undefined ? `, validation PPL ${Math.exp(r.valNll).toFixed(3)}` : '';
           const teacher = r.teacherValNll !== undefined ? ` (teacher ${Math.exp(r.teacherValNll).toFixed(3)})` : '';
           process.stdout.write(`wrote ${r.file}: ${r.bytes} bytes, ${r.steps} steps, ${r.tokensSeen} tokens in ${(r.elapsedMs / 60000).toFixed(1)} min${val}${teacher}\n`);
+          if (opts.float && opts.type === 'q1_0') {
+            process.stdout.write('the validation figures are of the float weights; the file holds them sign-rounded to Q1_0 (measure it with bonsai perplexity)\n');
+          }
         }
         if (!r.finished) process.exitCode = 130;
       } finally {

@@ -14,6 +14,8 @@ export interface CheckpointHeader {
   elapsedMs: number;
   tokensSeen: number;
   history: HistoryEntry[];
+  /** The run whose weights this one started from (--init-from), with what that run had done. */
+  initFrom?: { file: string; steps: number; quantize: boolean; tokensSeen: number; elapsedMs: number };
 }
 
 export interface HistoryEntry {

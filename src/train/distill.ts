@@ -2,6 +2,7 @@
 // inside the native trainer, for its logits), the training text, the step loop with periodic
 // validation and checkpoints, and the export of the student as a GGUF.
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { Model } from '../engine/engine.js';
 import { splitPieces } from '../engine/perplexity.js';
 import { metaNumber, readGguf } from '../gguf/reader.js';
@@ -31,6 +32,11 @@ export interface DistillOptions {
   seed: number;
   checkpoint: string;
   resume: boolean;
+  /**
+   * Another run's checkpoint whose weights start this one (same shape; its optimizer state and
+   * step count are not taken): e.g. a float run, then quantization-aware training from it.
+   */
+  initFrom?: string;
   saveEvery: number;
   evalEvery: number;
   type: 'q1_0' | 'f32';
@@ -82,6 +88,12 @@ export async function distill(o: DistillOptions): Promise<DistillResult> {
       trainer.setState(loaded.state);
       header = loaded.header;
       log(`resumed from ${o.checkpoint} at step ${header.steps}`);
+    } else if (o.initFrom) {
+      const state = trainer.getState();
+      const init = loadCheckpoint(o.initFrom, state.params.length);
+      trainer.setState({ ...state, params: init.state.params });
+      header.initFrom = { file: path.basename(o.initFrom), steps: init.header.steps, quantize: init.header.config.quantize, tokensSeen: init.header.tokensSeen, elapsedMs: init.header.elapsedMs };
+      log(`weights from ${o.initFrom} (step ${init.header.steps}${init.header.config.quantize ? '' : ', float'})`);
     }
     const teacherValNll = validation.length ? await scoreAll(trainer, validation, true) : undefined;
     if (teacherValNll !== undefined) log(`teacher validation NLL ${teacherValNll.toFixed(4)} (PPL ${Math.exp(teacherValNll).toFixed(3)})`);
