@@ -1,8 +1,8 @@
 // The compiled addon (native/napi/) and the types of what it returns. Everything that
 // touches the native engine goes through this module; nothing else loads the .node file.
 import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
 import path from 'node:path';
+import { PACKAGE_ROOT, PREBUILD_DIR, chooseBinary } from './prebuilds.js';
 
 /** A GGUF metadata value. Numeric arrays come as typed arrays (u64/i64 as BigInt64Array etc.). */
 export type GgufValue =
@@ -280,7 +280,10 @@ export interface KernelBenchResult {
   iterations: number;
 }
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const addonPath = path.resolve(here, '..', 'build', 'Release', 'bonsai.node');
+const addonPath = chooseBinary(
+  'the bonsai-edge addon (bonsai.node)',
+  [path.join(PACKAGE_ROOT, 'build', 'Release', 'bonsai.node'), path.join(PREBUILD_DIR, 'bonsai.node')],
+  'npm rebuild bonsai-edge (needs cmake and a C/C++ compiler)',
+);
 
 export const native: NativeAddon = createRequire(import.meta.url)(addonPath) as NativeAddon;

@@ -14,6 +14,7 @@ const RANK: Record<string, number> = {
   'errors.ts': 0,
   'version.ts': 0,
   'bundled.ts': 0,
+  'prebuilds.ts': 0,
   gguf: 1,
   engine: 2,
   bench: 3,

@@ -6,13 +6,29 @@
 // a warning; it is opened again on the first use after `retryMs`, and every caller falls back to
 // working without it meanwhile.
 import { existsSync, mkdirSync, renameSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
+import { PREBUILD_DIR, chooseBinary } from '../prebuilds.js';
 
 export type Sqlite = Database.Database;
 
 const MMAP_BYTES = 1 << 30;
+
+let sqliteBinary: string | undefined;
+/** better-sqlite3's binary: its own build, or the one prebuilt for this platform in the package. */
+function sqliteBinding(): string {
+  if (!sqliteBinary) {
+    const own = path.dirname(createRequire(import.meta.url).resolve('better-sqlite3/package.json'));
+    sqliteBinary = chooseBinary(
+      'better-sqlite3 (better_sqlite3.node)',
+      [path.join(own, 'build', 'Release', 'better_sqlite3.node'), path.join(PREBUILD_DIR, 'better_sqlite3.node')],
+      'npm rebuild better-sqlite3 (needs python3 and a C++ compiler)',
+    );
+  }
+  return sqliteBinary;
+}
 
 /** 'BNZC': what tells this application's cache file from any other SQLite file. */
 const APPLICATION_ID = 0x424e5a43;
@@ -136,7 +152,7 @@ export class CacheDatabase {
   }
 
   private connect(): Sqlite {
-    const db = new Database(this.file, { timeout: this.options.busyTimeoutMs ?? 200 });
+    const db = new Database(this.file, { timeout: this.options.busyTimeoutMs ?? 200, nativeBinding: sqliteBinding() });
     try {
       // Prompt-prefix blocks are blobs of megabytes: large pages halve the time to write them,
       // and reads through the memory map save a copy (measured: 230 MB in 0.3 s vs 0.6 s).
