@@ -5,7 +5,7 @@
 // the unit they render.
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash, randomUUID } from 'node:crypto';
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -338,6 +338,20 @@ describe.skipIf(!existsSync(CLI))('scripts/install and scripts/uninstall into a 
       if (typeof value !== 'number') expect(unit).not.toMatch(new RegExp(`^${key}=`, 'm'));
       else expect(unit).toContain(`\n${key}=${value}${unitSuffix}\n`);
     }
+  });
+
+  it('runs the Node.js that --node names, and refuses an app whose addon cannot load on this machine, saying why', () => {
+    const other = path.join(tmp, 'other-root');
+    const node = realpathSync(process.execPath);
+    const given = script('install', '--root', other, '--node', node);
+    expect(given.status, given.stderr).toBe(0);
+    expect(readFileSync(path.join(other, UNIT), 'utf8')).toContain(`ExecStart=${node} ${REPO_ROOT}/dist/cli/main.js serve`);
+    // an app of only the compiled TypeScript: no build of its own and no prebuilt addon
+    const app = path.join(tmp, 'app-without-addon');
+    cpSync(path.join(REPO_ROOT, 'dist'), path.join(app, 'dist'), { recursive: true });
+    const refused = script('install', '--root', other, '--app', app);
+    expect(refused.status).toBe(1);
+    expect(refused.stderr).toMatch(/^install: the service could not run: .*cannot load the bonsai-edge addon \(bonsai\.node\) on linux-\w+: none of build\/Release\/bonsai\.node, prebuilds\/linux-\w+\/bonsai\.node exists\. Build it from source: npm rebuild bonsai-edge/m);
   });
 
   it.skipIf(!HAVE_ANALYZE)('passes systemd-analyze verify, and security with an exposure of 2.5 or less', () => {
