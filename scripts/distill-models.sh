@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The training runs behind models/: the bundled 1-bit student, the float baseline that is
+# The training runs behind models/: the bundled 1-bit student (copied to models/), the float baseline that is
 # sign-rounded after training (post-training quantization), and the size/quality curve. Every run
 # resumes from its checkpoint, so an interrupted script is simply started again.
 #
@@ -35,7 +35,8 @@ for r in "${runs[@]}"; do
   case $r in
     # the bundled model: 1,000 float steps, then 3,000 quantization-aware steps from those weights
     bundled) run bundled-float --shape xs --steps 1000 --float --eval-every 250
-             run bundled --shape xs --steps 3000 --eval-every 250 --lr 2e-3 --init-from "$OUT/bundled-float.gguf.ckpt" ;;
+             run bundled --shape xs --steps 3000 --eval-every 250 --lr 2e-3 --init-from "$OUT/bundled-float.gguf.ckpt"
+             cp "$OUT/bundled.gguf" models/tinystories-xs-q1_0.gguf ;;
     # the same shape trained quantization-aware from random weights for 6,000 steps
     scratch) run scratch --shape xs --steps 6000 --eval-every 500 ;;
     # the curve-xs shape and budget, trained in float, then written as float and sign-rounded

@@ -19,12 +19,13 @@ const TEACHER = path.join(FIXTURES, 'stories260K', 'stories260K.gguf');
 
 const MODELS: { id: string; file: string; what: string }[] = [
   { id: 'teacher', file: TEACHER, what: 'stories260K, F32 (the teacher)' },
-  { id: 'bundled', file: path.join(RUNS, 'bundled.gguf'), what: 'xs, 1-bit QAT, 6,000 steps (the bundled model)' },
-  { id: 'ptq-float', file: path.join(RUNS, 'ptq-float.gguf'), what: 'xs, float training, 500 steps, F32 file' },
-  { id: 'ptq-rounded', file: path.join(RUNS, 'ptq-rounded.gguf'), what: 'xs, float training, 500 steps, sign-rounded to Q1_0' },
-  { id: 'curve-xs', file: path.join(RUNS, 'curve-xs.gguf'), what: 'xs, 1-bit QAT, 500 steps' },
-  { id: 'curve-s', file: path.join(RUNS, 'curve-s.gguf'), what: 's, 1-bit QAT, 500 steps' },
-  { id: 'curve-m', file: path.join(RUNS, 'curve-m.gguf'), what: 'm, 1-bit QAT, 500 steps' },
+  { id: 'bundled', file: path.join(ROOT, 'models', 'tinystories-xs-q1_0.gguf'), what: 'xs, 1,000 float steps then 3,000 quantization-aware steps (the bundled model)' },
+  { id: 'scratch', file: path.join(RUNS, 'scratch.gguf'), what: 'xs, 6,000 quantization-aware steps from random weights' },
+  { id: 'ptq-float', file: path.join(RUNS, 'ptq-float.gguf'), what: 'xs, 500 float steps, F32 file' },
+  { id: 'ptq-rounded', file: path.join(RUNS, 'ptq-rounded.gguf'), what: 'xs, 500 float steps, sign-rounded to Q1_0 (post-training quantization)' },
+  { id: 'curve-xs', file: path.join(RUNS, 'curve-xs.gguf'), what: 'xs, 500 quantization-aware steps' },
+  { id: 'curve-s', file: path.join(RUNS, 'curve-s.gguf'), what: 's, 500 quantization-aware steps' },
+  { id: 'curve-m', file: path.join(RUNS, 'curve-m.gguf'), what: 'm, 500 quantization-aware steps' },
 ];
 
 function paragraphs(n: number): string {
@@ -78,15 +79,16 @@ function curveSvg(rows: { id: string; bytes: number; valHead100: { ppl: number }
   const xs = rows.map((r) => Math.log10(r.bytes));
   const ys = rows.map((r) => r.valHead100.ppl);
   const x0 = Math.floor(Math.min(...xs) * 2) / 2, x1 = Math.ceil(Math.max(...xs) * 2) / 2;
-  const y1 = Math.ceil(Math.max(...ys) / 5) * 5;
+  // perplexity on a log scale too: a sign-rounded model sits two orders above the rest
+  const ly0 = Math.log10(Math.min(...ys) * 0.8), ly1 = Math.log10(Math.max(...ys) * 1.25);
   const px = (v: number) => L + ((v - x0) / (x1 - x0)) * (W - L - R);
-  const py = (v: number) => H - B - (v / y1) * (H - T - B);
+  const py = (v: number) => H - B - ((Math.log10(v) - ly0) / (ly1 - ly0)) * (H - T - B);
   const parts: string[] = [];
   for (let e = Math.ceil(x0 * 2) / 2; e <= x1 + 1e-9; e += 0.5) {
     const kb = 10 ** e / 1000;
     parts.push(`<line x1="${px(e)}" y1="${H - B}" x2="${px(e)}" y2="${T}" stroke="#ddd"/><text x="${px(e)}" y="${H - B + 18}" text-anchor="middle">${kb >= 1000 ? `${(kb / 1000).toFixed(1)} MB` : `${Math.round(kb)} KB`}</text>`);
   }
-  for (let v = 0; v <= y1; v += 5) parts.push(`<line x1="${L}" y1="${py(v)}" x2="${W - R}" y2="${py(v)}" stroke="#eee"/><text x="${L - 8}" y="${py(v) + 4}" text-anchor="end">${v}</text>`);
+  for (const v of [2, 3, 4, 5, 7, 10, 15, 20, 30, 50, 100, 200, 500].filter((t) => Math.log10(t) >= ly0 && Math.log10(t) <= ly1)) parts.push(`<line x1="${L}" y1="${py(v)}" x2="${W - R}" y2="${py(v)}" stroke="#eee"/><text x="${L - 8}" y="${py(v) + 4}" text-anchor="end">${v}</text>`);
   const teacherRow = rows.find((r) => r.id === 'teacher');
   if (teacherRow) {
     const y = py(teacherRow.valHead100.ppl);
@@ -96,7 +98,7 @@ function curveSvg(rows: { id: string; bytes: number; valHead100: { ppl: number }
   const curve = rows.filter((r) => r.id.startsWith('curve-')).sort((a, b) => a.bytes - b.bytes);
   if (curve.length > 1) parts.push(`<polyline fill="none" stroke="#2a6" stroke-width="2" points="${curve.map((r) => `${px(Math.log10(r.bytes))},${py(r.valHead100.ppl)}`).join(' ')}"/>`);
   for (const r of rows) {
-    const color = r.id === 'teacher' ? '#555' : r.id === 'bundled' ? '#06c' : r.id.startsWith('ptq') ? '#c60' : '#2a6';
+    const color = r.id === 'teacher' ? '#555' : r.id === 'bundled' ? '#06c' : r.id === 'scratch' ? '#83c' : r.id.startsWith('ptq') ? '#c60' : '#2a6';
     const x = px(Math.log10(r.bytes)), y = py(r.valHead100.ppl);
     parts.push(`<circle cx="${x}" cy="${y}" r="5" fill="${color}"/><text x="${x + 8}" y="${y - 8}" fill="${color}">${r.id} ${r.valHead100.ppl.toFixed(2)}</text>`);
   }
@@ -106,7 +108,7 @@ function curveSvg(rows: { id: string; bytes: number; valHead100: { ppl: number }
 ${parts.join('\n')}
 <line x1="${L}" y1="${H - B}" x2="${W - R}" y2="${H - B}" stroke="black"/><line x1="${L}" y1="${T}" x2="${L}" y2="${H - B}" stroke="black"/>
 <text x="${(L + W - R) / 2}" y="${H - 15}" text-anchor="middle">GGUF file size (log scale)</text>
-<text transform="translate(18 ${(T + H - B) / 2}) rotate(-90)" text-anchor="middle">perplexity</text>
+<text transform="translate(18 ${(T + H - B) / 2}) rotate(-90)" text-anchor="middle">perplexity (log scale)</text>
 </svg>
 `;
 }

@@ -96,7 +96,6 @@ function kernels(): Check {
 /** The model file: present, a readable GGUF of types the engine runs, and within the board's memory. */
 function model(config: DaemonConfig, choice: ProfileChoice): Check[] {
   const file = config.model.path;
-  if (!file) return [{ name: 'model', verdict: 'fail', detail: 'no model configured', fix: 'give --model FILE (or model.path / BONSAI_MODEL_PATH)' }];
   let types: string[];
   try {
     types = Object.keys(summarize(readGguf(file)).tensorTypes);

@@ -1,5 +1,6 @@
 // Option parsers and model loading shared by the CLI commands.
 import { InvalidArgumentError, Option, type Command } from 'commander';
+import { BUNDLED_MODEL } from '../bundled.js';
 import { Caches } from '../cache/caches.js';
 import { CACHE_DEFAULTS } from '../cache/defaults.js';
 import { Model, defaultThreads, type LoadOptions } from '../engine/engine.js';
@@ -37,7 +38,7 @@ export function idsOption(value: string): number[] {
 export function addModelOptions(cmd: Command): Command {
   return addRuntimeOptions(
     cmd
-      .requiredOption('-m, --model <file>', 'GGUF model file')
+      .option('-m, --model <file>', 'GGUF model file (default: the bundled 1-bit TinyStories model)', BUNDLED_MODEL)
       .option('-t, --threads <n>', 'worker threads', intOption('threads', 1, 256), defaultThreads()),
   );
 }

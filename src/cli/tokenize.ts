@@ -1,5 +1,6 @@
 // `bonsai tokenize`: the token ids of a text (only the vocabulary is read, not the weights).
 import type { Command } from 'commander';
+import { BUNDLED_MODEL } from '../bundled.js';
 import { readGguf } from '../gguf/reader.js';
 import { createTokenizer } from '../engine/tokenizer/index.js';
 
@@ -7,7 +8,7 @@ export function register(program: Command): void {
   program
     .command('tokenize')
     .description("print the token ids of a text under a model's tokenizer")
-    .requiredOption('-m, --model <file>', 'GGUF model (or vocab-only) file')
+    .option('-m, --model <file>', 'GGUF model (or vocab-only) file (default: the bundled model)', BUNDLED_MODEL)
     .argument('<text>', 'text to tokenize')
     .option('--no-bos', 'do not add the BOS token even if the model asks for it')
     .option('--parse-special', 'match control tokens such as <|im_start|> in the text')

@@ -9,6 +9,7 @@
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { z } from 'zod';
+import { BUNDLED_MODEL } from '../bundled.js';
 import { CACHE_DEFAULTS } from '../cache/defaults.js';
 import { SAMPLING_DEFAULTS } from '../engine/sampling.js';
 import { ProfileError } from '../profiles/catalog.js';
@@ -43,7 +44,7 @@ const topicPath = () =>
 export const configSchema = z.strictObject({
   version: z.literal(CONFIG_VERSION).default(CONFIG_VERSION),
   model: section({
-    path: z.string().min(1).optional().describe('GGUF model file (required by `bonsai serve`)'),
+    path: z.string().min(1).default(BUNDLED_MODEL).describe('GGUF model file (default: the bundled 1-bit TinyStories model)'),
     threads: int().min(1).max(256).optional().describe("inference threads (default: the board profile's)"),
     contextSize: int().min(16).optional().describe("context size in tokens (default: the board profile's, at most the training context)"),
     kvType: z.enum(['f32', 'f16']).default('f32').describe("KV cache type (the board profile's: f16 where memory is short)"),

@@ -118,7 +118,7 @@ export class Controller {
       const will = { topic: this.topics.status, payload: JSON.stringify(this.statusBody('offline')) };
       this.mqtt = await DaemonMqtt.connect(this.config, url, will, this.log, this.intake());
       await this.publishStatus('loading');
-      this.phase('loading', `loading ${this.config.model.path ?? 'the model'}`);
+      this.phase('loading', `loading ${this.config.model.path}`);
       const engine = await this.loadEngine();
       if (isModel(engine)) await this.caches?.attach(engine);
       this.pipeline = new RequestPipeline(this.config, this.topics, this.mqtt, engine);
@@ -224,14 +224,13 @@ export class Controller {
   /** general.name of the configured model file (the name its engine will report); unknown for an injected engine. */
   private async nameBeforeLoad(): Promise<string | undefined> {
     const path = this.config.model.path;
-    if (this.options.loadEngine || !path) return undefined;
+    if (this.options.loadEngine) return undefined;
     const { readModelName } = await import('../engine/engine.js');
     return readModelName(path);
   }
 
   private async loadModel(): Promise<DaemonEngine> {
     const { path, threads, contextSize, kvType, kernels } = this.config.model;
-    if (!path) throw new Error('serve needs a model: --model FILE (or model.path / BONSAI_MODEL_PATH)');
     // Imported here so that the rest of the daemon loads where the native addon is not built.
     const { Model } = await import('../engine/engine.js');
     const model = await Model.load(path, { threads, contextSize, kvType, kernels });
