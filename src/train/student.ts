@@ -2,14 +2,8 @@
 // every matrix is whole Q1_0 blocks; heads are 32 wide, grouped two queries per KV head.
 import type { TrainerConfig, TrainerShape } from '../native.js';
 
-export interface StudentDims {
-  dim: number;
-  hidden: number;
-  layers: number;
-  heads: number;
-  kvHeads: number;
-  headDim: number;
-}
+/** A student's widths and depth: the trainer's shape less what comes from the teacher. */
+export type StudentDims = Pick<TrainerShape, 'dim' | 'hidden' | 'layers' | 'heads' | 'kvHeads' | 'headDim'>;
 
 /** xs is the bundled model's shape; s and m are the larger points of the size/quality curve. */
 export const STUDENT_SHAPES = {
