@@ -280,7 +280,8 @@ export interface KernelBenchResult {
   iterations: number;
 }
 
-const addonPath = chooseBinary(
+/** The addon file loaded: this machine's build, or the package's prebuilt one (src/prebuilds.ts). */
+export const addonPath = chooseBinary(
   'the bonsai-edge addon (bonsai.node)',
   [path.join(PACKAGE_ROOT, 'build', 'Release', 'bonsai.node'), path.join(PREBUILD_DIR, 'bonsai.node')],
   'npm rebuild bonsai-edge (needs cmake and a C/C++ compiler)',

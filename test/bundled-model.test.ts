@@ -58,7 +58,8 @@ describe('the bundled model', () => {
     try {
       const r = await perplexity(q1, firstParagraphs(100), '\n\n');
       expect(r.tokens_scored).toBe(card.valHead100.tokens);
-      expect(r.ppl).toBeCloseTo(card.valHead100.ppl, 4);
+      // the card was measured on x86; each kernel path sums in its own order (arm64 neon: 2.6e-5 apart)
+      expect(Math.abs(r.ppl / card.valHead100.ppl - 1)).toBeLessThan(1e-4);
       const rf = await perplexity(ref, firstParagraphs(100), '\n\n');
       // Q1_0 products take Q8_0 activations: the two paths differ by 8-bit rounding, no more
       expect(Math.abs(Math.log(rf.ppl / r.ppl))).toBeLessThan(0.01);

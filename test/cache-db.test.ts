@@ -9,7 +9,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
 import { AnswerCache } from '../src/cache/answers.js';
-import { CacheDatabase, SCHEMA_VERSION } from '../src/cache/database.js';
+import { CacheDatabase, SCHEMA_VERSION, sqliteBinding } from '../src/cache/database.js';
 import { RequestJournal } from '../src/cache/journal.js';
 import { clearCacheFile, verifyCacheFile } from '../src/cache/maintenance.js';
 import { PrefixCache } from '../src/cache/prefix.js';
@@ -54,7 +54,7 @@ describe('a damaged or foreign cache file is moved aside and rebuilt, with one w
       'a newer schema version',
       (file) => {
         open(file).db.close();
-        const raw = new Database(file);
+        const raw = new Database(file, { nativeBinding: sqliteBinding() });
         raw.pragma(`user_version = ${SCHEMA_VERSION + 7}`);
         raw.close();
       },
@@ -62,7 +62,7 @@ describe('a damaged or foreign cache file is moved aside and rebuilt, with one w
     [
       "another application's SQLite file",
       (file) => {
-        const raw = new Database(file);
+        const raw = new Database(file, { nativeBinding: sqliteBinding() });
         raw.exec('CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL)');
         raw.close();
       },
@@ -133,7 +133,7 @@ describe('a cache that cannot write turns itself off, warns once, answers withou
     const { db, warnings } = open(file, 200);
     db.close();
     // Another process takes the write lock and holds it.
-    const holder = spawn(process.execPath, ['-e', `const D = require('better-sqlite3'); const db = new D(${JSON.stringify(file)}); db.exec('BEGIN EXCLUSIVE'); console.log('locked'); setTimeout(() => {}, 60000);`], {
+    const holder = spawn(process.execPath, ['-e', `const D = require('better-sqlite3'); const db = new D(${JSON.stringify(file)}, { nativeBinding: ${JSON.stringify(sqliteBinding())} }); db.exec('BEGIN EXCLUSIVE'); console.log('locked'); setTimeout(() => {}, 60000);`], {
       cwd: path.resolve('.'),
       stdio: ['ignore', 'pipe', 'inherit'],
     });
@@ -254,7 +254,7 @@ describe('bonsai cache', () => {
     expect(stats.code).toBe(0);
     expect(JSON.parse(stats.stdout)).toMatchObject({ file, prefix_blocks: 3, prefix_bytes: 300_000, answers: 1 });
     expect(JSON.parse((await runCli(['cache', 'verify', '--cache', file, '--json'])).stdout)).toEqual({ integrity: 'ok', blocks_checked: 3, blocks_dropped: 0 });
-    const raw = new Database(file);
+    const raw = new Database(file, { nativeBinding: sqliteBinding() });
     raw.prepare("UPDATE kv_blocks SET data = zeroblob(100000) WHERE hash = 'h1'").run();
     raw.close();
     const damaged = await runCli(['cache', 'verify', '--cache', file]);

@@ -2,16 +2,17 @@
 // readelf reads it; a binary of another architecture or for a newer glibc passed over with the
 // reason named; a build of this machine before the packaged prebuild.
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { chooseBinary, glibcNeeded, glibcRuntime, unfit } from '../src/prebuilds.js';
-import { REPO_ROOT } from './helpers/fixtures.js';
+import { addonPath } from '../src/native.js';
+import { PREBUILD_DIR, chooseBinary, glibcNeeded, glibcRuntime, unfit } from '../src/prebuilds.js';
 
-const ADDON = path.join(REPO_ROOT, 'build', 'Release', 'bonsai.node');
-const SQLITE = path.join(path.dirname(createRequire(import.meta.url).resolve('better-sqlite3/package.json')), 'build', 'Release', 'better_sqlite3.node');
+// the binaries this process loads: its own builds, or (in the arm64 container) the prebuilt ones
+const ADDON = addonPath;
+const SQLITE = [path.join(path.dirname(createRequire(import.meta.url).resolve('better-sqlite3/package.json')), 'build', 'Release', 'better_sqlite3.node'), path.join(PREBUILD_DIR, 'better_sqlite3.node')].find((f) => existsSync(f))!;
 const dir = mkdtempSync(path.join(os.tmpdir(), 'bonsai-prebuilds-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
@@ -50,7 +51,7 @@ describe('prebuilt binaries', () => {
     for (const file of [ADDON, SQLITE]) expect(glibcNeeded(file)!.join('.'), file).toBe(readelfGlibc(file));
   });
 
-  it("accepts this machine's own builds and knows this system's glibc", () => {
+  it("accepts the binaries this process loads and knows this system's glibc", () => {
     const runtime = glibcRuntime();
     expect(runtime, 'a glibc system').toBeDefined();
     expect(execFileSync('ldd', ['--version'], { encoding: 'utf8' })).toContain(`${runtime![0]}.${runtime![1]}`);

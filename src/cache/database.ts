@@ -18,7 +18,7 @@ const MMAP_BYTES = 1 << 30;
 
 let sqliteBinary: string | undefined;
 /** better-sqlite3's binary: its own build, or the one prebuilt for this platform in the package. */
-function sqliteBinding(): string {
+export function sqliteBinding(): string {
   if (!sqliteBinary) {
     const own = path.dirname(createRequire(import.meta.url).resolve('better-sqlite3/package.json'));
     sqliteBinary = chooseBinary(
