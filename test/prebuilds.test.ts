@@ -1,14 +1,14 @@
 // Choosing a compiled binary (src/prebuilds.ts): the glibc a binary needs, read as binutils'
 // readelf reads it; a binary of another architecture or for a newer glibc passed over with the
 // reason named; a build of this machine before the packaged prebuild.
-import { execFileSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { addonPath } from '../src/native.js';
-import { PREBUILD_DIR, chooseBinary, glibcNeeded, glibcRuntime, unfit } from '../src/prebuilds.js';
+import { PACKAGE_ROOT, PREBUILD_DIR, chooseBinary, glibcNeeded, glibcRuntime, unfit } from '../src/prebuilds.js';
 
 // the binaries this process loads: its own builds, or (in the arm64 container) the prebuilt ones
 const ADDON = addonPath;
@@ -84,5 +84,17 @@ describe('prebuilt binaries', () => {
       new RegExp(`^cannot load the addon on ${process.platform}-${process.arch}: .*foreign\\.node: built for another architecture .*\\. Build it from source: npm rebuild it$`),
     );
     expect(() => chooseBinary('the addon', [path.join(dir, 'missing.node')], 'npm rebuild it')).toThrow(/none of .*missing\.node exists/);
+  });
+
+  it('a package whose addon cannot load says why in one line and exits 1, with no stack trace', () => {
+    // a copy of the built package with its dependencies but no build and no prebuild
+    const pkg = path.join(dir, 'package');
+    mkdirSync(pkg);
+    cpSync(path.join(PACKAGE_ROOT, 'dist'), path.join(pkg, 'dist'), { recursive: true });
+    copyFileSync(path.join(PACKAGE_ROOT, 'package.json'), path.join(pkg, 'package.json'));
+    symlinkSync(path.join(PACKAGE_ROOT, 'node_modules'), path.join(pkg, 'node_modules'));
+    const r = spawnSync(process.execPath, [path.join(pkg, 'dist', 'cli', 'main.js'), 'run', '-p', 'x'], { encoding: 'utf8', timeout: 30_000 });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/^bonsai: cannot load the bonsai-edge addon \(bonsai\.node\) on \S+: none of build\/Release\/bonsai\.node, prebuilds\/\S+\/bonsai\.node exists\. Build it from source: .*\n$/);
   });
 });

@@ -1,49 +1,27 @@
 #!/usr/bin/env node
-// The `bonsai` command line: each subcommand lives in its own module and registers itself here.
-import { Command, CommanderError } from 'commander';
-import { register as registerRun } from './run.js';
-import { register as registerTokenize } from './tokenize.js';
-import { register as registerInspect } from './inspect.js';
-import { register as registerLogits } from './logits.js';
-import { register as registerPerplexity } from './perplexity.js';
-import { register as registerSynth } from './synth.js';
-import { register as registerBench } from './bench.js';
-import { register as registerChat } from './chat.js';
-import { register as registerServe } from './serve.js';
-import { register as registerAsk } from './ask.js';
-import { register as registerCache } from './cache.js';
-import { register as registerDoctor } from './doctor.js';
-import { register as registerProfile } from './profile.js';
-import { register as registerDistill } from './distill.js';
-import { packageVersion } from '../version.js';
+// The `bonsai` command line: runs the program (program.ts) and turns every error into one line on
+// stderr and a non-zero exit, including one met while loading it (an addon that cannot load on
+// this board says why in a sentence, not with a stack trace).
+import { CommanderError, type Command } from 'commander';
 
-export function buildProgram(): Command {
-  const program = new Command('bonsai')
-    .description('Run 1-bit (Bonsai, Q1_0) and other GGUF language models offline, and serve them over MQTT')
-    .version(packageVersion())
-    .option('--verbose', 'print stack traces with errors')
-    .exitOverride();
-  const commands = [
-    registerServe,
-    registerAsk,
-    registerRun,
-    registerTokenize,
-    registerInspect,
-    registerLogits,
-    registerPerplexity,
-    registerSynth,
-    registerBench,
-    registerChat,
-    registerCache,
-    registerDoctor,
-    registerProfile,
-    registerDistill,
-  ];
-  for (const register of commands) {
-    register(program);
+/**
+ * One line on stderr (the stack trace with --verbose), then exit at once: a handle left open on
+ * the way to the error (a socket, a timer) must not keep a failed command alive, where a
+ * supervisor would take it for running.
+ */
+function fail(e: unknown, verbose: boolean): never {
+  const err = e as Error;
+  process.stderr.write(`bonsai: ${verbose ? (err.stack ?? err.message) : err.message}\n`);
+  process.exit(1);
+}
+
+async function loadProgram(): Promise<Command> {
+  try {
+    const { buildProgram } = await import('./program.js');
+    return buildProgram();
+  } catch (e) {
+    fail(e, process.argv.includes('--verbose'));
   }
-  for (const cmd of program.commands) cmd.exitOverride();
-  return program;
 }
 
 async function main(): Promise<void> {
@@ -52,7 +30,7 @@ async function main(): Promise<void> {
     if (e.code !== 'EPIPE') throw e;
     process.exit(process.exitCode ?? 0);
   });
-  const program = buildProgram();
+  const program = await loadProgram();
   try {
     await program.parseAsync(process.argv);
   } catch (e) {
@@ -61,11 +39,7 @@ async function main(): Promise<void> {
       process.exitCode = e.exitCode;
       return;
     }
-    const err = e as Error;
-    process.stderr.write(`bonsai: ${program.opts().verbose ? (err.stack ?? err.message) : err.message}\n`);
-    // Exit now: a handle left open on the way to the error (a socket, a timer) must not keep a
-    // failed command alive, where a supervisor would take it for running.
-    process.exit(1);
+    fail(e, program.opts().verbose === true);
   }
 }
 
