@@ -23,12 +23,12 @@ build=build-arm64-tests
 cmake -S native -B "$build" -DCMAKE_TOOLCHAIN_FILE="$PWD/native/cmake/toolchain-aarch64.cmake" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$build" -j2 >/dev/null
 
-# ctest -R pattern per CPU model: everything on the Pi 4 class, the forward pass again on the
-# dotprod class, the kernel, path and quantization tests everywhere.
+# ctest -R pattern per CPU model: everything on the Pi 4 class, the forward pass and packs again on
+# the dotprod class, the kernel, path and quantization tests everywhere.
 tests_for() {
   case "$1" in
     cortex-a72) echo '.' ;;
-    cortex-a76) echo '^test_(kernels|kernels_paths|quants|forward)$' ;;
+    cortex-a76) echo '^test_(kernels|kernels_paths|quants|forward|pack_model)$' ;;
     *) echo '^test_(kernels|kernels_paths|quants)$' ;;
   esac
 }

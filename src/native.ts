@@ -44,6 +44,17 @@ export interface GgufFileInfo {
   metadata: Record<string, GgufValue>;
   metadataTypes: Record<string, string>;
   tensors: GgufTensorInfo[];
+  /** Set when the file is a .bnz pack (then the rest describes the GGUF inside it). */
+  pack?: { identity: number; chunks: number; bytes: number };
+}
+
+/** Bytes per stream kind of a pack (see native/pack/codec.h). */
+export interface PackStreams {
+  scales: number;
+  signs: number;
+  ternary: number;
+  values: number;
+  overhead: number;
 }
 
 export interface ModelHparams {
@@ -144,15 +155,25 @@ export interface NativeModel {
   readonly kernels: string;
   /** The path and whose kernels run its matrices: "avx2", or "avx512 (avx2 kernels)" for a path without kernels of its own. */
   readonly kernelsLabel: string;
+  /** How the load went: its time (ms) and the runtime image's fate (see LoadInfo in engine.ts). */
+  readonly load: { ms: number; image: 'off' | 'used' | 'written' | 'not-written'; imageNote: string };
   createContext(options: { nCtx: number; kvType: 'f32' | 'f16'; threads: number }): NativeContext;
   close(): void;
 }
 
+export type PackProgress = (done: number, total: number) => void;
+
 export interface NativeAddon {
   /** Parses a GGUF file's header, metadata and tensor table (throws Error with a clear message). */
   ggufRead(file: string): GgufFileInfo;
+  /** Packs a GGUF into a .bnz on `threads` threads; progress reports GGUF bytes done and total. */
+  packWrite(gguf: string, out: string, level: number, threads: number, onProgress: PackProgress): Promise<{ decoded: PackStreams; coded: PackStreams }>;
+  /** Checks every chunk of a pack; rejects naming the first damaged chunk and its tensor. */
+  packVerify(pack: string, threads: number, onProgress: PackProgress): Promise<object>;
+  /** Restores a pack's GGUF byte for byte. */
+  packUnpack(pack: string, out: string, threads: number, onProgress: PackProgress): Promise<object>;
   /** Maps and binds a model on a worker thread. */
-  loadModel(file: string, options: { kernels?: string }): Promise<NativeModel>;
+  loadModel(file: string, options: { kernels?: string; image?: string; imageKey?: string }): Promise<NativeModel>;
   /**
    * Kernel paths this CPU supports, best last, the one that would be chosen now, and its label for
    * weights of `type` (default q1_0): whose kernels run them, e.g. "avx512 (avx2 kernels)".

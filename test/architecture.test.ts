@@ -16,6 +16,7 @@ const RANK: Record<string, number> = {
   'bundled.ts': 0,
   'prebuilds.ts': 0,
   gguf: 1,
+  pack: 1,
   engine: 2,
   bench: 3,
   cache: 3,

@@ -420,18 +420,24 @@ static int place_tensor(parser *P, bn_gguf_tensor *t) {
     uint64_t start, end;
     if (!bn_add_u64(g->data_offset, t->offset, &start) || !bn_add_u64(start, t->n_bytes, &end))
         return bn_fail(P->err, P->errlen, "tensor %s: offset %" PRIu64 " + %" PRIu64 " bytes is beyond the end of the file (%" PRIu64 " bytes)",
-                       quoted, t->offset, t->n_bytes, g->image_size);
-    if (end > g->image_size)
+                       quoted, t->offset, t->n_bytes, g->file_size);
+    if (end > g->file_size)
         return bn_fail(P->err, P->errlen, "tensor %s: data ends at byte %" PRIu64 ", file has %" PRIu64, quoted, end,
-                       g->image_size);
-    t->data = g->image + start;
+                       g->file_size);
+    t->data = end <= g->image_size ? g->image + start : NULL;
     return 0;
 }
 
 int bn_gguf_parse(const uint8_t *image, uint64_t size, bn_gguf *out, char *err, size_t errlen) {
+    return bn_gguf_parse_head(image, size, size, out, err, errlen);
+}
+
+int bn_gguf_parse_head(const uint8_t *image, uint64_t size, uint64_t file_size, bn_gguf *out, char *err,
+                       size_t errlen) {
     memset(out, 0, sizeof *out);
     out->image = image;
     out->image_size = size;
+    out->file_size = file_size;
     parser P = {{image, size, 0}, out, err, errlen};
     int rc = parse_header(&P);
     if (rc == 0) rc = parse_metadata(&P);

@@ -65,11 +65,17 @@ typedef struct bn_gguf {
     uint64_t data_offset;   /* start of the data section in the image */
     const uint8_t *image;
     uint64_t image_size;
+    uint64_t file_size;     /* of the whole file: image_size, or more when only the head was parsed */
     bn_mapped_file *file;   /* set (and owned) when opened with bn_gguf_open */
 } bn_gguf;
 
 /* Parses image[0..size). On failure *out is left empty and err says why. */
 int bn_gguf_parse(const uint8_t *image, uint64_t size, bn_gguf *out, char *err, size_t errlen);
+/* Parses the head of a file (its header, metadata and tensor table: image[0..size)) whose whole
+ * length is file_size, as a pack stores it: tensors are checked against file_size, and those that
+ * lie beyond the image get data NULL. */
+int bn_gguf_parse_head(const uint8_t *image, uint64_t size, uint64_t file_size, bn_gguf *out, char *err,
+                       size_t errlen);
 /* Maps path read-only and parses it; errors are prefixed with nothing (callers add the path). */
 int bn_gguf_open(const char *path, bn_gguf **out, char *err, size_t errlen);
 /* Frees what parse allocated (and the mapping if opened from a path). Safe on a zeroed struct. */

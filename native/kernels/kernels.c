@@ -89,17 +89,22 @@ void bn_kernels_label(uint32_t type, bn_isa isa, char *buf, size_t len) {
 
 int bn_matrix_init(bn_matrix *m, uint32_t type, int64_t rows, int64_t cols, const void *data,
                    char *err, size_t errlen) {
+    if (bn_matrix_init_shape(m, type, rows, cols, err, errlen)) return -1;
+    if (!data) return bn_fail(err, errlen, "%s matrix has no data", bn_type_get(type)->name);
+    m->data = data;
+    return 0;
+}
+
+int bn_matrix_init_shape(bn_matrix *m, uint32_t type, int64_t rows, int64_t cols, char *err, size_t errlen) {
     memset(m, 0, sizeof *m);
     const bn_type_traits *t = bn_type_get(type);
     if (!t || !kernel_row(type)) return bn_fail(err, errlen, "no kernels for weight type %u", (unsigned)type);
     if (rows <= 0 || cols <= 0 || cols % t->block_size)
         return bn_fail(err, errlen, "bad %s matrix shape %lld x %lld (block size %u)", t->name, (long long)rows,
                        (long long)cols, t->block_size);
-    if (!data) return bn_fail(err, errlen, "%s matrix has no data", t->name);
     m->type = type;
     m->rows = rows;
     m->cols = cols;
-    m->data = data;
     m->row_bytes = (size_t)bn_row_bytes(type, (uint64_t)cols);
     return 0;
 }
@@ -126,6 +131,14 @@ int bn_matrix_prepare_into(bn_matrix *m, bn_isa isa, void *dst, char *err, size_
     ops.pack(m, dst);
     m->packed_owned = own != NULL;
     if (own) bn_advise_huge(own, m->packed_bytes); /* after packing, as for a model (model/model.c) */
+    return 0;
+}
+
+int bn_matrix_adopt_packed(bn_matrix *m, bn_isa isa, const void *src) {
+    bn_kernel_ops ops;
+    if (bn_kernel_ops_get(m->type, isa, &ops) != 0 || !ops.pack || m->packed) return -1;
+    ops.pack(m, NULL);
+    m->packed = (void *)src; /* read only, as every packed layout is after packing */
     return 0;
 }
 

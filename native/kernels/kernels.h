@@ -27,6 +27,9 @@ typedef struct bn_matrix {
 /* Fills m for a row-major tensor; 0 on success. */
 int bn_matrix_init(bn_matrix *m, uint32_t type, int64_t rows, int64_t cols, const void *data,
                    char *err, size_t errlen);
+/* The same with no data yet: a loader sets m->data before bn_matrix_prepare_into (a pack's
+ * matrices are decoded just before they are repacked). */
+int bn_matrix_init_shape(bn_matrix *m, uint32_t type, int64_t rows, int64_t cols, char *err, size_t errlen);
 /* Optional re-layout for the given path (may do nothing), into memory the matrix allocates. */
 int bn_matrix_prepare(bn_matrix *m, bn_isa isa, char *err, size_t errlen);
 /* Bytes the re-layout for isa needs (0: none), so that a model can pack all its matrices into
@@ -34,6 +37,9 @@ int bn_matrix_prepare(bn_matrix *m, bn_isa isa, char *err, size_t errlen);
  * allocates as bn_matrix_prepare does). */
 size_t bn_matrix_packed_size(bn_matrix *m, bn_isa isa);
 int bn_matrix_prepare_into(bn_matrix *m, bn_isa isa, void *dst, char *err, size_t errlen);
+/* Takes src, the layout bn_matrix_prepare_into wrote for isa earlier (kept in a file, mapped), as
+ * m's packed layout without repacking; src must outlive m. -1 when isa packs nothing for m. */
+int bn_matrix_adopt_packed(bn_matrix *m, bn_isa isa, const void *src);
 void bn_matrix_release(bn_matrix *m);
 
 /* Dequantizes row r of m into out[cols] (embedding lookup). */

@@ -20,9 +20,9 @@ typedef void (*bn_gemm_fn)(const bn_matrix *w, int64_t r0, int64_t r1, const voi
                            int n_tokens, float *y, int64_t y_stride);
 
 /* Load-time re-layout of m, read by the gemm of the same column; vec_dot always reads the ggml
- * rows in m->data. With dst NULL it only sets m->packed_bytes (the size it needs); otherwise it
- * writes the layout into dst (64-byte aligned, packed_bytes long) and sets m->packed and
- * m->packed_layout. */
+ * rows in m->data. With dst NULL it only sets m->packed_bytes (the size it needs) and
+ * m->packed_layout; otherwise it also writes the layout into dst (64-byte aligned, packed_bytes
+ * long) and sets m->packed. */
 typedef void (*bn_pack_fn)(bn_matrix *m, void *dst);
 
 typedef struct bn_kernel_ops {

@@ -14,6 +14,7 @@ static void pack_tiles(bn_matrix *m, void *dst, int tile_rows, int (*slot)(int),
     const int64_t tiles = (m->rows + tile_rows - 1) / tile_rows, nb = m->cols / BN_QK1_0;
     const size_t tile_block = (size_t)(BN_Q1_PLANES + 2) * (size_t)tile_rows;
     m->packed_bytes = (size_t)(tiles * nb) * tile_block;
+    m->packed_layout = layout;
     if (!dst) return;
     uint8_t *p = dst;
     if (m->rows % tile_rows) /* the rows padding the last tile are zero */
@@ -28,7 +29,6 @@ static void pack_tiles(bn_matrix *m, void *dst, int tile_rows, int (*slot)(int),
         }
     }
     m->packed = p;
-    m->packed_layout = layout;
 }
 
 void bn_pack_q1_0_tile16(bn_matrix *m, void *dst) { pack_tiles(m, dst, BN_Q1_TILE, tile16_slot, BN_Q1_LAYOUT_TILE16); }

@@ -24,7 +24,17 @@ typedef struct bn_hparams {
 
 typedef struct bn_model_params {
     const char *kernels;   /* NULL/"" = best for this CPU; else a bn_isa name (overrides BONSAI_KERNELS) */
+    const char *image;     /* NULL, or the runtime image file to run from, built when unusable (model/image.h) */
+    const char *image_key; /* what the weights are, as the image records it (e.g. the pack's identity) */
 } bn_model_params;
+
+/* What became of bn_model_params.image at load. */
+typedef enum bn_image_state {
+    BN_IMAGE_OFF = 0,      /* none was asked for */
+    BN_IMAGE_USED,         /* mapped in place: nothing was decoded or repacked */
+    BN_IMAGE_WRITTEN,      /* built by this load (the note says why the file there was not used) */
+    BN_IMAGE_NOT_WRITTEN,  /* could not be written (the note says why); the model runs all the same */
+} bn_image_state;
 
 typedef struct bn_model bn_model;
 
@@ -32,6 +42,8 @@ int bn_model_load(const char *path, const bn_model_params *p, bn_model **out, ch
 /* Same, from an already-parsed GGUF; the model takes ownership of g (freed by bn_model_free). */
 int bn_model_from_gguf(bn_gguf *g, const bn_model_params *p, bn_model **out, char *err, size_t errlen);
 void bn_model_free(bn_model *m);
+/* The image's fate at load, and a note (why an image was not used or not written; may be ""). */
+bn_image_state bn_model_image_state(const bn_model *m, const char **note);
 const bn_hparams *bn_model_hparams(const bn_model *m);
 const bn_gguf *bn_model_gguf(const bn_model *m);
 bn_isa bn_model_isa(const bn_model *m);

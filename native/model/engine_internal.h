@@ -6,6 +6,7 @@
 
 #include <stdatomic.h>
 #include "model/engine.h"
+#include "pack/bnz.h"
 #include "model/kv_cache.h"
 #include "core/threadpool.h"
 
@@ -16,9 +17,22 @@ typedef struct bn_layer {
     bn_matrix w_gate, w_up, w_down;
 } bn_layer;
 
+/* A matrix and the tensor it was bound to (the loader of a pack decodes that tensor for it). */
+typedef struct bn_matrix_source {
+    const bn_matrix *w;
+    uint64_t tensor;
+} bn_matrix_source;
+
 struct bn_model {
     bn_hparams hp;
-    bn_gguf *gguf;            /* owns the mapping every matrix points into */
+    bn_gguf *gguf;            /* owns the mapping every matrix points into (a pack's: pack owns it) */
+    bn_pack *pack;            /* the .bnz the model was loaded from, or NULL */
+    uint8_t *resident;        /* a pack's tensors read in place (norms, embeddings), decoded */
+    bn_matrix_source *sources;
+    int n_sources;
+    struct bn_image *image;   /* the runtime image the weights are read from, or NULL */
+    bn_image_state image_state;
+    char image_note[256];
     bn_isa isa;
     bn_matrix tok_embd;       /* rows looked up, never multiplied: left unpacked */
     bn_matrix output;         /* same data as tok_embd when tied, prepared separately */

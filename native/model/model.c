@@ -1,5 +1,7 @@
 /* Model binding: hyperparameters from GGUF metadata and weight tensors checked against them.
- * Matrices point into the mapped file (bn_matrix_prepare may add a packed copy). */
+ * Matrices point into the mapped file (bn_matrix_prepare may add a packed copy). From a .bnz pack,
+ * the tensors read in place are decoded into memory first, and each matrix that is repacked is
+ * decoded just before its repacking and dropped after it. */
 #define _POSIX_C_SOURCE 200809L
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -8,6 +10,7 @@
 #include <unistd.h>
 #include "model/engine_internal.h"
 #include "core/common.h"
+#include "model/image.h"
 #include "quants/quants.h"
 
 /* Reads "<arch>.<suffix>" as u32 (def when absent). */
@@ -125,13 +128,15 @@ static int bind_norm(const bn_gguf *g, const char *name, int64_t n, const float 
     return 0;
 }
 
-static int bind_matrix(const bn_model *m, const char *name, int64_t cols, int64_t rows, bn_matrix *out,
-                       char *err, size_t errlen) {
+static int bind_matrix(bn_model *m, const char *name, int64_t cols, int64_t rows, bn_matrix *out, char *err,
+                       size_t errlen) {
     const bn_gguf_tensor *t = find_checked(m->gguf, name, cols, rows, err, errlen);
     if (!t) return -1;
     char msg[256];
-    if (bn_matrix_init(out, t->type, rows, cols, t->data, msg, sizeof msg))
+    if (t->data ? bn_matrix_init(out, t->type, rows, cols, t->data, msg, sizeof msg)
+                : bn_matrix_init_shape(out, t->type, rows, cols, msg, sizeof msg))
         return bn_fail(err, errlen, "tensor '%s': %s", name, msg);
+    m->sources[m->n_sources++] = (bn_matrix_source){out, (uint64_t)(t - m->gguf->tensors)};
     return 0;
 }
 
@@ -159,6 +164,8 @@ static int bind_layer(bn_model *m, int il, char *err, size_t errlen) {
     return 0;
 }
 
+#define BN_MATRICES_PER_LAYER 7
+
 static int bind_tensors(bn_model *m, char *err, size_t errlen) {
     bn_hparams *hp = &m->hp;
     const bn_gguf_tensor *emb = bn_gguf_find_tensor(m->gguf, "token_embd.weight");
@@ -167,6 +174,8 @@ static int bind_tensors(bn_model *m, char *err, size_t errlen) {
         return bn_fail(err, errlen, "tensor 'token_embd.weight' has %llu rows",
                        (unsigned long long)emb->ne[1]);
     hp->n_vocab = (int)emb->ne[1];
+    m->sources = calloc((size_t)hp->n_layer * BN_MATRICES_PER_LAYER + 2, sizeof *m->sources);
+    if (!m->sources) return bn_fail(err, errlen, "out of memory");
     if (bind_matrix(m, "token_embd.weight", hp->n_embd, hp->n_vocab, &m->tok_embd, err, errlen) ||
         bind_norm(m->gguf, "output_norm.weight", hp->n_embd, &m->output_norm, err, errlen))
         return -1;
@@ -179,8 +188,6 @@ static int bind_tensors(bn_model *m, char *err, size_t errlen) {
         if (bind_layer(m, il, err, errlen)) return -1;
     return 0;
 }
-
-#define BN_MATRICES_PER_LAYER 7
 
 static void layer_matrices(bn_layer *l, bn_matrix *out[BN_MATRICES_PER_LAYER]) {
     bn_matrix *mats[BN_MATRICES_PER_LAYER] = {&l->wq, &l->wk, &l->wv, &l->wo, &l->w_gate, &l->w_up, &l->w_down};
@@ -207,60 +214,49 @@ typedef struct prepare_job {
     char err[256];
 } prepare_job;
 
+static uint64_t source_tensor(const bn_model *m, const bn_matrix *w) {
+    for (int i = 0; i < m->n_sources; i++)
+        if (m->sources[i].w == w) return m->sources[i].tensor;
+    return UINT64_MAX; /* every matrix was bound through bind_matrix */
+}
+
+/* Repacks one matrix; a pack's matrix is decoded first into memory dropped after repacking. */
+static int prepare_one(bn_model *m, bn_matrix *w, uint8_t *dst, char *msg, size_t len) {
+    uint8_t *decoded = NULL;
+    if (!w->data) {
+        const bn_gguf_tensor *t = &m->gguf->tensors[source_tensor(m, w)];
+        decoded = malloc(t->n_bytes);
+        if (!decoded) return bn_fail(msg, len, "out of memory decoding a %lld x %lld matrix", (long long)w->rows,
+                                     (long long)w->cols);
+        if (bn_pack_decode_tensor(m->pack, (uint64_t)(t - m->gguf->tensors), decoded, 0, msg, len)) {
+            free(decoded);
+            return -1;
+        }
+        w->data = decoded;
+    }
+    int rc = bn_matrix_prepare_into(w, m->isa, dst, msg, len);
+    if (decoded) { /* only matrices that are repacked are left to decode here */
+        free(decoded);
+        w->data = NULL;
+    } else if (rc == 0 && w->packed) {
+        /* a repacked matrix is read from its copy: its file pages need not stay resident */
+        bn_mapped_file_drop(m->gguf->file, w->data, w->row_bytes * (size_t)w->rows);
+    }
+    return rc;
+}
+
 /* Each thread takes matrices until none are left (their sizes differ too much to split evenly). */
 static void prepare_worker(void *arg, int ith, int nth) {
     prepare_job *j = arg;
     char msg[256];
     for (int i; (i = atomic_fetch_add(&j->next, 1)) < j->n && !atomic_load(&j->failed);) {
-        bn_matrix *w = j->mats[i];
         uint8_t *dst = j->m->packed ? j->m->packed + j->offset[i] : NULL; /* NULL: nothing is packed */
-        if (bn_matrix_prepare_into(w, j->m->isa, dst, msg, sizeof msg) != 0) {
+        if (prepare_one(j->m, j->mats[i], dst, msg, sizeof msg) != 0) {
             int none = 0;
             if (atomic_compare_exchange_strong(&j->failed, &none, i + 1)) snprintf(j->err, sizeof j->err, "%s", msg);
             return;
         }
-        /* a repacked matrix is read from its copy: its file pages need not stay resident */
-        if (w->packed) bn_mapped_file_drop(j->m->gguf->file, w->data, w->row_bytes * (size_t)w->rows);
     }
-}
-
-/* Repacks the multiplied matrices for the model's kernel path, on several threads, into one
- * allocation, then advises it onto huge pages: kernels stream all of it every token, and with
- * 4 KiB pages that is a TLB miss every 4 KiB. The advice comes after packing, so the kernel's
- * khugepaged merges the pages in the background (minutes, at its default pace): advised before,
- * packing would fault in huge pages, which in a virtual machine took longer than the packing
- * itself (zeroing fresh host memory: 4B shape, load 0.5 -> 0.8-1.3 s). */
-static int prepare_matrices(bn_model *m, char *err, size_t errlen) {
-    prepare_job j = {.m = m};
-    const size_t most = (size_t)m->hp.n_layer * BN_MATRICES_PER_LAYER + 1;
-    j.mats = malloc(most * sizeof *j.mats);
-    j.offset = malloc(most * sizeof *j.offset);
-    if (!j.mats || !j.offset) {
-        free(j.mats);
-        free(j.offset);
-        return bn_fail(err, errlen, "out of memory");
-    }
-    j.n = multiplied_matrices(m, j.mats);
-    size_t total = 0;
-    for (int i = 0; i < j.n; i++) {
-        j.offset[i] = total;
-        total += (bn_matrix_packed_size(j.mats[i], m->isa) + 63) & ~(size_t)63;
-    }
-    m->packed = total ? bn_alloc_streamed(total) : NULL;
-    if (total && !m->packed) {
-        free(j.mats);
-        free(j.offset);
-        return bn_fail(err, errlen, "out of memory for %.1f MiB of repacked weights", (double)total / (1 << 20));
-    }
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    bn_threadpool *pool = bn_threadpool_new(cpus < 1 ? 1 : cpus > BN_PREPARE_THREADS ? BN_PREPARE_THREADS : (int)cpus);
-    bn_parallel_for(pool, j.n, 1, prepare_worker, &j); /* NULL pool (none could start): this thread alone */
-    bn_threadpool_free(pool);
-    free(j.mats);
-    free(j.offset);
-    if (atomic_load(&j.failed)) return bn_fail(err, errlen, "repacking the weights: %s", j.err);
-    if (total) bn_advise_huge(m->packed, total);
-    return 0;
 }
 
 static int select_isa(const bn_model_params *p, bn_isa *out, char *err, size_t errlen) {
@@ -272,6 +268,181 @@ static int select_isa(const bn_model_params *p, bn_isa *out, char *err, size_t e
     return 0;
 }
 
+/* Whether a tensor of a pack is read in place (and so decoded to memory for good): all but the
+ * matrices the kernel path repacks, which are decoded only while being repacked. The token
+ * embedding is always read in place (rows are looked up), even when it is also the output. */
+static int read_in_place(const bn_gguf_tensor *t, bn_isa isa) {
+    if (t->n_dims != 2 || bn_str_eq(t->name, "token_embd.weight")) return 1;
+    bn_matrix probe;
+    if (bn_matrix_init_shape(&probe, t->type, (int64_t)t->ne[1], (int64_t)t->ne[0], NULL, 0)) return 1;
+    return bn_matrix_packed_size(&probe, isa) == 0;
+}
+
+typedef struct resident_job {
+    bn_model *m;
+    atomic_ulong next;
+    atomic_int failed;
+    char err[256];
+} resident_job;
+
+static void resident_worker(void *arg, int ith, int nth) {
+    resident_job *j = arg;
+    bn_gguf *g = j->m->gguf;
+    char msg[256];
+    for (uint64_t i; (i = atomic_fetch_add(&j->next, 1)) < g->n_tensors && !atomic_load(&j->failed);) {
+        if (!g->tensors[i].data) continue;
+        if (bn_pack_decode_tensor(j->m->pack, i, (uint8_t *)g->tensors[i].data, 0, msg, sizeof msg)) {
+            int none = 0;
+            if (atomic_compare_exchange_strong(&j->failed, &none, 1)) snprintf(j->err, sizeof j->err, "%s", msg);
+        }
+    }
+}
+
+static int prepare_threads(void) {
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    return cpus < 1 ? 1 : cpus > BN_PREPARE_THREADS ? BN_PREPARE_THREADS : (int)cpus;
+}
+
+/* Where the weights go: a pack's tensors read in place (one region), and the repacked layout of
+ * each multiplied matrix (another, 64-byte aligned each). */
+typedef struct weight_plan {
+    uint64_t resident_bytes;
+    bn_matrix **mats;
+    size_t *offset;
+    int n;
+    uint64_t packed_bytes;
+} weight_plan;
+
+static void free_plan(weight_plan *w) {
+    free(w->mats);
+    free(w->offset);
+}
+
+static int plan_weights(bn_model *m, weight_plan *w, char *err, size_t errlen) {
+    memset(w, 0, sizeof *w);
+    const bn_gguf *g = m->gguf;
+    for (uint64_t i = 0; m->pack && i < g->n_tensors; i++)
+        if (read_in_place(&g->tensors[i], m->isa)) w->resident_bytes += (g->tensors[i].n_bytes + 63) & ~(uint64_t)63;
+    const size_t most = (size_t)m->hp.n_layer * BN_MATRICES_PER_LAYER + 1;
+    w->mats = malloc(most * sizeof *w->mats);
+    w->offset = malloc(most * sizeof *w->offset);
+    if (!w->mats || !w->offset) {
+        free_plan(w);
+        return bn_fail(err, errlen, "out of memory");
+    }
+    w->n = multiplied_matrices(m, w->mats);
+    for (int i = 0; i < w->n; i++) {
+        w->offset[i] = w->packed_bytes;
+        w->packed_bytes += (bn_matrix_packed_size(w->mats[i], m->isa) + 63) & ~(size_t)63;
+    }
+    return 0;
+}
+
+/* Points a pack's tensors read in place into base (their region), then binds the model again so
+ * that its norms and embedding see them (the first binding, which checked the shapes, saw NULL). */
+static int place_resident(bn_model *m, uint8_t *base, char *err, size_t errlen) {
+    bn_gguf *g = m->gguf;
+    size_t at = 0;
+    for (uint64_t i = 0; i < g->n_tensors; i++) {
+        bn_gguf_tensor *t = &g->tensors[i];
+        t->data = NULL;
+        if (!read_in_place(t, m->isa)) continue;
+        t->data = base + at;
+        at += (t->n_bytes + 63) & ~(uint64_t)63;
+    }
+    free(m->layers);
+    free(m->sources);
+    m->layers = NULL;
+    m->sources = NULL;
+    m->n_sources = 0;
+    return bind_tensors(m, err, errlen);
+}
+
+/* Decodes a pack's tensors read in place (placed by place_resident), on a few threads. */
+static int decode_resident(bn_model *m, char *err, size_t errlen) {
+    resident_job j = {.m = m};
+    bn_threadpool *pool = bn_threadpool_new(prepare_threads());
+    bn_parallel_for(pool, (int64_t)m->gguf->n_tensors, 2, resident_worker, &j);
+    bn_threadpool_free(pool);
+    return atomic_load(&j.failed) ? bn_fail(err, errlen, "decoding the weights: %s", j.err) : 0;
+}
+
+/* Repacks the multiplied matrices (from a pack: decodes each first) for the model's kernel path,
+ * on several threads, into one allocation, then advises it onto huge pages: kernels stream all of
+ * it every token, and with 4 KiB pages that is a TLB miss every 4 KiB. The advice comes after
+ * packing, so the kernel's khugepaged merges the pages in the background (minutes, at its default
+ * pace): advised before, packing would fault in huge pages, which in a virtual machine took
+ * longer than the packing itself (zeroing fresh host memory: 4B shape, load 0.5 -> 0.8-1.3 s). */
+static int prepare_matrices(bn_model *m, const weight_plan *w, char *err, size_t errlen) {
+    prepare_job j = {.m = m, .mats = w->mats, .offset = w->offset, .n = w->n};
+    const size_t total = w->packed_bytes;
+    m->packed = total ? bn_alloc_streamed(total) : NULL;
+    if (total && !m->packed)
+        return bn_fail(err, errlen, "out of memory for %.1f MiB of repacked weights", (double)total / (1 << 20));
+    bn_threadpool *pool = bn_threadpool_new(prepare_threads());
+    bn_parallel_for(pool, j.n, 1, prepare_worker, &j); /* NULL pool (none could start): this thread alone */
+    bn_threadpool_free(pool);
+    if (atomic_load(&j.failed)) return bn_fail(err, errlen, "%s the weights: %s", m->pack ? "decoding" : "repacking", j.err);
+    if (total) bn_advise_huge(m->packed, total);
+    return 0;
+}
+
+/* Takes every matrix's repacked layout from the image: nothing is decoded or repacked. */
+static void adopt_image(bn_model *m, const weight_plan *w) {
+    const uint8_t *packed = bn_image_packed(m->image);
+    for (int i = 0; i < w->n; i++) bn_matrix_adopt_packed(w->mats[i], m->isa, packed + w->offset[i]);
+}
+
+static void write_image(bn_model *m, const bn_model_params *p, const bn_image_spec *spec) {
+    char msg[sizeof m->image_note];
+    if (bn_image_write(p->image, spec, m->resident, m->packed, prepare_threads(), msg, sizeof msg) == 0) {
+        m->image_state = BN_IMAGE_WRITTEN;
+    } else {
+        m->image_state = BN_IMAGE_NOT_WRITTEN;
+        snprintf(m->image_note, sizeof m->image_note, "%s", msg);
+    }
+}
+
+/* Binds the weights and makes them ready to run: from the image when it matches, else decoded
+ * (a pack) and repacked, then written to the image when one is asked for. */
+static int load_weights(bn_model *m, const bn_model_params *p, char *err, size_t errlen) {
+    weight_plan w;
+    if (bind_tensors(m, err, errlen) || plan_weights(m, &w, err, errlen)) return -1;
+    const bn_image_spec spec = {p && p->image_key ? p->image_key : "", m->isa, w.resident_bytes, w.packed_bytes};
+    if (p && p->image) {
+        m->image = bn_image_open(p->image, &spec, prepare_threads(), m->image_note, sizeof m->image_note);
+        m->image_state = m->image ? BN_IMAGE_USED : BN_IMAGE_WRITTEN;
+    }
+    int rc = 0;
+    if (m->pack) {
+        uint8_t *base = m->image ? (uint8_t *)bn_image_resident(m->image)
+                                 : (m->resident = bn_alloc_streamed(w.resident_bytes ? w.resident_bytes : 64));
+        if (!base) rc = bn_fail(err, errlen, "out of memory for %.1f MiB of weights", (double)w.resident_bytes / (1 << 20));
+        if (rc == 0) rc = place_resident(m, base, err, errlen);
+        free_plan(&w);
+        if (rc == 0) rc = plan_weights(m, &w, err, errlen); /* the matrices were bound again */
+        if (rc == 0 && !m->image) rc = decode_resident(m, err, errlen);
+        if (rc) {
+            if (w.mats) free_plan(&w);
+            return -1;
+        }
+    }
+    if (m->image)
+        adopt_image(m, &w);
+    else
+        rc = prepare_matrices(m, &w, err, errlen);
+    if (rc == 0 && p && p->image && !m->image) write_image(m, p, &spec);
+    free_plan(&w);
+    return rc;
+}
+
+static int model_init(bn_model *m, const bn_model_params *p, char *err, size_t errlen) {
+    return read_hparams(m->gguf, &m->hp, err, errlen) || select_isa(p, &m->isa, err, errlen) ||
+                   load_weights(m, p, err, errlen)
+               ? -1
+               : 0;
+}
+
 int bn_model_from_gguf(bn_gguf *g, const bn_model_params *p, bn_model **out, char *err, size_t errlen) {
     *out = NULL;
     bn_model *m = calloc(1, sizeof *m);
@@ -280,8 +451,24 @@ int bn_model_from_gguf(bn_gguf *g, const bn_model_params *p, bn_model **out, cha
         return bn_fail(err, errlen, "out of memory");
     }
     m->gguf = g;
-    if (read_hparams(g, &m->hp, err, errlen) || select_isa(p, &m->isa, err, errlen) ||
-        bind_tensors(m, err, errlen) || prepare_matrices(m, err, errlen)) {
+    if (model_init(m, p, err, errlen)) {
+        bn_model_free(m);
+        return -1;
+    }
+    *out = m;
+    return 0;
+}
+
+static int model_from_pack(bn_pack *pack, const bn_model_params *p, bn_model **out, char *err, size_t errlen) {
+    bn_model *m = calloc(1, sizeof *m);
+    if (!m) {
+        bn_pack_close(pack);
+        return bn_fail(err, errlen, "out of memory");
+    }
+    m->pack = pack;
+    m->gguf = bn_pack_gguf(pack);
+    for (uint64_t i = 0; i < m->gguf->n_tensors; i++) m->gguf->tensors[i].data = NULL;
+    if (model_init(m, p, err, errlen)) {
         bn_model_free(m);
         return -1;
     }
@@ -291,11 +478,18 @@ int bn_model_from_gguf(bn_gguf *g, const bn_model_params *p, bn_model **out, cha
 
 int bn_model_load(const char *path, const bn_model_params *p, bn_model **out, char *err, size_t errlen) {
     bn_gguf *g;
+    bn_pack *pack;
     char msg[512];
     *out = NULL;
-    if (bn_gguf_open(path, &g, msg, sizeof msg) || bn_model_from_gguf(g, p, out, msg, sizeof msg))
-        return bn_fail(err, errlen, "%s: %s", path, msg);
-    return 0;
+    int rc = bn_pack_is_pack(path)
+                 ? bn_pack_open(path, &pack, msg, sizeof msg) || model_from_pack(pack, p, out, msg, sizeof msg)
+                 : bn_gguf_open(path, &g, msg, sizeof msg) || bn_model_from_gguf(g, p, out, msg, sizeof msg);
+    return rc ? bn_fail(err, errlen, "%s: %s", path, msg) : 0;
+}
+
+bn_image_state bn_model_image_state(const bn_model *m, const char **note) {
+    *note = m->image_note;
+    return m->image_state;
 }
 
 void bn_model_free(bn_model *m) {
@@ -311,7 +505,13 @@ void bn_model_free(bn_model *m) {
     bn_matrix_release(&m->output);
     bn_matrix_release(&m->tok_embd);
     free(m->packed);
-    bn_gguf_close(m->gguf);
+    free(m->resident);
+    free(m->sources);
+    bn_image_close(m->image);
+    if (m->pack)
+        bn_pack_close(m->pack);
+    else
+        bn_gguf_close(m->gguf);
     free(m);
 }
 

@@ -52,6 +52,10 @@ inline std::vector<int32_t> Tokens(Napi::Env env, const Napi::Value &v, const ch
     return std::vector<int32_t>(a.Data(), a.Data() + a.ElementLength());
 }
 
+// packWrite, packVerify, packUnpack: .bnz jobs (pack.cc).
+Napi::Value PackWrite(const Napi::CallbackInfo &info);
+Napi::Value PackVerify(const Napi::CallbackInfo &info);
+Napi::Value PackUnpack(const Napi::CallbackInfo &info);
 // ggufRead(file) (gguf.cc).
 Napi::Value GgufRead(const Napi::CallbackInfo &info);
 // loadModel(file, options) (model.cc).

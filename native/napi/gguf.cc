@@ -1,5 +1,6 @@
 // ggufRead(file): a GGUF file's header, metadata and tensor table as JavaScript values, for
-// `bonsai inspect` and the tokenizer. Parsing and validation are the C reader's (gguf/gguf.c).
+// `bonsai inspect` and the tokenizer; of a .bnz pack, those of the GGUF inside it, plus `pack`.
+// Parsing and validation are the C readers' (gguf/gguf.c, pack/bnz.c).
 #include <napi.h>
 
 #include <cstring>
@@ -9,6 +10,7 @@
 
 extern "C" {
 #include "gguf/gguf.h"
+#include "pack/bnz.h"
 #include "quants/quants.h"
 }
 
@@ -135,13 +137,19 @@ Napi::Value GgufRead(const Napi::CallbackInfo &info) {
     std::string path = info[0].As<Napi::String>();
     char err[kErrLen] = {0};
     bn_gguf *g = nullptr;
-    if (bn_gguf_open(path.c_str(), &g, err, sizeof err) != 0) throw Napi::Error::New(env, err);
+    bn_pack *pack = nullptr;
+    if (bn_pack_is_pack(path.c_str())) {
+        if (bn_pack_open(path.c_str(), &pack, err, sizeof err) != 0) throw Napi::Error::New(env, err);
+        g = bn_pack_gguf(pack);
+    } else if (bn_gguf_open(path.c_str(), &g, err, sizeof err) != 0) {
+        throw Napi::Error::New(env, err);
+    }
 
     auto out = Napi::Object::New(env);
     out.Set("version", Napi::Number::New(env, g->version));
     out.Set("alignment", Napi::Number::New(env, static_cast<double>(g->alignment)));
     out.Set("dataOffset", Napi::Number::New(env, static_cast<double>(g->data_offset)));
-    out.Set("fileSize", Napi::Number::New(env, static_cast<double>(g->image_size)));
+    out.Set("fileSize", Napi::Number::New(env, static_cast<double>(g->file_size)));
     auto metadata = Napi::Object::New(env);
     auto types = Napi::Object::New(env);
     for (uint64_t i = 0; i < g->n_kv; i++) {
@@ -155,7 +163,16 @@ Napi::Value GgufRead(const Napi::CallbackInfo &info) {
     auto tensors = Napi::Array::New(env, static_cast<size_t>(g->n_tensors));
     for (uint64_t i = 0; i < g->n_tensors; i++) tensors.Set(static_cast<uint32_t>(i), TensorInfo(env, g->tensors[i]));
     out.Set("tensors", tensors);
-    bn_gguf_close(g);
+    if (pack) {
+        auto p = Napi::Object::New(env);
+        p.Set("identity", Napi::Number::New(env, bn_pack_identity(pack)));
+        p.Set("chunks", Napi::Number::New(env, bn_pack_chunk_count(pack)));
+        p.Set("bytes", Napi::Number::New(env, static_cast<double>(bn_pack_bytes(pack))));
+        out.Set("pack", p);
+        bn_pack_close(pack);
+    } else {
+        bn_gguf_close(g);
+    }
     return out;
 }
 

@@ -72,12 +72,18 @@ void Model::Free() {
 Napi::Value LoadModel(const Napi::CallbackInfo &info) {
     Napi::Env env = info.Env();
     if (!info[0].IsString()) throw Napi::TypeError::New(env, "loadModel(file, options): file must be a string");
-    std::string kernels;
+    std::string kernels, image, imageKey;
     if (info[1].IsObject()) {
-        Napi::Value k = info[1].As<Napi::Object>().Get("kernels");
-        if (k.IsString()) kernels = k.As<Napi::String>();
+        Napi::Object o = info[1].As<Napi::Object>();
+        auto text = [&o](const char *key, std::string &out) {
+            Napi::Value v = o.Get(key);
+            if (v.IsString()) out = v.As<Napi::String>();
+        };
+        text("kernels", kernels);
+        text("image", image);
+        text("imageKey", imageKey);
     }
-    auto *w = new LoadWorker(env, info[0].As<Napi::String>(), kernels);
+    auto *w = new LoadWorker(env, info[0].As<Napi::String>(), kernels, image, imageKey);
     w->Queue();
     return w->Promise();
 }

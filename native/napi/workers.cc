@@ -5,6 +5,10 @@
 
 #include "napi/model.h"
 
+extern "C" {
+#include "core/common.h"
+}
+
 namespace bonsai {
 namespace {
 
@@ -18,19 +22,34 @@ const char *FinishName(bn_finish f) {
 
 }  // namespace
 
-LoadWorker::LoadWorker(Napi::Env env, std::string path, std::string kernels)
+LoadWorker::LoadWorker(Napi::Env env, std::string path, std::string kernels, std::string image, std::string imageKey)
     : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), path_(std::move(path)),
-      kernels_(std::move(kernels)) {}
+      kernels_(std::move(kernels)), image_(std::move(image)), imageKey_(std::move(imageKey)) {}
 
 void LoadWorker::Execute() {
     bn_model_params p = {};
     p.kernels = kernels_.c_str();
+    if (!image_.empty()) {
+        p.image = image_.c_str();
+        p.image_key = imageKey_.c_str();
+    }
+    const double start = bn_now_ms();
     if (bn_model_load(path_.c_str(), &p, &model_, err_, sizeof err_) != 0) SetError(err_);
+    loadMs_ = bn_now_ms() - start;
 }
 
 void LoadWorker::OnOK() {
     Napi::Env env = Env();
-    deferred_.Resolve(Model::constructor.New({Napi::External<bn_model>::New(env, model_)}));
+    Napi::Object model = Model::constructor.New({Napi::External<bn_model>::New(env, model_)});
+    static const char *states[] = {"off", "used", "written", "not-written"};
+    const char *note;
+    const bn_image_state state = bn_model_image_state(model_, &note);
+    auto load = Napi::Object::New(env);
+    load.Set("ms", loadMs_);
+    load.Set("image", states[state]);
+    load.Set("imageNote", note);
+    model.Set("load", load);
+    deferred_.Resolve(model);
 }
 
 ContextWorker::ContextWorker(Napi::Env env, Context *owner, Napi::Object self)

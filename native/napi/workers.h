@@ -17,10 +17,11 @@ extern "C" {
 
 namespace bonsai {
 
-// loadModel(): loads and repacks the weights, then resolves with a NativeModel.
+// loadModel(): loads and repacks the weights (or maps them from a runtime image), then resolves
+// with a NativeModel.
 class LoadWorker : public Napi::AsyncWorker {
   public:
-    LoadWorker(Napi::Env env, std::string path, std::string kernels);
+    LoadWorker(Napi::Env env, std::string path, std::string kernels, std::string image, std::string imageKey);
     Napi::Promise Promise() { return deferred_.Promise(); }
 
     void Execute() override;
@@ -29,8 +30,9 @@ class LoadWorker : public Napi::AsyncWorker {
 
   private:
     Napi::Promise::Deferred deferred_;
-    std::string path_, kernels_;
+    std::string path_, kernels_, image_, imageKey_;
     bn_model *model_ = nullptr;
+    double loadMs_ = 0;
     char err_[kErrLen] = {0};
 };
 

@@ -6,7 +6,7 @@
 #include "harness.h"
 #include "model/engine.h"
 
-static bn_model *load(const char *rel) {
+static inline bn_model *load(const char *rel) {
     char err[512];
     bn_model *m = NULL;
     if (bn_model_load(bn_fixture(rel), NULL, &m, err, sizeof err)) {
@@ -16,7 +16,7 @@ static bn_model *load(const char *rel) {
     return m;
 }
 
-static bn_context *new_ctx(bn_model *m, int n_ctx, bn_kv_type kv, int threads) {
+static inline bn_context *new_ctx(bn_model *m, int n_ctx, bn_kv_type kv, int threads) {
     char err[512];
     bn_context *c = NULL;
     const bn_context_params cp = {n_ctx, kv, threads};

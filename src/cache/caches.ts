@@ -1,10 +1,11 @@
 // The caches a command or the daemon uses, opened from one set of settings: the database file, the
-// prompt-prefix blocks and the answers. With the cache off (or its file unusable) everything still
+// prompt-prefix blocks, the answers and the runtime images. With the cache off (or its file unusable) everything still
 // works, only without reuse.
-import type { Model } from '../engine/engine.js';
+import type { LoadInfo, Model } from '../engine/engine.js';
 import { AnswerCache } from './answers.js';
 import { CacheDatabase, defaultCachePath, type CacheLog } from './database.js';
 import { modelIdentity } from './identity.js';
+import { imageFor, noteImage, type ImageChoice } from './images.js';
 import { PrefixCache } from './prefix.js';
 
 export interface CacheSettings {
@@ -28,7 +29,7 @@ export class Caches {
 
   constructor(
     readonly settings: CacheSettings,
-    log?: CacheLog,
+    private readonly log?: CacheLog,
   ) {
     this.db = settings.enabled ? new CacheDatabase(settings.path ?? defaultCachePath(), { log }) : undefined;
     this.prefix = new PrefixCache(this.db, { memoryBytes: settings.memoryMb * MB, diskBytes: settings.diskMb * MB });
@@ -40,6 +41,18 @@ export class Caches {
     if (!this.settings.enabled) return;
     this.modelIdentity = await modelIdentity(model.file, this.db);
     model.usePrefixCache({ store: this.prefix, modelIdentity: this.modelIdentity, blockTokens: this.settings.blockTokens });
+  }
+
+  /** The runtime image to load `file` from (undefined with the cache off or unusable). */
+  imageFor(file: string, kernels?: string): Promise<ImageChoice | undefined> {
+    return this.settings.enabled ? imageFor(this.db, file, kernels) : Promise.resolve(undefined);
+  }
+
+  /** After a load with `image`: indexes it (evicting the least recently used), warns when it could not be written. */
+  noteImage(image: ImageChoice | undefined, info: LoadInfo): void {
+    if (!image) return;
+    if (info.image === 'not-written') this.log?.warn({ file: image.path, err: info.imageNote }, 'runtime image not written: the next start decodes and repacks again');
+    noteImage(this.db, image, info);
   }
 
   /** Writes what is queued and closes the file. */

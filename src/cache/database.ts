@@ -1,5 +1,5 @@
-// The cache database: one SQLite file (WAL) holding the prompt-prefix KV blocks, cached answers and
-// the daemon's request journal. It must never stop the service or fail a request. A file that is
+// The cache database: one SQLite file (WAL) holding the prompt-prefix KV blocks, cached answers,
+// the daemon's request journal and the index of runtime images (files beside it). It must never stop the service or fail a request. A file that is
 // corrupt, truncated, of another schema version or another application is moved aside
 // (`<file>.corrupt-<time>`) and rebuilt, with one warning. A failure while running (disk full, a
 // read-only directory, a lock held by another process, an I/O error) turns the database off with
@@ -47,6 +47,7 @@ const MIGRATIONS: string[] = [
    CREATE INDEX journal_key ON journal (key);
    CREATE TABLE chat_sessions (name TEXT NOT NULL, model TEXT NOT NULL, messages TEXT NOT NULL, updated_at INTEGER NOT NULL, PRIMARY KEY (name, model));
    CREATE INDEX journal_state ON journal (state, updated_at);`,
+  `CREATE TABLE images (path TEXT PRIMARY KEY, key TEXT NOT NULL, bytes INTEGER NOT NULL, used INTEGER NOT NULL);`,
 ];
 export const SCHEMA_VERSION = MIGRATIONS.length;
 

@@ -2,6 +2,7 @@
 // works on a file the daemon may be using at the same time (WAL lets readers and one writer share it).
 import { statSync } from 'node:fs';
 import type { CacheDatabase, Sqlite } from './database.js';
+import { clearImages } from './images.js';
 import { checksum } from './prefix.js';
 
 export interface CacheFileStats {
@@ -12,6 +13,9 @@ export interface CacheFileStats {
   answers: number;
   answer_bytes: number;
   models: number;
+  /** Runtime images (files beside the cache file) and their bytes. */
+  images: number;
+  image_bytes: number;
   chat_sessions: number;
   journal: Record<string, number>;
 }
@@ -23,6 +27,7 @@ export function cacheFileStats(cache: CacheDatabase): CacheFileStats | undefined
       const one = (sql: string) => db.prepare(sql).get() as Record<string, number>;
       const blocks = one('SELECT count(*) AS n, coalesce(sum(bytes), 0) AS bytes FROM kv_blocks');
       const answers = one('SELECT count(*) AS n, coalesce(sum(bytes), 0) AS bytes FROM answers');
+      const images = one('SELECT count(*) AS n, coalesce(sum(bytes), 0) AS bytes FROM images');
       const journal = Object.fromEntries((db.prepare('SELECT state, count(*) AS n FROM journal GROUP BY state').all() as { state: string; n: number }[]).map((r) => [r.state, r.n]));
       return {
         file: cache.file,
@@ -32,6 +37,8 @@ export function cacheFileStats(cache: CacheDatabase): CacheFileStats | undefined
         answers: answers.n!,
         answer_bytes: answers.bytes!,
         models: one('SELECT count(*) AS n FROM models').n!,
+        images: images.n!,
+        image_bytes: images.bytes!,
         chat_sessions: one('SELECT count(*) AS n FROM chat_sessions').n!,
         journal,
       };
@@ -67,13 +74,14 @@ export function verifyCacheFile(cache: CacheDatabase): VerifyResult | undefined 
   );
 }
 
-/** Empties the caches; the journal keeps the requests still owed an answer. */
+/** Empties the caches and deletes the runtime images; the journal keeps the requests still owed an answer. */
 export function clearCacheFile(cache: CacheDatabase): boolean {
+  clearImages(cache);
   return cache.use(
     'clear',
     (db: Sqlite) => {
       db.transaction(() => {
-        for (const table of ['kv_blocks', 'answers', 'models', 'chat_sessions']) db.exec(`DELETE FROM ${table}`);
+        for (const table of ['kv_blocks', 'answers', 'models', 'chat_sessions', 'images']) db.exec(`DELETE FROM ${table}`);
         db.exec("DELETE FROM journal WHERE state = 'done'");
       })();
       return true;

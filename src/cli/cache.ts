@@ -38,6 +38,7 @@ export function register(program: Command): void {
       console.log(`  prompt-prefix blocks: ${s.prefix_blocks} (${mib(s.prefix_bytes)})`);
       console.log(`  answers: ${s.answers} (${mib(s.answer_bytes)})`);
       console.log(`  models: ${s.models}, chat sessions: ${s.chat_sessions}`);
+      console.log(`  runtime images: ${s.images} (${mib(s.image_bytes)})`);
       console.log(`  journal: ${Object.entries(s.journal).map(([k, n]) => `${k} ${n}`).join(', ') || 'empty'}`);
     }
     return 0;

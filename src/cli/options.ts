@@ -59,11 +59,15 @@ export interface ModelCliOptions {
   kernels?: string;
 }
 
-export async function loadModel(opts: ModelCliOptions): Promise<Model> {
+export async function loadModel(opts: ModelCliOptions, caches?: Caches): Promise<Model> {
   const load: LoadOptions = { threads: opts.threads, kvType: opts.kvType };
   if (opts.ctxSize !== undefined) load.contextSize = opts.ctxSize;
   if (opts.kernels !== undefined) load.kernels = opts.kernels;
-  return Model.load(opts.model, load);
+  const image = await caches?.imageFor(opts.model, opts.kernels);
+  if (image) load.image = image;
+  const model = await Model.load(opts.model, load);
+  caches?.noteImage(image, model.loadInfo);
+  return model;
 }
 
 /** --cache FILE / --no-cache: the prompt-prefix cache of commands that generate. */
@@ -89,7 +93,7 @@ export function openCaches(opts: CacheCliOptions): Caches | undefined {
 /** Loads the model with its caches attached; closing the model closes the caches. */
 export async function loadCachedModel(opts: ModelCliOptions & CacheCliOptions): Promise<{ model: Model; caches: Caches | undefined }> {
   const caches = openCaches(opts);
-  const model = await loadModel(opts);
+  const model = await loadModel(opts, caches);
   await caches?.attach(model);
   return { model, caches };
 }

@@ -14,6 +14,7 @@ import { register as registerCache } from './cache.js';
 import { register as registerDoctor } from './doctor.js';
 import { register as registerProfile } from './profile.js';
 import { register as registerDistill } from './distill.js';
+import { register as registerPack } from './pack.js';
 import { packageVersion } from '../version.js';
 
 export function buildProgram(): Command {
@@ -37,6 +38,7 @@ export function buildProgram(): Command {
     registerDoctor,
     registerProfile,
     registerDistill,
+    registerPack,
   ];
   for (const register of commands) {
     register(program);

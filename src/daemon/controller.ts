@@ -233,7 +233,10 @@ export class Controller {
     const { path, threads, contextSize, kvType, kernels } = this.config.model;
     // Imported here so that the rest of the daemon loads where the native addon is not built.
     const { Model } = await import('../engine/engine.js');
-    const model = await Model.load(path, { threads, contextSize, kvType, kernels });
+    const image = await this.caches?.imageFor(path, kernels);
+    const model = await Model.load(path, { threads, contextSize, kvType, kernels, ...(image ? { image } : {}) });
+    this.caches?.noteImage(image, model.loadInfo);
+    this.log.info({ load_ms: Math.round(model.loadInfo.ms), runtime_image: model.loadInfo.image, ...(model.loadInfo.imageNote ? { image_note: model.loadInfo.imageNote } : {}) }, 'weights ready');
     this.closeEngine = () => model.close();
     return model;
   }

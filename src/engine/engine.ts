@@ -24,6 +24,19 @@ export interface LoadOptions {
   kvType?: 'f32' | 'f16';
   /** Force a kernel path (scalar, avx2, ...); default: the best this CPU supports. */
   kernels?: string;
+  /**
+   * A runtime image (native/model/image.h) to run the weights from: mapped in place when it
+   * matches `key` and this kernel path, else built by this load.
+   */
+  image?: { path: string; key: string };
+}
+
+/** How the weights were made ready: the load's time and what became of the runtime image. */
+export interface LoadInfo {
+  ms: number;
+  image: 'off' | 'used' | 'written' | 'not-written';
+  /** Why an image there was not used, or could not be written ('' when none). */
+  imageNote: string;
 }
 
 export type { ChatMessage } from './chat.js';
@@ -99,7 +112,7 @@ export class Model {
     const started = performance.now();
     // The native load (mapping, repacking) runs on a worker thread while this one reads the
     // metadata and builds the tokenizer: start-up takes the longer of the two, not their sum.
-    const loading = native.loadModel(file, { kernels: options.kernels ?? '' });
+    const loading = native.loadModel(file, { kernels: options.kernels ?? '', ...(options.image ? { image: options.image.path, imageKey: options.image.key } : {}) });
     let info: GgufFileInfo;
     let tokenizer: Tokenizer;
     try {
@@ -133,6 +146,9 @@ export class Model {
 
   get hparams(): ModelHparams {
     return this.nativeModel.hparams;
+  }
+  get loadInfo(): LoadInfo {
+    return this.nativeModel.load;
   }
   get kernels(): string {
     return this.nativeModel.kernels;
