@@ -7,9 +7,14 @@
 # of BATCH tokens. Each figure is (count of a run with N products - count of the same run with 0)
 # / (N x blocks [x tokens]), so set-up (weights, packing) cancels out. One thread.
 #
+# With --pack instead: guest instructions per decoded byte of .bnz chunk decoding (bench_pack, level
+# 2) for each tiny-qwen3 fixture model (one weight type each, plus F32 norms) and stories260K (F32):
+#   {"<cpu>": {"<model>": {"decoded_bytes", "insns_per_decoded_byte"}}}
+# counted the same way: (a run with N decodes of every chunk - a run with 0) / (N x bytes).
+#
 # Installs what it needs when missing (cross compiler, qemu-user, glib headers) and builds the
 # plugin from Debian's qemu source in a temporary directory (never committed: GPL).
-# Usage: scripts/bench-arm.sh [> native/tools/bench/arm-insns.json]; progress goes to stderr.
+# Usage: scripts/bench-arm.sh [--pack] [> native/tools/bench/arm-insns.json]; progress goes to stderr.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -58,7 +63,33 @@ log "cross-building bench_kernels"
 build=build-arm64-bench
 cmake -S native -B "$build" -DCMAKE_TOOLCHAIN_FILE="$PWD/native/cmake/toolchain-aarch64.cmake" -DCMAKE_BUILD_TYPE=Release \
   -DBONSAI_TESTS=OFF >/dev/null
-cmake --build "$build" -j2 --target bonsai_tools >/dev/null
+if [ "${1:-}" = --pack ]; then
+  cmake --build "$build" -j2 --target bench_pack >/dev/null
+  fixtures=${BONSAI_FIXTURES:-$PWD/../shared/fixtures}
+  decode_count() { # cpu file iters
+    BENCH_PACK_ITERS=$3 qemu-aarch64 -cpu "$1" -L /usr/aarch64-linux-gnu -plugin "$tmp/libinsn.so,inline=on" -d plugin \
+      "$build/tools/bench_pack" "$2" 2>"$tmp/err" >"$tmp/out"
+    sed -n 's/^insns: //p' "$tmp/err"
+  }
+  json="{"
+  for cpu in "${CPUS[@]}"; do
+    json+="$([ "$json" = "{" ] || echo ",")\"$cpu\": {"
+    first=1
+    for model in qwen3-tiny/models/tiny-qwen3-{q1_0,tq1_0,tq2_0,q8_0,f32}.gguf stories260K/stories260K.gguf; do
+      log "$cpu $model"
+      base=$(decode_count "$cpu" "$fixtures/$model" 0)
+      n=$(decode_count "$cpu" "$fixtures/$model" "$ITERS")
+      bytes=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["total"]["decoded_bytes"])' "$tmp/out")
+      [ $first = 1 ] || json+=","
+      first=0
+      json+="\"$(basename "$model" .gguf)\": {\"decoded_bytes\": $bytes, \"insns_per_decoded_byte\": "
+      json+="$(awk -v a="$n" -v b="$base" -v n="$ITERS" -v c="$bytes" 'BEGIN { printf "%.3f", (a - b) / (n * c) }')}"
+    done
+    json+="}"
+  done
+  echo "$json}" | python3 -m json.tool --indent 2
+  exit 0
+fi
 aarch64-linux-gnu-gcc -O3 -std=c11 -Wall -Wextra -Inative native/tools/bench/bench_kernels.c \
   "$build/tools/libbonsai_tools.a" "$build/libbonsai_core.a" -lpthread -lm -o "$build/bench_kernels"
 

@@ -196,3 +196,31 @@ describe('running a pack', () => {
     expect(identical(r.logits, (await logitsOf(SYNTHETIC)).logits)).toBe(true);
   });
 });
+
+describe.skipIf(!HAVE_FIXTURES)('the caches and runtime images', () => {
+  it('bonsai run builds the image on the first start and maps it on the next, with the same text as the GGUF', async () => {
+    const gguf = fixture('qwen3-tiny/models/tiny-qwen3-q1_0.gguf');
+    const bnz = path.join(dir, 'cached.bnz');
+    await packModel(gguf, bnz);
+    const cache = path.join(dir, 'cache', 'cache.db');
+    const run = (model: string) => runCli(['run', '-m', model, '--cache', cache, '-p', 'hello', '-n', '12', '--temp', '0']);
+    const want = await runCli(['run', '-m', gguf, '--no-cache', '-p', 'hello', '-n', '12', '--temp', '0']);
+    expect(want.code, want.stderr).toBe(0);
+    for (let i = 0; i < 2; i++) {
+      const r = await run(bnz);
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stdout).toBe(want.stdout);
+    }
+    const json = await runCli(['run', '-m', bnz, '--cache', cache, '-p', 'hello', '-n', '12', '--temp', '0', '--json']);
+    expect(JSON.parse(json.stdout)).toMatchObject({ runtime_image: 'used', text: want.stdout.slice(0, -1) });
+    const off = await runCli(['run', '-m', bnz, '--no-cache', '-p', 'hello', '-n', '12', '--temp', '0', '--json']);
+    expect(JSON.parse(off.stdout)).toMatchObject({ runtime_image: 'off' });
+    const images = readdirSync(path.join(dir, 'cache', 'images'));
+    expect(images).toHaveLength(1);
+    const stats = JSON.parse((await runCli(['cache', 'stats', '--cache', cache, '--json'])).stdout) as { images: number; image_bytes: number };
+    expect(stats.images).toBe(1);
+    expect(stats.image_bytes).toBe(statSync(path.join(dir, 'cache', 'images', images[0]!)).size);
+    expect((await runCli(['cache', 'clear', '--cache', cache])).code).toBe(0);
+    expect(readdirSync(path.join(dir, 'cache', 'images'))).toHaveLength(0);
+  });
+});

@@ -220,23 +220,35 @@ static uint64_t source_tensor(const bn_model *m, const bn_matrix *w) {
     return UINT64_MAX; /* every matrix was bound through bind_matrix */
 }
 
-/* Repacks one matrix; a pack's matrix is decoded first into memory dropped after repacking. */
-static int prepare_one(bn_model *m, bn_matrix *w, uint8_t *dst, char *msg, size_t len) {
-    uint8_t *decoded = NULL;
-    if (!w->data) {
+/* A thread's buffer for the matrices it decodes, grown to the largest: a fresh allocation per
+ * matrix would fault in (and zero) as many pages as the whole model has. */
+typedef struct scratch {
+    uint8_t *p;
+    size_t cap;
+} scratch;
+
+static uint8_t *scratch_get(scratch *s, size_t n) {
+    if (n > s->cap) {
+        free(s->p);
+        s->p = malloc(n);
+        s->cap = s->p ? n : 0;
+    }
+    return s->p;
+}
+
+/* Repacks one matrix; a pack's matrix is decoded first into the thread's scratch buffer. */
+static int prepare_one(bn_model *m, bn_matrix *w, uint8_t *dst, scratch *buf, char *msg, size_t len) {
+    const int decoded = !w->data;
+    if (decoded) {
         const bn_gguf_tensor *t = &m->gguf->tensors[source_tensor(m, w)];
-        decoded = malloc(t->n_bytes);
-        if (!decoded) return bn_fail(msg, len, "out of memory decoding a %lld x %lld matrix", (long long)w->rows,
-                                     (long long)w->cols);
-        if (bn_pack_decode_tensor(m->pack, (uint64_t)(t - m->gguf->tensors), decoded, 0, msg, len)) {
-            free(decoded);
-            return -1;
-        }
-        w->data = decoded;
+        uint8_t *p = scratch_get(buf, t->n_bytes);
+        if (!p) return bn_fail(msg, len, "out of memory decoding a %lld x %lld matrix", (long long)w->rows,
+                               (long long)w->cols);
+        if (bn_pack_decode_tensor(m->pack, (uint64_t)(t - m->gguf->tensors), p, 0, msg, len)) return -1;
+        w->data = p;
     }
     int rc = bn_matrix_prepare_into(w, m->isa, dst, msg, len);
     if (decoded) { /* only matrices that are repacked are left to decode here */
-        free(decoded);
         w->data = NULL;
     } else if (rc == 0 && w->packed) {
         /* a repacked matrix is read from its copy: its file pages need not stay resident */
@@ -249,14 +261,16 @@ static int prepare_one(bn_model *m, bn_matrix *w, uint8_t *dst, char *msg, size_
 static void prepare_worker(void *arg, int ith, int nth) {
     prepare_job *j = arg;
     char msg[256];
+    scratch buf = {0};
     for (int i; (i = atomic_fetch_add(&j->next, 1)) < j->n && !atomic_load(&j->failed);) {
         uint8_t *dst = j->m->packed ? j->m->packed + j->offset[i] : NULL; /* NULL: nothing is packed */
-        if (prepare_one(j->m, j->mats[i], dst, msg, sizeof msg) != 0) {
+        if (prepare_one(j->m, j->mats[i], dst, &buf, msg, sizeof msg) != 0) {
             int none = 0;
             if (atomic_compare_exchange_strong(&j->failed, &none, i + 1)) snprintf(j->err, sizeof j->err, "%s", msg);
-            return;
+            break;
         }
     }
+    free(buf.p);
 }
 
 static int select_isa(const bn_model_params *p, bn_isa *out, char *err, size_t errlen) {

@@ -66,6 +66,7 @@ export function register(program: Command): void {
             finish_reason: result.finishReason,
             seed,
             kernels: model.kernelsLabel,
+            runtime_image: model.loadInfo.image,
             timings: {
               load_ms: round(model.loadMs),
               cached_tokens: t.cachedTokens,
