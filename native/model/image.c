@@ -1,5 +1,6 @@
 /* Runtime images (image.h). Layout: a 512-byte header (magic, layout version, kernel path, the
- * sizes, the part size and count, the CRC-32 of the part table, the key, the header's own CRC-32),
+ * sizes, the part size and count, the CRC-32 of the part table, the layouts signature, the key,
+ * the header's own CRC-32),
  * the part table (a CRC-32 per part), then at a 64 KiB boundary the tensors read in place, padded
  * to a whole part, and the repacked matrices: a part never spans both, and the matrices start on
  * a page boundary of any page size up to 64 KiB. */
@@ -106,6 +107,7 @@ static void fill_header(uint8_t *h, const bn_image_spec *s, const image_plan *p,
     put_u32(h + 40, PART_BYTES);
     put_u32(h + 44, (uint32_t)p->n_parts);
     put_u32(h + 48, table_crc);
+    put_u32(h + 52, s->layouts);
     memcpy(h + KEY_OFFSET, s->key, strlen(s->key));
     put_u32(h + HEADER_BYTES - 4, bn_crc32(0, h, HEADER_BYTES - 4));
 }

@@ -10,7 +10,8 @@
 #include <stdint.h>
 #include "kernels/isa.h"
 
-/* Bump when a packed layout or this file's format changes: older images are then rebuilt. */
+/* Bump when this file's format changes: older images are then rebuilt (a changed packed layout
+ * is caught by the layouts signature of the spec). */
 #define BN_IMAGE_LAYOUT_VERSION 1u
 #define BN_IMAGE_KEY_MAX 447
 
@@ -21,6 +22,7 @@ typedef struct bn_image_spec {
     bn_isa isa;
     uint64_t resident_bytes; /* the tensors read in place (0 from a GGUF: they stay in its mapping) */
     uint64_t packed_bytes;   /* the repacked matrices */
+    uint32_t layouts;        /* a CRC-32 of every repacked matrix's layout id and size, in order */
 } bn_image_spec;
 
 /* Maps the image at path if it matches spec in every field and every part's CRC-32 (checked on

@@ -325,6 +325,7 @@ typedef struct weight_plan {
     size_t *offset;
     int n;
     uint64_t packed_bytes;
+    uint32_t layouts; /* CRC-32 of each matrix's (layout id, packed bytes): what an image must match */
 } weight_plan;
 
 static void free_plan(weight_plan *w) {
@@ -346,8 +347,11 @@ static int plan_weights(bn_model *m, weight_plan *w, char *err, size_t errlen) {
     }
     w->n = multiplied_matrices(m, w->mats);
     for (int i = 0; i < w->n; i++) {
+        const uint64_t size = bn_matrix_packed_size(w->mats[i], m->isa);
+        const uint64_t layout[2] = {(uint64_t)w->mats[i]->packed_layout, size};
+        w->layouts = bn_crc32(w->layouts, layout, sizeof layout);
         w->offset[i] = w->packed_bytes;
-        w->packed_bytes += (bn_matrix_packed_size(w->mats[i], m->isa) + 63) & ~(size_t)63;
+        w->packed_bytes += (size + 63) & ~(size_t)63;
     }
     return 0;
 }
@@ -422,7 +426,8 @@ static void write_image(bn_model *m, const bn_model_params *p, const bn_image_sp
 static int load_weights(bn_model *m, const bn_model_params *p, char *err, size_t errlen) {
     weight_plan w;
     if (bind_tensors(m, err, errlen) || plan_weights(m, &w, err, errlen)) return -1;
-    const bn_image_spec spec = {p && p->image_key ? p->image_key : "", m->isa, w.resident_bytes, w.packed_bytes};
+    const bn_image_spec spec = {p && p->image_key ? p->image_key : "", m->isa, w.resident_bytes, w.packed_bytes,
+                                w.layouts};
     if (p && p->image) {
         m->image = bn_image_open(p->image, &spec, prepare_threads(), m->image_note, sizeof m->image_note);
         m->image_state = m->image ? BN_IMAGE_USED : BN_IMAGE_WRITTEN;
