@@ -8,7 +8,8 @@
 # / (N x blocks [x tokens]), so set-up (weights, packing) cancels out. One thread.
 #
 # With --pack instead: guest instructions per decoded byte of .bnz chunk decoding (bench_pack, level
-# 2) for each tiny-qwen3 fixture model (one weight type each, plus F32 norms) and stories260K (F32):
+# 2) for each tiny-qwen3 fixture model (one weight type each, plus F32 norms), stories260K (F32) and
+# the bundled model (trained Q1_0):
 #   {"<cpu>": {"<model>": {"decoded_bytes", "insns_per_decoded_byte"}}}
 # counted the same way: (a run with N decodes of every chunk - a run with 0) / (N x bytes).
 #
@@ -75,10 +76,11 @@ if [ "${1:-}" = --pack ]; then
   for cpu in "${CPUS[@]}"; do
     json+="$([ "$json" = "{" ] || echo ",")\"$cpu\": {"
     first=1
-    for model in qwen3-tiny/models/tiny-qwen3-{q1_0,tq1_0,tq2_0,q8_0,f32}.gguf stories260K/stories260K.gguf; do
+    for model in "$fixtures"/qwen3-tiny/models/tiny-qwen3-{q1_0,tq1_0,tq2_0,q8_0,f32}.gguf \
+      "$fixtures"/stories260K/stories260K.gguf models/tinystories-xs-q1_0.gguf; do
       log "$cpu $model"
-      base=$(decode_count "$cpu" "$fixtures/$model" 0)
-      n=$(decode_count "$cpu" "$fixtures/$model" "$ITERS")
+      base=$(decode_count "$cpu" "$model" 0)
+      n=$(decode_count "$cpu" "$model" "$ITERS")
       bytes=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["total"]["decoded_bytes"])' "$tmp/out")
       [ $first = 1 ] || json+=","
       first=0
