@@ -27,6 +27,17 @@ static inline BN_PRINTF(3, 4) int bn_fail(char *err, size_t errlen, const char *
     return -1;
 }
 
+/* n (1..8) bytes little-endian, byte by byte: independent of the host's endianness and alignment
+ * (file formats). */
+static inline uint64_t bn_load_le(const uint8_t *p, unsigned n) {
+    uint64_t v = 0;
+    for (unsigned i = n; i-- > 0;) v = (v << 8) | p[i];
+    return v;
+}
+static inline void bn_store_le(uint8_t *p, uint64_t v, unsigned n) {
+    for (unsigned i = 0; i < n; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+
 /* a + b and a * b on uint64_t; return 0 on overflow (result untouched), 1 otherwise. */
 static inline int bn_add_u64(uint64_t a, uint64_t b, uint64_t *out) {
     if (a > UINT64_MAX - b) return 0;

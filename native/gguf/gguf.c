@@ -35,24 +35,17 @@ static const uint8_t *take(cursor *c, uint64_t n) {
     return p;
 }
 
-/* Decoded byte by byte so the result does not depend on host endianness or alignment. */
-static uint64_t load_le(const uint8_t *p, unsigned n) {
-    uint64_t v = 0;
-    for (unsigned i = n; i-- > 0;) v = (v << 8) | p[i];
-    return v;
-}
-
 static int read_u32(cursor *c, uint32_t *v) {
     const uint8_t *p = take(c, 4);
     if (!p) return -1;
-    *v = (uint32_t)load_le(p, 4);
+    *v = (uint32_t)bn_load_le(p, 4);
     return 0;
 }
 
 static int read_u64(cursor *c, uint64_t *v) {
     const uint8_t *p = take(c, 8);
     if (!p) return -1;
-    *v = load_le(p, 8);
+    *v = bn_load_le(p, 8);
     return 0;
 }
 
@@ -114,7 +107,7 @@ static unsigned scalar_size(uint32_t type) {
 
 static void decode_scalar(uint32_t type, const uint8_t *p, bn_gguf_kv *kv) {
     unsigned n = scalar_size(type);
-    uint64_t raw = load_le(p, n);
+    uint64_t raw = bn_load_le(p, n);
     switch (type) {
     case BN_GGUF_I8: case BN_GGUF_I16: case BN_GGUF_I32: case BN_GGUF_I64:
         if (n < 8 && (raw >> (8 * n - 1)) & 1) raw |= UINT64_MAX << (8 * n); /* sign-extend */

@@ -32,15 +32,6 @@ struct bn_image {
 
 static uint64_t round_up(uint64_t n, uint64_t to) { return (n + to - 1) / to * to; }
 
-static void put_u32(uint8_t *p, uint32_t v) {
-    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put_u64(uint8_t *p, uint64_t v) {
-    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint32_t get_u32(const uint8_t *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
 
 /* Where things go for a spec: the parts of each region and the payload's offset. */
 typedef struct image_plan {
@@ -99,17 +90,17 @@ static void part_crcs(const image_plan *plan, const bn_image_spec *spec, const u
 static void fill_header(uint8_t *h, const bn_image_spec *s, const image_plan *p, uint32_t table_crc) {
     memset(h, 0, HEADER_BYTES);
     memcpy(h, MAGIC, 8);
-    put_u32(h + 8, BN_IMAGE_LAYOUT_VERSION);
-    put_u32(h + 12, (uint32_t)s->isa);
-    put_u64(h + 16, s->resident_bytes);
-    put_u64(h + 24, s->packed_bytes);
-    put_u64(h + 32, p->payload);
-    put_u32(h + 40, PART_BYTES);
-    put_u32(h + 44, (uint32_t)p->n_parts);
-    put_u32(h + 48, table_crc);
-    put_u32(h + 52, s->layouts);
+    bn_store_le(h + 8, BN_IMAGE_LAYOUT_VERSION, 4);
+    bn_store_le(h + 12, (uint32_t)s->isa, 4);
+    bn_store_le(h + 16, s->resident_bytes, 8);
+    bn_store_le(h + 24, s->packed_bytes, 8);
+    bn_store_le(h + 32, p->payload, 8);
+    bn_store_le(h + 40, PART_BYTES, 4);
+    bn_store_le(h + 44, (uint32_t)p->n_parts, 4);
+    bn_store_le(h + 48, table_crc, 4);
+    bn_store_le(h + 52, s->layouts, 4);
     memcpy(h + KEY_OFFSET, s->key, strlen(s->key));
-    put_u32(h + HEADER_BYTES - 4, bn_crc32(0, h, HEADER_BYTES - 4));
+    bn_store_le(h + HEADER_BYTES - 4, bn_crc32(0, h, HEADER_BYTES - 4), 4);
 }
 
 static int key_fits(const bn_image_spec *s, char *err, size_t errlen) {
@@ -129,16 +120,17 @@ bn_image *bn_image_open(const char *path, const bn_image_spec *spec, int threads
     uint32_t *crcs = NULL;
     uint8_t want[HEADER_BYTES];
     const uint8_t *h = f->data;
-    if (f->size != plan.size || f->size < HEADER_BYTES || get_u32(h + HEADER_BYTES - 4) != bn_crc32(0, h, HEADER_BYTES - 4)) {
+    if (f->size != plan.size || f->size < HEADER_BYTES ||
+        bn_load_le(h + HEADER_BYTES - 4, 4) != bn_crc32(0, h, HEADER_BYTES - 4)) {
         bn_fail(note, len, "damaged or of another size than this model's");
         goto reject;
     }
-    fill_header(want, spec, &plan, get_u32(h + 48));
+    fill_header(want, spec, &plan, (uint32_t)bn_load_le(h + 48, 4));
     if (memcmp(h, want, HEADER_BYTES) != 0) {
         bn_fail(note, len, "made for another model, kernel path or layout version");
         goto reject;
     }
-    if (get_u32(h + 48) != bn_crc32(0, h + HEADER_BYTES, 4 * plan.n_parts)) {
+    if (bn_load_le(h + 48, 4) != bn_crc32(0, h + HEADER_BYTES, 4 * plan.n_parts)) {
         bn_fail(note, len, "its part table is damaged");
         goto reject;
     }
@@ -149,7 +141,7 @@ bn_image *bn_image_open(const char *path, const bn_image_spec *spec, int threads
     }
     part_crcs(&plan, spec, f->data + plan.payload, f->data + plan.packed_at, threads, crcs);
     for (uint64_t i = 0; i < plan.n_parts; i++)
-        if (crcs[i] != get_u32(h + HEADER_BYTES + 4 * i)) {
+        if (crcs[i] != bn_load_le(h + HEADER_BYTES + 4 * i, 4)) {
             bn_fail(note, len, "part %llu of %llu is damaged (CRC-32)", (unsigned long long)i,
                     (unsigned long long)plan.n_parts);
             goto reject;
@@ -191,7 +183,7 @@ static int write_body(FILE *f, const bn_image_spec *s, const image_plan *p, cons
                       const uint8_t *packed, const uint32_t *crcs) {
     uint8_t h[HEADER_BYTES], *table = malloc(4 * (p->n_parts ? p->n_parts : 1));
     if (!table) return -1;
-    for (uint64_t i = 0; i < p->n_parts; i++) put_u32(table + 4 * i, crcs[i]);
+    for (uint64_t i = 0; i < p->n_parts; i++) bn_store_le(table + 4 * i, crcs[i], 4);
     fill_header(h, s, p, bn_crc32(0, table, 4 * p->n_parts));
     int rc = write_all(f, h, HEADER_BYTES) || write_all(f, table, 4 * p->n_parts) ||
              write_zeros(f, p->payload - HEADER_BYTES - 4 * p->n_parts) || write_all(f, resident, s->resident_bytes) ||

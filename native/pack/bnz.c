@@ -32,36 +32,26 @@ struct bn_pack {
     uint64_t head_bytes; /* the GGUF's head, stored verbatim after the header */
 };
 
-static void put_u32(uint8_t *p, uint32_t v) {
-    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static void put_u64(uint8_t *p, uint64_t v) {
-    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
-}
-static uint32_t get_u32(const uint8_t *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static uint64_t get_u64(const uint8_t *p) { return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32; }
 
 static void put_entry(uint8_t *p, const bn_pack_chunk *c) {
-    put_u64(p, c->out_offset);
-    put_u64(p + 8, c->in_offset);
-    put_u32(p + 16, c->out_size);
-    put_u32(p + 20, c->in_size);
-    put_u32(p + 24, c->tensor);
-    put_u32(p + 28, c->out_crc);
-    put_u32(p + 32, c->in_crc);
-    put_u32(p + 36, c->coded);
+    bn_store_le(p, c->out_offset, 8);
+    bn_store_le(p + 8, c->in_offset, 8);
+    bn_store_le(p + 16, c->out_size, 4);
+    bn_store_le(p + 20, c->in_size, 4);
+    bn_store_le(p + 24, c->tensor, 4);
+    bn_store_le(p + 28, c->out_crc, 4);
+    bn_store_le(p + 32, c->in_crc, 4);
+    bn_store_le(p + 36, c->coded, 4);
 }
 static void get_entry(const uint8_t *p, bn_pack_chunk *c) {
-    c->out_offset = get_u64(p);
-    c->in_offset = get_u64(p + 8);
-    c->out_size = get_u32(p + 16);
-    c->in_size = get_u32(p + 20);
-    c->tensor = get_u32(p + 24);
-    c->out_crc = get_u32(p + 28);
-    c->in_crc = get_u32(p + 32);
-    c->coded = get_u32(p + 36);
+    c->out_offset = bn_load_le(p, 8);
+    c->in_offset = bn_load_le(p + 8, 8);
+    c->out_size = (uint32_t)bn_load_le(p + 16, 4);
+    c->in_size = (uint32_t)bn_load_le(p + 20, 4);
+    c->tensor = (uint32_t)bn_load_le(p + 24, 4);
+    c->out_crc = (uint32_t)bn_load_le(p + 28, 4);
+    c->in_crc = (uint32_t)bn_load_le(p + 32, 4);
+    c->coded = (uint32_t)bn_load_le(p + 36, 4);
 }
 
 int bn_pack_is_pack(const char *path) {
@@ -377,15 +367,15 @@ static void fill_header(uint8_t *h, uint32_t n_chunks, uint64_t gguf_size, uint6
                         uint32_t head_crc, uint32_t table_crc, int level) {
     memset(h, 0, HEADER_BYTES);
     memcpy(h, MAGIC, 8);
-    put_u32(h + 8, VERSION);
-    put_u32(h + 12, n_chunks);
-    put_u64(h + 16, gguf_size);
-    put_u64(h + 24, head_bytes);
-    put_u64(h + 32, table_offset);
-    put_u32(h + 40, head_crc);
-    put_u32(h + 44, table_crc);
-    put_u32(h + 48, (uint32_t)level);
-    put_u32(h + 60, bn_crc32(0, h, 60));
+    bn_store_le(h + 8, VERSION, 4);
+    bn_store_le(h + 12, n_chunks, 4);
+    bn_store_le(h + 16, gguf_size, 8);
+    bn_store_le(h + 24, head_bytes, 8);
+    bn_store_le(h + 32, table_offset, 8);
+    bn_store_le(h + 40, head_crc, 4);
+    bn_store_le(h + 44, table_crc, 4);
+    bn_store_le(h + 48, (uint32_t)level, 4);
+    bn_store_le(h + 60, bn_crc32(0, h, 60), 4);
 }
 
 static int write_pack(const bn_gguf *g, uint64_t head_bytes, plan *pl, out_file *out, int level, int threads,
@@ -491,20 +481,22 @@ static int read_pack(bn_pack *p, char *err, size_t errlen) {
     const uint8_t *d = p->file->data;
     const uint64_t size = p->file->size;
     if (size < HEADER_BYTES || memcmp(d, MAGIC, 8) != 0) return bn_fail(err, errlen, "not a .bnz pack");
-    if (get_u32(d + 60) != bn_crc32(0, d, 60)) return bn_fail(err, errlen, "the pack header is damaged (CRC-32)");
-    if (get_u32(d + 8) != VERSION)
-        return bn_fail(err, errlen, "pack version %u; this build reads version %u", get_u32(d + 8), VERSION);
-    p->identity = get_u32(d + 60);
-    p->head_bytes = get_u64(d + 24);
-    p->n_chunks = get_u32(d + 12);
-    const uint64_t gguf_size = get_u64(d + 16), head_bytes = get_u64(d + 24), table_offset = get_u64(d + 32);
+    if (bn_load_le(d + 60, 4) != bn_crc32(0, d, 60)) return bn_fail(err, errlen, "the pack header is damaged (CRC-32)");
+    const uint32_t version = (uint32_t)bn_load_le(d + 8, 4);
+    if (version != VERSION)
+        return bn_fail(err, errlen, "pack version %u; this build reads version %u", version, VERSION);
+    p->identity = (uint32_t)bn_load_le(d + 60, 4);
+    p->head_bytes = bn_load_le(d + 24, 8);
+    p->n_chunks = (uint32_t)bn_load_le(d + 12, 4);
+    const uint64_t gguf_size = bn_load_le(d + 16, 8), head_bytes = bn_load_le(d + 24, 8);
+    const uint64_t table_offset = bn_load_le(d + 32, 8);
     uint64_t table_bytes = (uint64_t)p->n_chunks * ENTRY_BYTES, table_end;
     if (head_bytes > gguf_size || head_bytes > size - HEADER_BYTES || table_offset != HEADER_BYTES + head_bytes ||
         !bn_add_u64(table_offset, table_bytes, &table_end) || table_end > size)
         return bn_fail(err, errlen, "the pack is truncated or its header is inconsistent");
-    if (bn_crc32(0, d + HEADER_BYTES, head_bytes) != get_u32(d + 40))
+    if (bn_crc32(0, d + HEADER_BYTES, head_bytes) != bn_load_le(d + 40, 4))
         return bn_fail(err, errlen, "the GGUF header inside the pack is damaged (CRC-32)");
-    if (bn_crc32(0, d + table_offset, table_bytes) != get_u32(d + 44))
+    if (bn_crc32(0, d + table_offset, table_bytes) != bn_load_le(d + 44, 4))
         return bn_fail(err, errlen, "the pack's chunk table is damaged (CRC-32)");
     char msg[400];
     if (bn_gguf_parse_head(d + HEADER_BYTES, head_bytes, gguf_size, &p->gguf, msg, sizeof msg))
