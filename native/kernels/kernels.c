@@ -29,6 +29,7 @@ static const bn_kernel_row kernel_table[] = {
      .ops = {[BN_ISA_SCALAR] = {.vec_dot = bn_vec_dot_q1_0_q8_0_scalar},
              BN_X86_ENTRY([BN_ISA_AVX2] = {.vec_dot = bn_vec_dot_q1_0_q8_0_avx2, .gemm = bn_gemm_q1_0_q8_0_avx2,
                                            .pack = bn_pack_q1_0_tile32, .quantize = bn_quantize_q8_0_avx2})
+             BN_X86_ENTRY([BN_ISA_AVX512] = {.gemm = bn_gemm_q1_0_q8_0_avx512, .pack = bn_pack_q1_0_tile64})
              BN_ARM_ENTRY([BN_ISA_NEON] = {.gemm = bn_gemm_q1_0_q8_0_neon, .pack = bn_pack_q1_0_tile16,
                                            .quantize = bn_quantize_q8_0_neon})}},
     {.type = BN_TYPE_TQ1_0,
@@ -181,7 +182,9 @@ void bn_scratch_free(bn_scratch *s) {
 /* ---- matmul ---- */
 
 /* Output rows are split in multiples of 32 so that threads never share a cache line of y, nor
- * (for the tiled layouts, up to 32 rows a tile) a weight tile. */
+ * (for the tiled layouts of up to 32 rows a tile) a weight tile. A 64-row tile (AVX-512) that a
+ * split cuts is computed by both threads, each writing its own rows: with 2 threads the Bonsai
+ * shapes (rows a multiple of 128) are never cut. */
 #define BN_ROW_ALIGN 32
 /* Activation rows kept hot while a weight row is streamed across them. */
 #define BN_TOKEN_TILE 8

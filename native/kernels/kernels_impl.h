@@ -66,6 +66,19 @@ void bn_pack_q1_0_tile32(bn_matrix *m, void *dst);
  * rows of 0-15 in its low half and of 16-31 in its high half. */
 static inline int bn_q1_tile32_slot(int r) { return r / 8 % 2 * 16 + r % 2 * 8 + r / 16 * 4 + r % 8 / 2; }
 
+/* Q1_0 in 64-row tiles for AVX-512 (kernels_q1_tiles.c): the tile32 layout at twice the width,
+ * so one 512-bit load (one cache line) is one plane of 64 rows; then the 64 fp16 scales in the
+ * order of bn_q1_tile64_slot. */
+#define BN_Q1_TILE64 64
+#define BN_Q1_TILE64_BLOCK (BN_Q1_PLANES * BN_Q1_TILE64 + 2 * BN_Q1_TILE64)
+#define BN_Q1_LAYOUT_TILE64 0x51310064
+void bn_pack_q1_0_tile64(bn_matrix *m, void *dst);
+
+/* bn_q1_tile32_slot for four 128-bit lanes of 16 rows: four vectors of 16 (even rows of
+ * r % 16 < 8, odd rows of them, even rows of r % 16 >= 8, odd rows of them), each holding 4
+ * rows of each lane, lane r / 16 at 4 * (r / 16). */
+static inline int bn_q1_tile64_slot(int r) { return r % 16 / 8 * 32 + r % 2 * 16 + r / 16 * 4 + r % 8 / 2; }
+
 /* x86 AVX2 + FMA + F16C (arch/x86/kernels_avx2.c: compiled on x86-64 only, chosen at run time). */
 #if defined(BN_HAVE_X86_KERNELS)
 void bn_vec_dot_q1_0_q8_0_avx2(int64_t n, float *s, const void *w, const void *a);
@@ -74,6 +87,15 @@ void bn_gemm_q1_0_q8_0_avx2(const bn_matrix *w, int64_t r0, int64_t r1, const vo
 void bn_vec_dot_q8_0_q8_0_avx2(int64_t n, float *s, const void *w, const void *a);
 void bn_vec_dot_tq2_0_q8_K_avx2(int64_t n, float *s, const void *w, const void *a);
 void bn_quantize_q8_0_avx2(const float *x, void *dst, int64_t n);
+/* The lookup tables of the Q1_0 gemms (arch/x86/kernels_avx2.c, read by the AVX-512 one too): of
+ * one token's Q8_0 row `act`, blocks [i0, i0 + nblk): per Q1_0 block 32 groups of 4 activations,
+ * each BN_Q1_GROUP_TABLE bytes (the 16 low parts of its signed subset sums, then the 16 high
+ * parts), and the 4 * nblk Q8_0 scales divided by 8 into d8. */
+#define BN_Q1_GROUP_TABLE 32
+void bn_q1_tables_avx2(const void *act, int64_t i0, int64_t nblk, uint8_t *tab, float *d8);
+/* AVX-512 F + BW + VL + VNNI (arch/x86/kernels_avx512.c: same build and run-time choice). */
+void bn_gemm_q1_0_q8_0_avx512(const bn_matrix *w, int64_t r0, int64_t r1, const void *act, size_t act_stride,
+                              int n_tokens, float *y, int64_t y_stride);
 #endif
 
 /* aarch64 NEON (arch/arm/kernels_neon.c: compiled on aarch64 only; plain armv8.0, every board). */

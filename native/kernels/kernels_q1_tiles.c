@@ -1,7 +1,7 @@
 /* The tile layouts of Q1_0 weights read by the lookup-table kernels (portable C, any
  * architecture): a kernel indexes one table with the same 4 weight bits of a whole tile of rows
  * at once, so those bits must sit side by side. 16-row tiles serve NEON (one 128-bit register),
- * 32-row tiles AVX2 (one 256-bit register, two lanes of 16). See kernels_impl.h. */
+ * 32-row tiles AVX2 (one 256-bit register, two lanes of 16), 64-row tiles AVX-512 (four lanes). See kernels_impl.h. */
 #include <string.h>
 #include "kernels/kernels_impl.h"
 #include "quants/quants.h"
@@ -35,4 +35,8 @@ void bn_pack_q1_0_tile16(bn_matrix *m, void *dst) { pack_tiles(m, dst, BN_Q1_TIL
 
 void bn_pack_q1_0_tile32(bn_matrix *m, void *dst) {
     pack_tiles(m, dst, BN_Q1_TILE32, bn_q1_tile32_slot, BN_Q1_LAYOUT_TILE32);
+}
+
+void bn_pack_q1_0_tile64(bn_matrix *m, void *dst) {
+    pack_tiles(m, dst, BN_Q1_TILE64, bn_q1_tile64_slot, BN_Q1_LAYOUT_TILE64);
 }

@@ -325,7 +325,10 @@ static void test_kernels_label(void) {
     CHECK(bn_kernels_isa(BN_TYPE_F32, BN_ISA_AVX512) == BN_ISA_SCALAR, "f32 has only scalar kernels");
 #if defined(__x86_64__)
     CHECK(bn_kernels_isa(BN_TYPE_Q1_0, BN_ISA_AVX2) == BN_ISA_AVX2, "q1_0 on avx2");
+    CHECK(bn_kernels_isa(BN_TYPE_Q1_0, BN_ISA_AVX512) == BN_ISA_AVX512, "q1_0 on avx512");
     bn_kernels_label(BN_TYPE_Q1_0, BN_ISA_AVX512, label, sizeof label);
+    CHECK(strcmp(label, "avx512") == 0, "%s", label);
+    bn_kernels_label(BN_TYPE_Q8_0, BN_ISA_AVX512, label, sizeof label);
     CHECK(strcmp(label, "avx512 (avx2 kernels)") == 0, "%s", label);
     bn_kernels_label(BN_TYPE_TQ1_0, BN_ISA_AVX2, label, sizeof label);
     CHECK(strcmp(label, "avx2 (scalar kernels)") == 0, "%s", label);

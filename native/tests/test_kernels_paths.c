@@ -1,7 +1,7 @@
 /* Every instruction-set path this CPU supports against the scalar reference, for every weight
  * type, through bn_matmul (packing, activation quantization, threading) and through each
- * path's gemm directly on row ranges that start and end inside a 16- or 32-row tile, and on a
- * matrix left unprepared (no packed layout).
+ * path's gemm directly on row ranges that start and end inside a 16-, 32- or 64-row tile, and on
+ * a matrix left unprepared (no packed layout). A path this CPU lacks is skipped, and said so.
  *
  * The aarch64 paths (neon, dotprod, i8mm) and every Q1_0 gemm (lookup tables over packed tiles)
  * keep the reference's integer sums and float order, so they must equal it bit for bit; other
@@ -182,16 +182,21 @@ static void test_paths(int quick) {
     const int n_pools = quick ? 2 : 4;
     static const int tokens[] = {1, 2, 5, 17};
     for (int isa = BN_ISA_SCALAR + 1; isa < BN_ISA_COUNT; isa++) {
-        if (!bn_isa_supported((bn_isa)isa)) continue;
+        if (!bn_isa_supported((bn_isa)isa)) {
+            printf("  %-7s SKIPPED: this CPU does not support it, its kernels are not tested here\n",
+                   bn_isa_name((bn_isa)isa));
+            continue;
+        }
         for (size_t i = 0; i < sizeof all_types / sizeof all_types[0]; i++) {
             const uint32_t type = all_types[i];
             const int64_t blk = bn_type_get(type)->block_size < 32 ? 32 : bn_type_get(type)->block_size;
-            /* one block; fewer rows than threads; one row short of / past a 16- and a 32-row
-             * tile and of an 8- and 4-row interleave; a realistic width; more than 64 blocks
-             * (lookup tables built in several passes, sums carried between them) */
+            /* one block; fewer rows than threads; one row short of / past a 16-, a 32- and a
+             * 64-row tile and of an 8- and 4-row interleave; a realistic width; more than 64
+             * blocks (lookup tables built in several passes, sums carried between them) */
             const int64_t shapes[][2] = {{1, blk}, {3, blk}, {15, 2 * blk}, {17, 512}, {33, 256},
                                          {41, 768}, {64, 1024}, {95, 384}, {50, quick ? 1024 : 2048},
-                                         {37, quick ? 1024 : 8448}};
+                                         {37, quick ? 1024 : 8448}, {63, 256}, {65, 640}, {129, 1024},
+                                         {191, quick ? 1024 : 2560}};
             int bad = 0, cases = 0;
             for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
                 if (shapes[s][1] % (int64_t)bn_type_get(type)->block_size) continue;
@@ -217,7 +222,7 @@ static void test_paths(int quick) {
 static void test_q1_raw_blocks(void) {
     static const uint16_t scales[] = {0x3bff, 0x07ff, 0x03ff, 0x0001, 0x0000, 0x7bff, 0x2e66, 0x1c01};
     static const int tokens[] = {1, 2, 3, 15, 16, 17, 33};
-    static const int64_t shapes[][2] = {{1, 128}, {16, 128}, {31, 256}, {48, 384}, {70, 512}};
+    static const int64_t shapes[][2] = {{1, 128}, {16, 128}, {31, 256}, {48, 384}, {70, 512}, {130, 256}};
     for (int isa = BN_ISA_SCALAR + 1; isa < BN_ISA_COUNT; isa++) {
         if (!bn_isa_supported((bn_isa)isa)) continue;
         const int q_min = path_is_exact((bn_isa)isa) ? -128 : -127;
@@ -280,6 +285,49 @@ static void test_q1_raw_blocks(void) {
     }
 }
 
+/* A matrix packed for one x86 path multiplied on the other: the AVX-512 gemm reads the AVX2
+ * tiles by handing them to the AVX2 gemm, so it stays bit-identical to the reference. */
+static void test_q1_foreign_layout(void) {
+#if defined(__x86_64__)
+    if (!bn_isa_supported(BN_ISA_AVX512)) {
+        printf("  avx512  SKIPPED: this CPU does not support it (foreign-layout check)\n");
+        return;
+    }
+    const int64_t rows = 77, cols = 1024;
+    static const int tokens[] = {1, 6};
+    uint8_t *w = make_weights(BN_TYPE_Q1_0, rows, cols);
+    char err[256];
+    bn_matrix m;
+    CHECK(bn_matrix_init(&m, BN_TYPE_Q1_0, rows, cols, w, err, sizeof err) == 0, "init: %s", err);
+    CHECK(bn_matrix_prepare(&m, BN_ISA_AVX2, err, sizeof err) == 0, "prepare: %s", err);
+    bn_kernel_ops ops;
+    bn_kernel_ops_get(BN_TYPE_Q1_0, BN_ISA_AVX512, &ops);
+    int bad = 0;
+    for (size_t k = 0; k < sizeof tokens / sizeof tokens[0]; k++) {
+        const int nt = tokens[k];
+        float *x = malloc((size_t)(nt * cols) * sizeof(float)), *want = malloc((size_t)(nt * rows) * sizeof(float));
+        float *got = malloc((size_t)(nt * rows) * sizeof(float));
+        double *mag = malloc((size_t)(nt * rows) * sizeof(double));
+        for (int t = 0; t < nt; t++) act_row(x + (size_t)t * cols, t, cols);
+        reference(&m, x, nt, want, mag);
+        const size_t arow = (size_t)bn_row_bytes(BN_TYPE_Q8_0, (uint64_t)cols);
+        uint8_t *act = malloc(arow * (size_t)nt);
+        bn_type_get(BN_TYPE_Q8_0)->from_float(x, act, cols * nt);
+        ops.gemm(&m, 0, rows, act, arow, nt, got, rows);
+        for (int64_t i = 0; i < rows * nt; i++) bad += memcmp(&got[i], &want[i], sizeof got[i]) != 0;
+        free(act);
+        free(mag);
+        free(got);
+        free(want);
+        free(x);
+    }
+    bn_matrix_release(&m);
+    free(w);
+    CHECK(bad == 0, "avx512 gemm on avx2 tiles: %d mismatches", bad);
+    printf("  avx512  q1_0  on a matrix packed for avx2, bit-exact vs scalar: %s\n", bad ? "FAIL" : "ok");
+#endif
+}
+
 /* The path bn_isa_select picks here. */
 static void test_selection(void) {
     char err[256];
@@ -304,5 +352,6 @@ int main(int argc, char **argv) {
     test_selection();
     test_paths(quick && *quick && *quick != '0');
     test_q1_raw_blocks();
+    test_q1_foreign_layout();
     return bn_test_done("test_kernels_paths");
 }

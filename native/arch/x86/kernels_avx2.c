@@ -95,7 +95,7 @@ BN_AVX2 void bn_vec_dot_q1_0_q8_0_avx2(int64_t n, float *s, const void *w, const
  * results are bit-identical to it. */
 
 /* Tables of one group for one token: 16 low parts, then 16 high parts. */
-#define Q1_GROUP_BYTES 32
+#define Q1_GROUP_BYTES BN_Q1_GROUP_TABLE
 #define Q1_BLOCK_TABLE_BYTES (2 * BN_Q1_PLANES * Q1_GROUP_BYTES)
 /* Block-token tables built per pass (64 KiB: they stay in L2 while the rows stream by; passes
  * over fewer columns at a time, to keep them in L1, made the GEMV of 2048 x 6144 ~15% slower,
@@ -154,8 +154,10 @@ static inline BN_AVX2 void q1_store_table(__m256i e, uint8_t *dst) {
 }
 
 /* The tables of one token for blocks [i0, i0 + nblk) of its Q8_0 row (group g of a block at
- * g * Q1_GROUP_BYTES), and its Q8_0 scales divided by 8 (see above). */
-static BN_AVX2 void q1_build_tables(const bn_block_q8_0 *a, int64_t i0, int64_t nblk, uint8_t *tab, float *d8) {
+ * g * Q1_GROUP_BYTES), and its Q8_0 scales divided by 8 (see above). The AVX-512 gemm reads
+ * them too (kernels_impl.h). */
+BN_AVX2 void bn_q1_tables_avx2(const void *act, int64_t i0, int64_t nblk, uint8_t *tab, float *d8) {
+    const bn_block_q8_0 *a = act;
     for (int64_t b = 0; b < 4 * nblk; b++) {
         const bn_block_q8_0 *blk = &a[4 * i0 + b];
         d8[b] = _cvtsh_ss(blk->d) * 0.125f;
@@ -305,8 +307,8 @@ BN_AVX2 void bn_gemm_q1_0_q8_0_avx2(const bn_matrix *w, int64_t r0, int64_t r1, 
         for (int64_t i0 = 0; i0 < nb; i0 += chunk) {
             const int64_t nblk = nb - i0 < chunk ? nb - i0 : chunk;
             for (int t = 0; t < nt; t++)
-                q1_build_tables((const bn_block_q8_0 *)((const uint8_t *)act + (size_t)(t0 + t) * act_stride), i0,
-                                nblk, tab + t * nblk * Q1_BLOCK_TABLE_BYTES, d8 + t * 4 * nblk);
+                bn_q1_tables_avx2((const uint8_t *)act + (size_t)(t0 + t) * act_stride, i0, nblk,
+                                  tab + t * nblk * Q1_BLOCK_TABLE_BYTES, d8 + t * 4 * nblk);
             q1_rows_chunk(w, r0, r1, i0, nblk, tab, d8, nt, y + t0 * y_stride, y_stride);
         }
     }
