@@ -79,6 +79,7 @@ describe('bonsai pack / unpack', () => {
     expect(readFileSync(back).equals(readFileSync(src))).toBe(true);
     const inspect = await runCli(['inspect', summary.out]);
     expect(inspect.stdout).toContain('blk.0.ffn_up.weight');
+    expect(inspect.stdout).toContain(`packed: ${summary.packedBytes} bytes (${((100 * summary.packedBytes) / summary.bytes).toFixed(1)}%) in `);
   });
 });
 

@@ -17,12 +17,13 @@ export function register(program: Command): void {
         const metadata = Object.fromEntries(
           Object.entries(info.metadata).map(([k, v]) => [k, jsonValue(v, info.metadataTypes[k] ?? '')]),
         );
-        const { version, alignment, dataOffset, fileSize, tensors } = info;
-        process.stdout.write(`${JSON.stringify({ file, version, alignment, dataOffset, fileSize, metadata, tensors, summary })}\n`);
+        const { version, alignment, dataOffset, fileSize, tensors, pack } = info;
+        process.stdout.write(`${JSON.stringify({ file, version, alignment, dataOffset, fileSize, ...(pack ? { pack } : {}), metadata, tensors, summary })}\n`);
         return;
       }
       const out: string[] = [];
       out.push(`file: ${file}`, `GGUF v${info.version}, ${info.fileSize} bytes, alignment ${info.alignment}, data at ${info.dataOffset}`);
+      if (info.pack) out.push(`packed: ${info.pack.bytes} bytes (${((100 * info.pack.bytes) / info.fileSize).toFixed(1)}%) in ${info.pack.chunks} chunks, identity ${info.pack.identity.toString(16).padStart(8, '0')}`);
       out.push('', `metadata (${Object.keys(info.metadata).length} keys):`);
       for (const [key, value] of Object.entries(info.metadata)) {
         const type = info.metadataTypes[key] ?? '';
