@@ -92,6 +92,7 @@ if [ "${1:-}" = --pack ]; then
   echo "$json}" | python3 -m json.tool --indent 2
   exit 0
 fi
+cmake --build "$build" -j2 --target bonsai_tools >/dev/null
 aarch64-linux-gnu-gcc -O3 -std=c11 -Wall -Wextra -Inative native/tools/bench/bench_kernels.c \
   "$build/tools/libbonsai_tools.a" "$build/libbonsai_core.a" -lpthread -lm -o "$build/bench_kernels"
 
