@@ -7,15 +7,13 @@
 #define _POSIX_C_SOURCE 200809L
 #include "model/image.h"
 
-#include <errno.h>
-#include <stdatomic.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "core/common.h"
 #include "core/mapped_file.h"
+#include "core/replace_file.h"
 #include "core/threadpool.h"
 #include "pack/codec.h"
 
@@ -170,24 +168,17 @@ void bn_image_close(bn_image *im) {
     free(im);
 }
 
-static int write_all(FILE *f, const void *p, size_t n) { return n == 0 || fwrite(p, 1, n, f) == n ? 0 : -1; }
-
-static int write_zeros(FILE *f, uint64_t n) {
-    static const uint8_t zeros[4096];
-    for (; n > 0; n -= n < sizeof zeros ? n : sizeof zeros)
-        if (write_all(f, zeros, n < sizeof zeros ? (size_t)n : sizeof zeros)) return -1;
-    return 0;
-}
-
-static int write_body(FILE *f, const bn_image_spec *s, const image_plan *p, const uint8_t *resident,
-                      const uint8_t *packed, const uint32_t *crcs) {
+static int write_body(bn_replace_file *o, const bn_image_spec *s, const image_plan *p, const uint8_t *resident,
+                      const uint8_t *packed, const uint32_t *crcs, char *err, size_t errlen) {
     uint8_t h[HEADER_BYTES], *table = malloc(4 * (p->n_parts ? p->n_parts : 1));
-    if (!table) return -1;
+    if (!table) return bn_fail(err, errlen, "out of memory");
     for (uint64_t i = 0; i < p->n_parts; i++) bn_store_le(table + 4 * i, crcs[i], 4);
     fill_header(h, s, p, bn_crc32(0, table, 4 * p->n_parts));
-    int rc = write_all(f, h, HEADER_BYTES) || write_all(f, table, 4 * p->n_parts) ||
-             write_zeros(f, p->payload - HEADER_BYTES - 4 * p->n_parts) || write_all(f, resident, s->resident_bytes) ||
-             write_zeros(f, p->packed_at - p->payload - s->resident_bytes) || write_all(f, packed, s->packed_bytes);
+    int rc = bn_replace_write(o, h, HEADER_BYTES, err, errlen) || bn_replace_write(o, table, 4 * p->n_parts, err, errlen) ||
+             bn_replace_zeros(o, p->payload - HEADER_BYTES - 4 * p->n_parts, err, errlen) ||
+             bn_replace_write(o, resident, s->resident_bytes, err, errlen) ||
+             bn_replace_zeros(o, p->packed_at - p->payload - s->resident_bytes, err, errlen) ||
+             bn_replace_write(o, packed, s->packed_bytes, err, errlen);
     free(table);
     return rc;
 }
@@ -199,26 +190,13 @@ int bn_image_write(const char *path, const bn_image_spec *spec, const uint8_t *r
     uint32_t *crcs = malloc((plan.n_parts ? plan.n_parts : 1) * sizeof *crcs);
     if (!crcs) return bn_fail(err, errlen, "out of memory");
     part_crcs(&plan, spec, resident, packed, threads, crcs);
-    char tmp[4096];
-    if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp-%ld", path, (long)getpid()) >= sizeof tmp) {
-        free(crcs);
-        return bn_fail(err, errlen, "%s: path too long", path);
+    bn_replace_file out;
+    int rc = bn_replace_open(&out, path, err, errlen);
+    if (rc == 0) {
+        rc = write_body(&out, spec, &plan, resident, packed, crcs, err, errlen);
+        /* no fsync: an image torn by a power cut fails its CRCs at the next load and is rebuilt */
+        rc = bn_replace_close(&out, rc, 0, err, errlen);
     }
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        free(crcs);
-        return bn_fail(err, errlen, "%s: %s", tmp, strerror(errno));
-    }
-    int rc = write_body(f, spec, &plan, resident, packed, crcs);
-    int e = errno;
-    /* no fsync: an image torn by a power cut fails its CRCs at the next load and is rebuilt */
-    if (fflush(f) != 0) rc = -1, e = errno;
-    if (fclose(f) != 0 && rc == 0) rc = -1, e = errno;
-    if (rc == 0 && rename(tmp, path) != 0) rc = -1, e = errno;
     free(crcs);
-    if (rc) {
-        unlink(tmp);
-        return bn_fail(err, errlen, "%s: %s", path, strerror(e));
-    }
-    return 0;
+    return rc;
 }

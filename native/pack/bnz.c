@@ -4,16 +4,14 @@
 #define _POSIX_C_SOURCE 200809L
 #include "pack/bnz.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "core/common.h"
 #include "core/mapped_file.h"
+#include "core/replace_file.h"
 #include "core/threadpool.h"
 #include "quants/quants.h"
 
@@ -316,38 +314,8 @@ static int run_windows(chunk_job *j, uint32_t n, int threads, bn_task_fn fn,
 
 /* ---- writing ---- */
 
-typedef struct out_file {
-    FILE *f;
-    const char *path;
-    char tmp[4096];
-} out_file;
-
-static int out_open(out_file *o, const char *path, char *err, size_t errlen) {
-    o->path = path;
-    if ((size_t)snprintf(o->tmp, sizeof o->tmp, "%s.tmp-%ld", path, (long)getpid()) >= sizeof o->tmp)
-        return bn_fail(err, errlen, "%s: path too long", path);
-    o->f = fopen(o->tmp, "wb");
-    if (!o->f) return bn_fail(err, errlen, "%s: %s", o->tmp, strerror(errno));
-    return 0;
-}
-
-static int out_write(out_file *o, const void *p, size_t n, char *err, size_t errlen) {
-    if (n && fwrite(p, 1, n, o->f) != n) return bn_fail(err, errlen, "%s: %s", o->tmp, strerror(errno));
-    return 0;
-}
-
-/* Flushes, syncs and renames into place; on failure (or rc != 0) the temporary file is removed. */
-static int out_close(out_file *o, int rc, char *err, size_t errlen) {
-    if (rc == 0 && (fflush(o->f) != 0 || fsync(fileno(o->f)) != 0))
-        rc = bn_fail(err, errlen, "%s: %s", o->tmp, strerror(errno));
-    if (fclose(o->f) != 0 && rc == 0) rc = bn_fail(err, errlen, "%s: %s", o->tmp, strerror(errno));
-    if (rc == 0 && rename(o->tmp, o->path) != 0) rc = bn_fail(err, errlen, "%s: %s", o->path, strerror(errno));
-    if (rc != 0) unlink(o->tmp);
-    return rc;
-}
-
 typedef struct write_state {
-    out_file *out;
+    bn_replace_file *out;
     uint64_t pos; /* where the next coded chunk goes in the pack */
 } write_state;
 
@@ -357,7 +325,7 @@ static int write_window(chunk_job *j, void *user, char *err, size_t errlen) {
         bn_pack_chunk *c = &j->chunks[j->first + k];
         const void *bytes = j->bufs[k] ? (const void *)j->bufs[k] : (const void *)(j->gguf_image + c->out_offset);
         c->in_offset = w->pos;
-        if (out_write(w->out, bytes, c->in_size, err, errlen)) return -1;
+        if (bn_replace_write(w->out, bytes, c->in_size, err, errlen)) return -1;
         w->pos += c->in_size;
     }
     return 0;
@@ -378,15 +346,16 @@ static void fill_header(uint8_t *h, uint32_t n_chunks, uint64_t gguf_size, uint6
     bn_store_le(h + 60, bn_crc32(0, h, 60), 4);
 }
 
-static int write_pack(const bn_gguf *g, uint64_t head_bytes, plan *pl, out_file *out, int level, int threads,
+static int write_pack(const bn_gguf *g, uint64_t head_bytes, plan *pl, bn_replace_file *out, int level, int threads,
                       bn_pack_progress_fn progress, void *user, bn_pack_stats *stats, char *err, size_t errlen) {
     const uint64_t table_offset = HEADER_BYTES + head_bytes, table_bytes = (uint64_t)pl->n * ENTRY_BYTES;
     uint8_t *table = calloc(table_bytes ? table_bytes : 1, 1);
     if (!table) return bn_fail(err, errlen, "out of memory");
     uint8_t header[HEADER_BYTES] = {0};
     /* header and table are written last, once the chunks' places and CRCs are known */
-    int rc = out_write(out, header, HEADER_BYTES, err, errlen) || out_write(out, g->image, head_bytes, err, errlen) ||
-             out_write(out, table, table_bytes, err, errlen);
+    int rc = bn_replace_write(out, header, HEADER_BYTES, err, errlen) ||
+             bn_replace_write(out, g->image, head_bytes, err, errlen) ||
+             bn_replace_write(out, table, table_bytes, err, errlen);
     chunk_job *j = calloc(1, sizeof *j);
     if (!j) rc = bn_fail(err, errlen, "out of memory");
     if (rc == 0) {
@@ -402,13 +371,8 @@ static int write_pack(const bn_gguf *g, uint64_t head_bytes, plan *pl, out_file 
         for (uint32_t i = 0; i < pl->n; i++) put_entry(table + (size_t)i * ENTRY_BYTES, &pl->chunks[i]);
         fill_header(header, pl->n, g->file_size, head_bytes, table_offset, bn_crc32(0, g->image, head_bytes),
                     bn_crc32(0, table, table_bytes), level);
-        if (fseeko(out->f, 0, SEEK_SET) != 0)
-            rc = bn_fail(err, errlen, "%s: %s", out->tmp, strerror(errno));
-        else
-            rc = out_write(out, header, HEADER_BYTES, err, errlen);
-        if (rc == 0 && fseeko(out->f, (off_t)table_offset, SEEK_SET) != 0)
-            rc = bn_fail(err, errlen, "%s: %s", out->tmp, strerror(errno));
-        if (rc == 0) rc = out_write(out, table, table_bytes, err, errlen);
+        rc = bn_replace_seek(out, 0, err, errlen) || bn_replace_write(out, header, HEADER_BYTES, err, errlen) ||
+             bn_replace_seek(out, table_offset, err, errlen) || bn_replace_write(out, table, table_bytes, err, errlen);
     }
     free(j);
     free(table);
@@ -424,13 +388,13 @@ int bn_pack_write(const char *in_path, const char *out_path, int level, int thre
     /* a file without tensors may end before its data section would start */
     const uint64_t head_bytes = g->data_offset < g->file_size ? g->data_offset : g->file_size;
     plan pl = {0};
-    out_file out;
+    bn_replace_file out;
     int rc = plan_chunks(g, head_bytes, &pl, msg, sizeof msg);
     if (rc == 0 && pl.n > UINT32_MAX / 2) rc = bn_fail(msg, sizeof msg, "too many chunks");
-    if (rc == 0) rc = out_open(&out, out_path, msg, sizeof msg);
+    if (rc == 0) rc = bn_replace_open(&out, out_path, msg, sizeof msg);
     if (rc == 0) {
         rc = write_pack(g, head_bytes, &pl, &out, level, threads, progress, user, stats, msg, sizeof msg);
-        rc = out_close(&out, rc, msg, sizeof msg);
+        rc = bn_replace_close(&out, rc, 1, msg, sizeof msg);
     }
     free(pl.chunks);
     bn_gguf_close(g);
@@ -575,15 +539,15 @@ int bn_pack_verify(const bn_pack *p, int threads, bn_pack_progress_fn progress, 
 
 static int write_decoded(chunk_job *j, void *user, char *err, size_t errlen) {
     for (uint32_t k = 0; k < j->count; k++)
-        if (out_write(user, j->bufs[k], j->chunks[j->first + k].out_size, err, errlen)) return -1;
+        if (bn_replace_write(user, j->bufs[k], j->chunks[j->first + k].out_size, err, errlen)) return -1;
     return 0;
 }
 
 int bn_pack_unpack(const bn_pack *p, const char *out_path, int threads, bn_pack_progress_fn progress, void *user,
                    char *err, size_t errlen) {
-    out_file out;
-    if (out_open(&out, out_path, err, errlen)) return -1;
-    int rc = out_write(&out, p->file->data + HEADER_BYTES, p->head_bytes, err, errlen);
+    bn_replace_file out;
+    if (bn_replace_open(&out, out_path, err, errlen)) return -1;
+    int rc = bn_replace_write(&out, p->file->data + HEADER_BYTES, p->head_bytes, err, errlen);
     chunk_job *j = rc ? NULL : calloc(1, sizeof *j);
     if (rc == 0 && !j) rc = bn_fail(err, errlen, "out of memory");
     if (rc == 0) {
@@ -593,5 +557,5 @@ int bn_pack_unpack(const bn_pack *p, const char *out_path, int threads, bn_pack_
         rc = run_windows(j, p->n_chunks, threads, decode_worker, write_decoded, &out, progress, user, err, errlen);
     }
     free(j);
-    return out_close(&out, rc, err, errlen);
+    return bn_replace_close(&out, rc, 1, err, errlen);
 }
