@@ -174,16 +174,18 @@ static int bind_tensors(bn_model *m, char *err, size_t errlen) {
         return bn_fail(err, errlen, "tensor 'token_embd.weight' has %llu rows",
                        (unsigned long long)emb->ne[1]);
     hp->n_vocab = (int)emb->ne[1];
-    m->sources = calloc((size_t)hp->n_layer * BN_MATRICES_PER_LAYER + 2, sizeof *m->sources);
-    if (!m->sources) return bn_fail(err, errlen, "out of memory");
+    /* bound again (a pack's tensors read in place, once placed): the same memory, so that the
+     * matrices keep their addresses */
+    if (!m->sources) m->sources = calloc((size_t)hp->n_layer * BN_MATRICES_PER_LAYER + 2, sizeof *m->sources);
+    if (!m->layers) m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
+    if (!m->sources || !m->layers) return bn_fail(err, errlen, "out of memory");
+    m->n_sources = 0;
     if (bind_matrix(m, "token_embd.weight", hp->n_embd, hp->n_vocab, &m->tok_embd, err, errlen) ||
         bind_norm(m->gguf, "output_norm.weight", hp->n_embd, &m->output_norm, err, errlen))
         return -1;
     hp->tied_output = bn_gguf_find_tensor(m->gguf, "output.weight") == NULL;
     const char *out_name = hp->tied_output ? "token_embd.weight" : "output.weight";
     if (bind_matrix(m, out_name, hp->n_embd, hp->n_vocab, &m->output, err, errlen)) return -1;
-    m->layers = calloc((size_t)hp->n_layer, sizeof *m->layers);
-    if (!m->layers) return bn_fail(err, errlen, "out of memory");
     for (int il = 0; il < hp->n_layer; il++)
         if (bind_layer(m, il, err, errlen)) return -1;
     return 0;
@@ -357,7 +359,8 @@ static int plan_weights(bn_model *m, weight_plan *w, char *err, size_t errlen) {
 }
 
 /* Points a pack's tensors read in place into base (their region), then binds the model again so
- * that its norms and embedding see them (the first binding, which checked the shapes, saw NULL). */
+ * that its norms and embedding see them (the first binding, which checked the shapes, saw NULL);
+ * the matrices stay where they were, so a plan made before still holds. */
 static int place_resident(bn_model *m, uint8_t *base, char *err, size_t errlen) {
     bn_gguf *g = m->gguf;
     size_t at = 0;
@@ -368,11 +371,6 @@ static int place_resident(bn_model *m, uint8_t *base, char *err, size_t errlen) 
         t->data = base + at;
         at += (t->n_bytes + 63) & ~(uint64_t)63;
     }
-    free(m->layers);
-    free(m->sources);
-    m->layers = NULL;
-    m->sources = NULL;
-    m->n_sources = 0;
     return bind_tensors(m, err, errlen);
 }
 
@@ -438,17 +436,11 @@ static int load_weights(bn_model *m, const bn_model_params *p, char *err, size_t
                                  : (m->resident = bn_alloc_streamed(w.resident_bytes ? w.resident_bytes : 64));
         if (!base) rc = bn_fail(err, errlen, "out of memory for %.1f MiB of weights", (double)w.resident_bytes / (1 << 20));
         if (rc == 0) rc = place_resident(m, base, err, errlen);
-        free_plan(&w);
-        if (rc == 0) rc = plan_weights(m, &w, err, errlen); /* the matrices were bound again */
         if (rc == 0 && !m->image) rc = decode_resident(m, err, errlen);
-        if (rc) {
-            if (w.mats) free_plan(&w);
-            return -1;
-        }
     }
-    if (m->image)
+    if (rc == 0 && m->image)
         adopt_image(m, &w);
-    else
+    else if (rc == 0)
         rc = prepare_matrices(m, &w, err, errlen);
     if (rc == 0 && p && p->image && !m->image) write_image(m, p, &spec);
     free_plan(&w);
@@ -462,14 +454,20 @@ static int model_init(bn_model *m, const bn_model_params *p, char *err, size_t e
                : 0;
 }
 
-int bn_model_from_gguf(bn_gguf *g, const bn_model_params *p, bn_model **out, char *err, size_t errlen) {
+/* A model over a parsed GGUF, or over a pack (then g is the pack's, its tensors not decoded yet);
+ * it owns what it is given, freed on failure too. */
+static int model_new(bn_gguf *g, bn_pack *pack, const bn_model_params *p, bn_model **out, char *err, size_t errlen) {
     *out = NULL;
     bn_model *m = calloc(1, sizeof *m);
     if (!m) {
-        bn_gguf_close(g);
+        if (pack)
+            bn_pack_close(pack);
+        else
+            bn_gguf_close(g);
         return bn_fail(err, errlen, "out of memory");
     }
     m->gguf = g;
+    m->pack = pack;
     if (model_init(m, p, err, errlen)) {
         bn_model_free(m);
         return -1;
@@ -478,21 +476,8 @@ int bn_model_from_gguf(bn_gguf *g, const bn_model_params *p, bn_model **out, cha
     return 0;
 }
 
-static int model_from_pack(bn_pack *pack, const bn_model_params *p, bn_model **out, char *err, size_t errlen) {
-    bn_model *m = calloc(1, sizeof *m);
-    if (!m) {
-        bn_pack_close(pack);
-        return bn_fail(err, errlen, "out of memory");
-    }
-    m->pack = pack;
-    m->gguf = bn_pack_gguf(pack);
-    for (uint64_t i = 0; i < m->gguf->n_tensors; i++) m->gguf->tensors[i].data = NULL;
-    if (model_init(m, p, err, errlen)) {
-        bn_model_free(m);
-        return -1;
-    }
-    *out = m;
-    return 0;
+int bn_model_from_gguf(bn_gguf *g, const bn_model_params *p, bn_model **out, char *err, size_t errlen) {
+    return model_new(g, NULL, p, out, err, errlen);
 }
 
 int bn_model_load(const char *path, const bn_model_params *p, bn_model **out, char *err, size_t errlen) {
@@ -501,7 +486,7 @@ int bn_model_load(const char *path, const bn_model_params *p, bn_model **out, ch
     char msg[512];
     *out = NULL;
     int rc = bn_pack_is_pack(path)
-                 ? bn_pack_open(path, &pack, msg, sizeof msg) || model_from_pack(pack, p, out, msg, sizeof msg)
+                 ? bn_pack_open(path, &pack, msg, sizeof msg) || model_new(bn_pack_gguf(pack), pack, p, out, msg, sizeof msg)
                  : bn_gguf_open(path, &g, msg, sizeof msg) || bn_model_from_gguf(g, p, out, msg, sizeof msg);
     return rc ? bn_fail(err, errlen, "%s: %s", path, msg) : 0;
 }

@@ -45,7 +45,7 @@ export class Caches {
 
   /** The runtime image to load `file` from (undefined with the cache off or unusable). */
   imageFor(file: string, kernels?: string): Promise<ImageChoice | undefined> {
-    return this.settings.enabled ? imageFor(this.db, file, kernels) : Promise.resolve(undefined);
+    return imageFor(this.db, file, kernels);
   }
 
   /** After a load with `image`: indexes it (evicting the least recently used), warns when it could not be written. */
