@@ -17,7 +17,8 @@ typedef struct bn_attn {
     const void *k, *v;   /* cache [n_ctx][n_head_kv][head_dim], positions < p0 + n filled */
     int kv_f16;          /* cache entries are fp16 (else F32) */
     int n, p0;           /* query t is at position p0 + t and sees positions 0..p0 + t */
-    int n_head, n_head_kv, head_dim, n_ctx;
+    int n_head, n_head_kv, head_dim;
+    int n_ctx;           /* at least p0 + n: sizes each thread's scratch */
     bn_isa isa;          /* the model's kernel path: picks the SIMD variant */
     float *scratch;      /* bn_attn_scratch_floats(n_ctx, head_dim) floats per thread, thread i's at i times that */
 } bn_attn;

@@ -1,5 +1,5 @@
-/* Contexts: a KV cache (kv_cache.c), the thread pool, the evaluated tokens, batched evaluation, and
- * blocks of KV rows exported and imported. */
+/* Contexts: a KV cache (kv_cache.c), a workspace (its own, or its group's: batch.c), the evaluated
+ * tokens, batched evaluation, and blocks of KV rows exported and imported. */
 #include <stdlib.h>
 #include <string.h>
 #include "model/engine_internal.h"
@@ -11,14 +11,14 @@ int bn_context_new(bn_model *m, const bn_context_params *p, bn_context **out, ch
     if (!c) return bn_fail(err, errlen, "out of memory");
     c->m = m;
     c->n_ctx = p->n_ctx > 0 ? p->n_ctx : (m->hp.n_ctx_train < 4096 ? m->hp.n_ctx_train : 4096);
-    c->max_threads = p->n_threads > 1 ? p->n_threads : 1;
+    c->ws = &c->own;
     c->tokens = malloc((size_t)c->n_ctx * sizeof(int32_t));
-    c->pool = bn_threadpool_new(c->max_threads);
-    if (!c->tokens || !c->pool) {
+    if (!c->tokens || (!p->batch_with && bn_workspace_init(&c->own, p->n_threads, c->n_ctx))) {
         bn_context_free(c);
         return bn_fail(err, errlen, "out of memory");
     }
-    if (bn_kv_cache_init(&c->kv, &m->hp, c->n_ctx, p->kv_type, err, errlen)) {
+    if (bn_kv_cache_init(&c->kv, &m->hp, c->n_ctx, p->kv_type, err, errlen) ||
+        (p->batch_with && bn_group_join(c, p->batch_with, err, errlen))) {
         bn_context_free(c);
         return -1;
     }
@@ -28,11 +28,10 @@ int bn_context_new(bn_model *m, const bn_context_params *p, bn_context **out, ch
 
 void bn_context_free(bn_context *c) {
     if (!c) return;
+    bn_group_leave_for_good(c);
     bn_kv_cache_free(&c->kv);
     free(c->tokens);
-    if (c->pool) bn_threadpool_free(c->pool);
-    bn_scratch_free(&c->scratch);
-    bn_acts_free(&c->acts);
+    bn_workspace_free(&c->own);
     free(c);
 }
 
@@ -47,19 +46,20 @@ void bn_context_truncate(bn_context *c, int n_past) {
 }
 
 void bn_context_set_threads(bn_context *c, int n_threads) {
+    bn_workspace *ws = c->ws;
     if (n_threads < 1) n_threads = 1;
-    if (n_threads > c->max_threads) {
+    if (n_threads > ws->max_threads) {
         /* The pool cannot grow; replace it (between calls it is idle). */
         bn_threadpool *pool = bn_threadpool_new(n_threads);
         if (!pool) return; /* keep the current pool: fewer threads, still correct */
-        bn_threadpool_free(c->pool);
-        c->pool = pool;
-        c->max_threads = n_threads;
+        bn_threadpool_free(ws->pool);
+        ws->pool = pool;
+        ws->max_threads = n_threads;
     }
-    bn_threadpool_set_threads(c->pool, n_threads);
+    bn_threadpool_set_threads(ws->pool, n_threads);
 }
 
-void bn_context_limit_threads(bn_context *c, int n_threads) { bn_threadpool_set_threads(c->pool, n_threads); }
+void bn_context_limit_threads(bn_context *c, int n_threads) { bn_threadpool_set_threads(c->ws->pool, n_threads); }
 
 void bn_context_pause(bn_context *c, int paused) { atomic_store(&c->paused, paused != 0); }
 
@@ -82,9 +82,18 @@ static void append_tokens(bn_context *c, const int32_t *tokens, int n) {
     c->n_past += n;
 }
 
+/* One chunk of an eval: a forward pass of this context alone, or with its group's. */
+static int forward_chunk(bn_context *c, const int32_t *tokens, int n, const int *rows, int n_out, float *logits,
+                         char *err, size_t errlen) {
+    if (c->group) return bn_group_forward(c, tokens, n, rows, n_out, logits, err, errlen);
+    const bn_seq alone = {c, 0, n};
+    return bn_forward(c->ws, c->m, &alone, 1, tokens, n, rows, n_out, logits, err, errlen);
+}
+
 int bn_context_eval(bn_context *c, const int32_t *tokens, int n, float *logits, int all_logits,
                     char *err, size_t errlen) {
     if (validate_eval(c, tokens, n, err, errlen)) return -1;
+    bn_group_enter(c);
     const int n_past0 = c->n_past, n_vocab = c->m->hp.n_vocab;
     int rows[BN_EVAL_CHUNK];
     for (int off = 0; off < n; off += BN_EVAL_CHUNK) {
@@ -97,12 +106,14 @@ int bn_context_eval(bn_context *c, const int32_t *tokens, int n, float *logits, 
         } else if (logits && off + nb == n) {
             rows[n_out++] = nb - 1;
         }
-        if (bn_forward(c, tokens + off, nb, rows, n_out, out, err, errlen)) {
+        if (forward_chunk(c, tokens + off, nb, rows, n_out, out, err, errlen)) {
             c->n_past = n_past0; /* forget the chunks already evaluated: the call failed as a whole */
+            bn_group_leave(c);
             return -1;
         }
         append_tokens(c, tokens + off, nb);
     }
+    bn_group_leave(c);
     return 0;
 }
 

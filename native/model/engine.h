@@ -56,7 +56,11 @@ typedef enum bn_kv_type { BN_KV_F32 = 0, BN_KV_F16 = 1 } bn_kv_type;
 typedef struct bn_context_params {
     int n_ctx;             /* <= 0: min(model's training context, 4096) */
     bn_kv_type kv_type;
-    int n_threads;         /* >= 1 */
+    int n_threads;         /* >= 1; ignored with batch_with (the group's threads serve it) */
+    /* NULL, or a context of the same model to decode together with: the generations and evals
+     * that run at the same time on contexts batched together share each forward pass (every
+     * weight read serves all of them), and each gets the same results as it would alone. */
+    struct bn_context *batch_with;
 } bn_context_params;
 
 typedef struct bn_context bn_context;

@@ -70,6 +70,7 @@ int bn_generate(bn_context *c, bn_sampler *s, const int32_t *prompt, int n_promp
         return bn_fail(err, errlen, "prompt has %d tokens, context holds %d", n_prompt, bn_context_n_ctx(c));
     float *logits = malloc((size_t)c->m->hp.n_vocab * sizeof(float));
     if (!logits) return bn_fail(err, errlen, "out of memory");
+    bn_group_enter(c); /* its evals are batched with the group's other generations' */
     const double t0 = bn_now_ms();
     int rc = eval_prompt(c, prompt, n_prompt, logits, &st.n_prompt_reused, err, errlen);
     const double t1 = bn_now_ms();
@@ -77,6 +78,7 @@ int bn_generate(bn_context *c, bn_sampler *s, const int32_t *prompt, int n_promp
     if (rc == 0)
         rc = sample_loop(c, s, logits, max_tokens, stop_ids, n_stop, cb, user, cancel, &st, err, errlen);
     st.gen_ms = bn_now_ms() - t1;
+    bn_group_leave(c);
     free(logits);
     if (stats) *stats = st;
     return rc;

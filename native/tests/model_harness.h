@@ -19,7 +19,7 @@ static inline bn_model *load(const char *rel) {
 static inline bn_context *new_ctx(bn_model *m, int n_ctx, bn_kv_type kv, int threads) {
     char err[512];
     bn_context *c = NULL;
-    const bn_context_params cp = {n_ctx, kv, threads};
+    const bn_context_params cp = {n_ctx, kv, threads, NULL};
     if (bn_context_new(m, &cp, &c, err, sizeof err)) {
         fprintf(stderr, "context: %s\n", err);
         exit(1);

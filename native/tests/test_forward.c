@@ -226,7 +226,7 @@ static void test_generate_controls(bn_model *m) {
 static void test_kv_f16(bn_model *m, const int32_t *ids, int n, const float *ref) {
     char err[256];
     bn_context *c = NULL;
-    const bn_context_params cp = {64, BN_KV_F16, 2};
+    const bn_context_params cp = {64, BN_KV_F16, 2, NULL};
     CHECK(bn_context_new(m, &cp, &c, err, sizeof err) == 0, "f16 context: %s", err);
     float *got = eval_all(c, ids, n, 3, 512);
     const float d = max_abs_diff(got, ref, (size_t)n * 512);
