@@ -11,7 +11,8 @@ export default defineConfig({
     // Tests start brokers and child processes on free ports; files run in parallel workers.
     pool: 'forks',
     // The commands' cache file (prompt prefixes, answers): one for this run, never the user's.
-    env: { BONSAI_CACHE_PATH: path.join(mkdtempSync(path.join(tmpdir(), 'bonsai-vitest-')), 'cache.db') },
+    // Generations running at once each hold a libuv thread (as under `bonsai`, src/cli/main.ts).
+    env: { BONSAI_CACHE_PATH: path.join(mkdtempSync(path.join(tmpdir(), 'bonsai-vitest-')), 'cache.db'), UV_THREADPOOL_SIZE: '20' },
     reporters: ['default'],
   },
 });

@@ -157,7 +157,13 @@ export interface NativeModel {
   readonly kernelsLabel: string;
   /** How the load went: its time (ms) and the runtime image's fate (see LoadInfo in engine.ts). */
   readonly load: { ms: number; image: 'off' | 'used' | 'written' | 'not-written'; imageNote: string };
-  createContext(options: { nCtx: number; kvType: 'f32' | 'f16'; threads: number }): NativeContext;
+  /**
+   * batchWith: a context of this model to decode together with (see ContextGroup in engine.ts):
+   * generations and evals that run at the same time on contexts batched together share each
+   * forward pass, on the group's threads (those of the first context), and each gets the results
+   * it would get alone. threads is then ignored.
+   */
+  createContext(options: { nCtx: number; kvType: 'f32' | 'f16'; threads: number; batchWith?: NativeContext }): NativeContext;
   close(): void;
 }
 

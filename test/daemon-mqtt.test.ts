@@ -82,7 +82,7 @@ describe.skipIf(!RUN)('daemon on mosquitto', () => {
     expect(JSON.parse(status!.payload.toString())).toMatchObject({ state: 'online', protocol: 'mqtt5', model: reference.name });
     await o.until(() => o.raw.some((m) => m.topic === d.topics.health), 3000, 'health');
     const health = JSON.parse(o.raw.find((m) => m.topic === d.topics.health)!.payload.toString());
-    expect(health).toMatchObject({ queue_depth: 0, running: false });
+    expect(health).toMatchObject({ queue_depth: 0, running: 0 });
     expect(health.rss_bytes).toBeGreaterThan(0);
   });
 
@@ -98,6 +98,26 @@ describe.skipIf(!RUN)('daemon on mosquitto', () => {
     await o.finalFor('e1');
     expect(expiries.length).toBeGreaterThan(0);
     for (const e of expiries) expect(e).toBeGreaterThan(0), expect(e).toBeLessThanOrEqual(120);
+  });
+
+  it('runs requests together (queue.parallel): each starts before the others end, each answer as when alone', async () => {
+    const model = await Model.load(STORIES, { threads: 2, parallel: 3 });
+    cleanups.push(async () => model.close());
+    const d = await daemon(plain.url, { 'topics.shared': 'never', 'replies.chunkIntervalMs': 0 }, model);
+    const o = await observer(plain.url);
+    await o.watch('par/#');
+    const prompts = ['Once upon a time', 'Lily went', 'The dog was'];
+    await Promise.all(prompts.map((prompt, i) => o.publish(d.topics.request, JSON.stringify({ id: `par${i}`, prompt, max_tokens: 60, temperature: 0, reply_to: `par/${i}` }))));
+    const finals = await Promise.all(prompts.map((_, i) => o.finalFor(`par${i}`)));
+    for (const [i, prompt] of prompts.entries()) {
+      const alone = await reference.generate({ prompt, maxTokens: 60, sampling: { temperature: 0 } });
+      expect(finals[i]).toMatchObject({ type: 'done' });
+      expect(textOf(o.repliesFor(`par${i}`))).toBe(alone.text);
+    }
+    const arrival = (id: string, type: string) => o.messages.find((m) => m.reply.id === id && m.reply.type === type)!.at;
+    const lastStart = Math.max(...prompts.map((_, i) => arrival(`par${i}`, 'start')));
+    const firstDone = Math.min(...prompts.map((_, i) => arrival(`par${i}`, 'done')));
+    expect(lastStart).toBeLessThan(firstDone);
   });
 
   it('MQTT 3.1.1: plain text prompts get a generated id on the default topic; JSON ids and reply_to work', async () => {

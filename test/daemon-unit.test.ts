@@ -205,7 +205,7 @@ describe('scheduler', () => {
   interface TJob extends Job {
     name: string;
   }
-  function setup(max: number, maxRunMs = 10_000) {
+  function setup(max: number, maxRunMs = 10_000, parallel = 1) {
     const started: string[] = [];
     const dropped: [string, AbortReason][] = [];
     const finish = new Map<string, () => void>();
@@ -213,6 +213,7 @@ describe('scheduler', () => {
     const s = new Scheduler<TJob>({
       max,
       maxRunMs,
+      parallel,
       run: (job, signal) => {
         started.push(job.name);
         signals.set(job.name, signal);
@@ -242,6 +243,26 @@ describe('scheduler', () => {
       await tick();
     }
     expect(started).toEqual(['a', 'c', 'b', 'd']);
+  });
+
+  it('runs up to `parallel` jobs at once, the next one starting as soon as one ends', async () => {
+    const { s, started, finish, signals, dropped, job } = setup(2, 10_000, 3);
+    for (const name of ['a', 'b', 'c', 'd', 'e']) expect(s.submit(job(name))).toBe('queued');
+    expect(s.submit(job('f'))).toBe('busy');
+    expect(started).toEqual(['a', 'b', 'c']);
+    expect([s.active, s.depth]).toEqual([3, 2]);
+    expect(s.submit(job('b'))).toBe('duplicate');
+    finish.get('b')!();
+    await tick();
+    expect(started).toEqual(['a', 'b', 'c', 'd']);
+    expect(s.cancel('c')).toBe(1);
+    expect(signals.get('c')!.reason).toBe('cancelled');
+    await tick();
+    expect(started).toEqual(['a', 'b', 'c', 'd', 'e']);
+    const stopped = s.stop(true, 10_000);
+    for (const name of ['a', 'd', 'e']) expect(signals.get(name)!.reason).toBe('shutdown');
+    await stopped;
+    expect([s.active, s.depth, dropped.length]).toEqual([0, 0, 0]);
   });
 
   it('never accepts a key that is queued or running', () => {

@@ -117,3 +117,47 @@ describe.skipIf(!HAVE_FIXTURES)('Model on stories260K', () => {
     expect(c.ids).not.toEqual(a.ids);
   });
 });
+
+describe.skipIf(!HAVE_FIXTURES)('Model decoding several generations together', () => {
+  let model: Model;
+  const golden = () => readJson<Golden>('stories260K/golden/greedy_once_upon_a_time_n64.json');
+
+  beforeAll(async () => {
+    model = await Model.load(fixture('stories260K/stories260K.gguf'), { threads: 2, contextSize: 256, parallel: 3 });
+  });
+  afterAll(() => model?.close());
+
+  it('gives each generation running at once the tokens it gets alone, and refuses one more (busy)', async () => {
+    const requests = [
+      { prompt: 'Once upon a time', maxTokens: 60, sampling: { temperature: 0 } },
+      { prompt: 'Lily and Ben went to the park', maxTokens: 40, sampling: { temperature: 0.8, seed: 3 } },
+      { prompt: 'The cat', maxTokens: 7, sampling: { temperature: 1, seed: 11 } },
+    ];
+    const alone = [];
+    for (const r of requests) alone.push(await model.generate(r));
+    expect([...alone[0]!.promptIds, ...alone[0]!.ids]).toEqual(golden().tokens);
+    const together = requests.map((r) => model.generate(r));
+    await expect(model.generate({ prompt: 'x', maxTokens: 2 })).rejects.toMatchObject({ code: 'busy' });
+    const results = await Promise.all(together);
+    results.forEach((r, i) => {
+      expect(r.ids).toEqual(alone[i]!.ids);
+      expect(r.text).toBe(alone[i]!.text);
+    });
+  });
+
+  it('starts a generation while others run, and cancels one without stopping the rest', async () => {
+    const reference = await model.generate({ prompt: 'Once upon a time', maxTokens: 60, sampling: { temperature: 0 } });
+    const controller = new AbortController();
+    const long = model.generate({ prompt: 'Once upon a time', maxTokens: 60, sampling: { temperature: 0 } });
+    const cancelled = model.generate({ prompt: 'One day', maxTokens: 200, sampling: { temperature: 0 } }, { signal: controller.signal });
+    let pieces = 0;
+    const late = model.generate(
+      { prompt: 'Once upon a time', maxTokens: 60, sampling: { temperature: 0 } },
+      { onText: () => ++pieces === 3 && controller.abort() },
+    );
+    const [a, b, c] = await Promise.all([long, cancelled, late]);
+    expect(b.finishReason).toBe('cancelled');
+    expect(a.ids).toEqual(reference.ids);
+    expect(c.ids).toEqual(reference.ids);
+  });
+});

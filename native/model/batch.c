@@ -49,10 +49,12 @@ int bn_group_join(bn_context *c, bn_context *other, char *err, size_t errlen) {
         other->group = g;
         g->members = 1;
     }
+    pthread_mutex_lock(&g->mu);
     if (c->n_ctx > g->ws.n_ctx) g->ws.n_ctx = c->n_ctx; /* the attention scratch grows at the next pass */
     c->group = g;
     c->ws = &g->ws;
     g->members++;
+    pthread_mutex_unlock(&g->mu);
     return 0;
 }
 
@@ -61,7 +63,10 @@ void bn_group_leave_for_good(bn_context *c) {
     if (!g) return;
     c->group = NULL;
     c->ws = &c->own;
-    if (--g->members > 0) return;
+    pthread_mutex_lock(&g->mu);
+    const int last = --g->members == 0;
+    pthread_mutex_unlock(&g->mu);
+    if (!last) return;
     bn_workspace_free(&g->ws);
     pthread_mutex_destroy(&g->mu);
     pthread_cond_destroy(&g->changed);

@@ -59,7 +59,9 @@ typedef struct bn_context_params {
     int n_threads;         /* >= 1; ignored with batch_with (the group's threads serve it) */
     /* NULL, or a context of the same model to decode together with: the generations and evals
      * that run at the same time on contexts batched together share each forward pass (every
-     * weight read serves all of them), and each gets the same results as it would alone. */
+     * weight read serves all of them), and each gets the same results as it would alone. The
+     * group's thread count is set through any member, while none of them runs a call; a context
+     * joins while no member of the group runs one. */
     struct bn_context *batch_with;
 } bn_context_params;
 

@@ -59,6 +59,13 @@ Context::Context(const Napi::CallbackInfo &info) : Napi::ObjectWrap<Context>(inf
     Napi::Value kv = o.Get("kvType");
     p.kv_type = kv.IsString() && kv.As<Napi::String>().Utf8Value() == "f16" ? BN_KV_F16 : BN_KV_F32;
     p.n_threads = IntOption(o, "threads", 1);
+    Napi::Value with = o.Get("batchWith");
+    if (!with.IsUndefined()) {
+        if (!with.IsObject() || !with.As<Napi::Object>().InstanceOf(constructor.Value())) {
+            throw Napi::TypeError::New(env, "createContext(options): batchWith must be a NativeContext");
+        }
+        p.batch_with = Napi::ObjectWrap<Context>::Unwrap(with.As<Napi::Object>())->Idle(env);
+    }
     char err[kErrLen] = {0};
     if (bn_context_new(model_->Get(env), &p, &ctx_, err, sizeof err) != 0) throw Napi::Error::New(env, err);
     model_->AddContext();

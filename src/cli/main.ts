@@ -24,7 +24,16 @@ async function loadProgram(): Promise<Command> {
   }
 }
 
+/**
+ * Each generation running at once holds one of libuv's threads for its whole length (its tokens
+ * come back through the addon's workers), and file, DNS and SQLite work waits for a free one: room
+ * for queue.parallel's largest value (16) beside libuv's own four. Read when the pool first starts,
+ * which is after this line; a value the user set is kept.
+ */
+const UV_THREADS = 4 + 16;
+
 async function main(): Promise<void> {
+  process.env.UV_THREADPOOL_SIZE ??= String(UV_THREADS);
   // A reader that goes away (`bonsai run ... | head`) is a normal end, not a crash.
   process.stdout.on('error', (e: NodeJS.ErrnoException) => {
     if (e.code !== 'EPIPE') throw e;

@@ -1,15 +1,17 @@
 // The configuration fitted to the board it runs on: what `bonsai serve` applies before it starts
 // and `bonsai doctor` checks, in one place.
 import { native } from '../native.js';
-import { modelFits, readModelFacts, type FitResult, type ModelFacts } from '../profiles/memory.js';
-import type { ChosenProfile, DaemonConfig } from './config.js';
+import { contextsThatFit, modelFits, readModelFacts, type FitResult, type ModelFacts } from '../profiles/memory.js';
+import { DEFAULT_PARALLEL, type ChosenProfile, type DaemonConfig } from './config.js';
 
 /**
  * The configuration fitted to the model and the board before anything starts: a context size the
  * profile chose is at most what the model was trained for (one the user asked for is not cut: the
  * engine refuses it, saying so); a kernel path the profile expects gives way to the one the engine
- * detects on this CPU; and whether the model fits the board's memory budget (`bonsai serve`
- * refuses one that does not, `bonsai doctor` reports it).
+ * detects on this CPU; as many generations run at once as asked (default DEFAULT_PARALLEL) where
+ * their KV caches fit the memory budget, fewer otherwise (said in a warning when a configured
+ * number is cut); and whether the model fits the board's memory budget (`bonsai serve` refuses one
+ * that does not, `bonsai doctor` reports it).
  */
 export function fitToBoard(config: DaemonConfig, profile: ChosenProfile): { config: DaemonConfig; warnings: string[]; fit?: FitResult } {
   const facts = modelFactsOf(config.model.path);
@@ -25,7 +27,12 @@ export function fitToBoard(config: DaemonConfig, profile: ChosenProfile): { conf
     }
   }
   const fit = modelFits(profile.profile, profile.variant, facts, model.contextSize, model.kvType);
-  return { config: { ...config, model }, warnings, fit };
+  const asked = config.queue.parallel ?? DEFAULT_PARALLEL;
+  const parallel = Math.max(1, Math.min(asked, contextsThatFit(facts, fit.contextSize, fit.kvType, fit.budgetBytes)));
+  if (parallel < asked && config.queue.parallel !== undefined) {
+    warnings.push(`queue.parallel ${asked}: the ${profile.profile.id} profile's memory budget holds the KV caches of ${parallel} generation(s) of ${fit.contextSize} tokens; running ${parallel} at once`);
+  }
+  return { config: { ...config, model, queue: { ...config.queue, parallel } }, warnings, fit };
 }
 
 /** Undefined without a model or with one that cannot be read: the daemon's load then says what is wrong, with its status, as for any model. */

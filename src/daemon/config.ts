@@ -41,6 +41,9 @@ const topicPath = () =>
     .max(256)
     .refine((v) => !WILDCARDS.test(v) && !v.startsWith('$') && v.split('/').every((level) => level !== ''), 'must be topic levels joined by /: no + # NUL, no empty level, no leading $');
 
+/** Generations decoded together when neither the configuration nor the board profile says. */
+export const DEFAULT_PARALLEL = 4;
+
 export const configSchema = z.strictObject({
   version: z.literal(CONFIG_VERSION).default(CONFIG_VERSION),
   model: section({
@@ -63,7 +66,8 @@ export const configSchema = z.strictObject({
     maxRunMs: int().min(100).default(600000).describe('a generation running longer ends with `timeout`'),
   }),
   queue: section({
-    maxWaiting: int().min(0).default(8).describe('requests waiting behind the running one; more get `busy`'),
+    maxWaiting: int().min(0).default(8).describe('requests waiting behind the running ones; more get `busy`'),
+    parallel: int().min(1).max(16).optional().describe("generations decoded together, each with its own KV cache (default: the board profile's, else 4; fewer where the memory budget holds fewer)"),
   }),
   mqtt: section({
     url: brokerUrl().optional().describe('broker URL (mqtt://, mqtts://, ws://, wss://); unset: start the embedded broker'),
@@ -215,6 +219,7 @@ function profileLayer(choice: ProfileChoice): Layer {
       ...(profile.cpu.kernel_path ? { kernels: profile.cpu.kernel_path } : {}),
     },
     cache: { memoryMb: variant.prefix_cache_mb },
+    ...(variant.parallel ? { queue: { parallel: variant.parallel } } : {}),
     thermal: { throttleC: t.throttle_c, pauseC: t.pause_c, resumeC: t.resume_c, minThreads: t.min_threads, intervalSec: t.interval_sec },
   };
 }

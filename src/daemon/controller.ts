@@ -6,7 +6,7 @@
 // `offline`, disconnect, the embedded broker, the caches and the model closed. `bonsai serve` only
 // parses its flags and calls run().
 import { startEmbeddedBroker, type EmbeddedBroker } from './broker.js';
-import type { DaemonConfig } from './config.js';
+import { DEFAULT_PARALLEL, type DaemonConfig } from './config.js';
 import type { Extension, ExtensionContext, ExtensionFactory, Phase } from './extensions/extension.js';
 import { healthExtension } from './extensions/health.js';
 import { homeAssistantExtension } from './extensions/homeassistant.js';
@@ -130,7 +130,7 @@ export class Controller {
       await this.watchOwnStatus(this.mqtt);
       await this.announce();
       this.mqtt.on('reconnect', () => this.onReconnect());
-      this.log.info({ model: engine.name, protocol: this.mqtt.protocolName, queue: this.config.queue.maxWaiting }, 'online');
+      this.log.info({ model: engine.name, protocol: this.mqtt.protocolName, parallel: engine.parallel ?? 1, queue: this.config.queue.maxWaiting }, 'online');
       this.phase('online', `online: ${engine.name}, ${this.mqtt.protocolName}`);
     } catch (err) {
       await this.close();
@@ -231,10 +231,11 @@ export class Controller {
 
   private async loadModel(): Promise<DaemonEngine> {
     const { path, threads, contextSize, kvType, kernels } = this.config.model;
+    const parallel = this.config.queue.parallel ?? DEFAULT_PARALLEL;
     // Imported here so that the rest of the daemon loads where the native addon is not built.
     const { Model } = await import('../engine/engine.js');
     const image = await this.caches?.imageFor(path, kernels);
-    const model = await Model.load(path, { threads, contextSize, kvType, kernels, ...(image ? { image } : {}) });
+    const model = await Model.load(path, { threads, contextSize, kvType, kernels, parallel, ...(image ? { image } : {}) });
     this.caches?.noteImage(image, model.loadInfo);
     this.log.info({ load_ms: Math.round(model.loadInfo.ms), runtime_image: model.loadInfo.image, ...(model.loadInfo.imageNote ? { image_note: model.loadInfo.imageNote } : {}) }, 'weights ready');
     this.closeEngine = () => model.close();

@@ -20,6 +20,8 @@ export interface DaemonEngine {
   readonly name: string;
   readonly contextSize: number;
   readonly chatTemplate: string | undefined;
+  /** Generations it runs at once (decoded together); absent: one. */
+  readonly parallel?: number;
   /** Renders and tokenizes; throws EngineError too_large when the prompt cannot fit the context. */
   prepare(request: GenerateRequest): PreparedRequest;
   generate(request: PreparedRequest, options: GenerateOptions): Promise<GenerateResult>;
@@ -92,6 +94,7 @@ export class RequestPipeline extends EventEmitter<PipelineEvents> {
     super();
     this.scheduler = new Scheduler<RequestJob>({
       max: config.queue.maxWaiting,
+      parallel: engine.parallel ?? 1,
       maxRunMs: config.limits.maxRunMs,
       run: (job, signal) => this.run(job, signal),
       dropped: (job, reason) => this.dropped(job, reason),
@@ -106,8 +109,9 @@ export class RequestPipeline extends EventEmitter<PipelineEvents> {
     return this.scheduler.depth;
   }
 
-  get busy(): boolean {
-    return this.scheduler.busy;
+  /** Generations running now. */
+  get active(): number {
+    return this.scheduler.active;
   }
 
   /** A topic whose messages are requests, with what the topic implies (reply topic, streaming). */

@@ -1,7 +1,7 @@
-// Scheduling: a bounded priority queue in front of a single worker. One generation runs at a time
-// (the model has one context); requests wait by priority, then arrival. A full queue answers at
-// once instead of growing, deadlines are enforced while waiting and while running, and a request
-// key that is queued or running is never accepted a second time.
+// Scheduling: a bounded priority queue in front of `parallel` workers. Up to that many generations
+// run at once (the model decodes them together, one context each); the rest wait by priority, then
+// arrival. A full queue answers at once instead of growing, deadlines are enforced while waiting
+// and while running, and a request key that is queued or running is never accepted a second time.
 
 export interface Job {
   /** Unique per request (reply topic + id); duplicates are refused while the first is in flight. */
@@ -16,8 +16,10 @@ export interface Job {
 export type AbortReason = 'cancelled' | 'timeout' | 'shutdown';
 
 export interface SchedulerOptions<J extends Job> {
-  /** Waiting jobs beyond the running one. */
+  /** Waiting jobs beyond the running ones. */
   max: number;
+  /** Jobs that run at once (default 1). */
+  parallel?: number;
   /** Longest a job may run before its signal aborts with 'timeout'. */
   maxRunMs: number;
   /** Runs one job; must settle (it owns the job's replies) and should stop soon after `signal` aborts. */
@@ -35,9 +37,15 @@ interface Waiting<J> {
 
 export type SubmitResult = 'queued' | 'busy' | 'duplicate' | 'stopped';
 
+interface Running<J> {
+  job: J;
+  controller: AbortController;
+  done: Promise<void>;
+}
+
 export class Scheduler<J extends Job> {
   private waiting: Waiting<J>[] = [];
-  private running?: { job: J; controller: AbortController; done: Promise<void> };
+  private readonly running = new Set<Running<J>>();
   private seq = 0;
   private stopped = false;
   private readonly now: () => number;
@@ -49,18 +57,22 @@ export class Scheduler<J extends Job> {
   get depth(): number {
     return this.waiting.length;
   }
-  get busy(): boolean {
-    return this.running !== undefined;
+  /** Jobs running now. */
+  get active(): number {
+    return this.running.size;
+  }
+  private get slots(): number {
+    return this.opts.parallel ?? 1;
   }
 
   has(key: string): boolean {
-    return this.running?.job.key === key || this.waiting.some((w) => w.job.key === key);
+    return [...this.running].some((r) => r.job.key === key) || this.waiting.some((w) => w.job.key === key);
   }
 
   submit(job: J): SubmitResult {
     if (this.stopped) return 'stopped';
     if (this.has(job.key)) return 'duplicate';
-    if (this.running && this.waiting.length >= this.opts.max) return 'busy';
+    if (this.running.size >= this.slots && this.waiting.length >= this.opts.max) return 'busy';
     const entry: Waiting<J> = { job, seq: this.seq++ };
     if (job.deadline !== undefined) {
       entry.timer = setTimeout(() => this.drop(entry, 'timeout'), Math.max(0, job.deadline - this.now()));
@@ -77,25 +89,27 @@ export class Scheduler<J extends Job> {
       this.drop(w, 'cancelled');
       found++;
     }
-    if (this.running?.job.id === id) {
-      this.running.controller.abort('cancelled' satisfies AbortReason);
+    for (const r of this.running) {
+      if (r.job.id !== id) continue;
+      r.controller.abort('cancelled' satisfies AbortReason);
       found++;
     }
     return found;
   }
 
   /**
-   * Stops taking jobs and drops the waiting ones. The running job finishes, or is aborted with
+   * Stops taking jobs and drops the waiting ones. The running jobs finish, or are aborted with
    * 'shutdown' at once (cancel=true) or after graceMs. Resolves when nothing runs any more.
    */
   async stop(cancelRunning: boolean, graceMs: number): Promise<void> {
     this.stopped = true;
     for (const w of [...this.waiting]) this.drop(w, 'shutdown');
-    const running = this.running;
-    if (!running) return;
-    if (cancelRunning) running.controller.abort('shutdown' satisfies AbortReason);
-    const grace = setTimeout(() => running.controller.abort('shutdown' satisfies AbortReason), graceMs);
-    await running.done;
+    const running = [...this.running];
+    if (running.length === 0) return;
+    const abortAll = () => running.forEach((r) => r.controller.abort('shutdown' satisfies AbortReason));
+    if (cancelRunning) abortAll();
+    const grace = setTimeout(abortAll, graceMs);
+    await Promise.all(running.map((r) => r.done));
     clearTimeout(grace);
   }
 
@@ -115,22 +129,24 @@ export class Scheduler<J extends Job> {
   }
 
   private pump(): void {
-    if (this.running || this.stopped) return;
-    const next = this.waiting.shift();
-    if (!next) return;
+    while (this.running.size < this.slots && !this.stopped && this.waiting.length > 0) this.start(this.waiting.shift()!);
+  }
+
+  private start(next: Waiting<J>): void {
     clearTimeout(next.timer);
     const { job } = next;
     const controller = new AbortController();
     const limit = Math.min(this.opts.maxRunMs, job.deadline !== undefined ? job.deadline - this.now() : Infinity);
     const timer = setTimeout(() => controller.abort('timeout' satisfies AbortReason), Math.max(0, limit));
-    const done = this.opts
+    const entry: Running<J> = { job, controller, done: Promise.resolve() };
+    entry.done = this.opts
       .run(job, controller.signal)
       .catch(() => undefined) // run owns its errors and replies; nothing may stop the queue
       .finally(() => {
         clearTimeout(timer);
-        this.running = undefined;
+        this.running.delete(entry);
         this.pump();
       });
-    this.running = { job, controller, done };
+    this.running.add(entry);
   }
 }

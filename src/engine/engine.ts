@@ -1,6 +1,7 @@
-// The engine as the rest of the program sees it: a loaded model with its tokenizer, one context
-// (KV cache) and the generation/scoring calls. Inference runs on native worker threads; this
-// module only prepares token ids, streams text back and enforces one generation at a time.
+// The engine as the rest of the program sees it: a loaded model with its tokenizer, its contexts
+// (KV caches: one per generation that may run at once, decoded together) and the
+// generation/scoring calls. Inference runs on native worker threads; this module only prepares
+// token ids, streams text back and hands each call a free context.
 import { native, type FinishReason as NativeFinish, type GgufFileInfo, type ModelHparams, type NativeContext, type NativeModel, type SamplingParams } from '../native.js';
 import { readGguf } from '../gguf/reader.js';
 import { createTokenizer, type Tokenizer } from './tokenizer/index.js';
@@ -24,6 +25,12 @@ export interface LoadOptions {
   kvType?: 'f32' | 'f16';
   /** Force a kernel path (scalar, avx2, ...); default: the best this CPU supports. */
   kernels?: string;
+  /**
+   * Generations that may run at once (default 1), each with its own KV cache of contextSize
+   * tokens. Those running together are decoded together: every forward pass serves all of them,
+   * so each weight read from memory serves several tokens.
+   */
+  parallel?: number;
   /**
    * A runtime image (native/model/image.h) to run the weights from: mapped in place when it
    * matches `key` and this kernel path, else built by this load.
@@ -86,8 +93,13 @@ export interface GenerateResult {
   };
 }
 
+/** A context and whether a call holds it. */
+interface Slot {
+  readonly context: NativeContext;
+  busy: boolean;
+}
+
 export class Model {
-  private busy = false;
   private prefix: { store: PrefixStore; blockTokens: number; root: string } | undefined;
   private chat: ChatTemplate | undefined;
   private eog: number[] | undefined;
@@ -97,7 +109,7 @@ export class Model {
     readonly info: GgufFileInfo,
     readonly tokenizer: Tokenizer,
     private readonly nativeModel: NativeModel,
-    private readonly context: NativeContext,
+    private readonly slots: Slot[],
     readonly loadMs: number,
     readonly kvType: 'f32' | 'f16',
     private contextThreads: number,
@@ -126,22 +138,23 @@ export class Model {
     const nativeModel = await loading;
     const trained = nativeModel.hparams.nCtxTrain || Infinity;
     const threads = options.threads ?? defaultThreads();
-    let context: NativeContext;
+    const parallel = options.parallel ?? 1;
+    const contexts: NativeContext[] = [];
     try {
+      if (!Number.isInteger(parallel) || parallel < 1) throw new EngineError('bad_request', `parallel must be a whole number of at least 1, got ${parallel}`);
       if (options.contextSize !== undefined && options.contextSize > trained) {
         // Positions past the training context give garbage (no RoPE scaling here): say so, never shrink silently.
         throw new EngineError('bad_request', `context size ${options.contextSize} is larger than this model was trained for (${trained} tokens): use at most ${trained}`);
       }
-      context = nativeModel.createContext({
-        nCtx: options.contextSize ?? Math.min(trained, 4096),
-        kvType: options.kvType ?? 'f32',
-        threads,
-      });
+      const shape = { nCtx: options.contextSize ?? Math.min(trained, 4096), kvType: options.kvType ?? 'f32', threads } as const;
+      for (let i = 0; i < parallel; i++) contexts.push(nativeModel.createContext(i ? { ...shape, batchWith: contexts[0] } : shape));
     } catch (err) {
+      for (const context of contexts) context.close();
       nativeModel.close();
       throw err;
     }
-    return new Model(file, info, tokenizer, nativeModel, context, performance.now() - started, options.kvType ?? 'f32', threads);
+    const slots = contexts.map((context) => ({ context, busy: false }));
+    return new Model(file, info, tokenizer, nativeModel, slots, performance.now() - started, options.kvType ?? 'f32', threads);
   }
 
   get hparams(): ModelHparams {
@@ -158,7 +171,11 @@ export class Model {
     return this.nativeModel.kernelsLabel;
   }
   get contextSize(): number {
-    return this.context.nCtx;
+    return this.slots[0]!.context.nCtx;
+  }
+  /** Generations that may run at once. */
+  get parallel(): number {
+    return this.slots.length;
   }
   get name(): string {
     return modelName(this.file, this.info.metadata);
@@ -178,8 +195,10 @@ export class Model {
     this.prefix = { store: settings.store, blockTokens, root: chainRoot(settings.modelIdentity, this.kvType, this.kernels, blockTokens) };
   }
 
+  /** The contexts share one pool of threads: set it while none of them runs a call. */
   setThreads(n: number): void {
-    this.context.setThreads(n);
+    if (this.slots.some((s) => s.busy)) throw new EngineError('busy', 'threads can be changed only while nothing runs on this model');
+    this.slots[0]!.context.setThreads(n);
     this.contextThreads = n;
   }
 
@@ -188,12 +207,12 @@ export class Model {
    * the next pass on (the output does not depend on it); limitThreads(model.threads) lifts it.
    */
   limitThreads(n: number): void {
-    this.context.limitThreads(Math.min(n, this.threads));
+    this.slots[0]!.context.limitThreads(Math.min(n, this.threads)); // the pool all contexts share
   }
 
-  /** Thermal control: while paused, a running generation waits before its next token. */
+  /** Thermal control: while paused, running generations wait before their next token. */
   pause(paused: boolean): void {
-    this.context.pause(paused);
+    for (const { context } of this.slots) context.pause(paused);
   }
 
   /** The token ids of a request without chat messages: its ids as given, or its prompt text. */
@@ -240,15 +259,15 @@ export class Model {
   prepare(request: GenerateRequest): PreparedRequest {
     const chat = request.messages ? this.chatPrompt(request.messages, request.enableThinking) : undefined;
     const promptIds = chat ? chat.ids : this.plainPromptIds(request);
-    if (promptIds.length >= this.context.nCtx) {
-      throw new EngineError('too_large', `prompt has ${promptIds.length} tokens, context holds ${this.context.nCtx}`);
+    if (promptIds.length >= this.contextSize) {
+      throw new EngineError('too_large', `prompt has ${promptIds.length} tokens, context holds ${this.contextSize}`);
     }
     return new PreparedRequest(request, promptIds, chat?.text);
   }
 
   async generate(input: GenerateRequest | PreparedRequest, options: GenerateOptions = {}): Promise<GenerateResult> {
     const { request, promptIds, chatText } = input instanceof PreparedRequest ? input : this.prepare(input);
-    return this.exclusive(async () => {
+    return this.exclusive(promptIds, async (context) => {
       // Text generated right after BOS starts the text: SentencePiece drops its leading space there.
       const startOfText = promptIds.length === 1 && promptIds[0] === this.tokenizer.bos;
       const decoder = this.tokenizer.createStreamDecoder({ startOfText });
@@ -266,13 +285,13 @@ export class Model {
         return parts.answer;
       };
       const ids: number[] = [];
-      const onAbort = () => this.context.cancel();
+      const onAbort = () => context.cancel();
       options.signal?.addEventListener('abort', onAbort);
       let stoppedByString = false;
       try {
-        if (options.signal?.aborted) this.context.cancel();
-        this.restorePrefix(promptIds);
-        const stats = await this.context.generate(
+        if (options.signal?.aborted) context.cancel();
+        this.restorePrefix(context, promptIds);
+        const stats = await context.generate(
           Int32Array.from(promptIds),
           {
             maxTokens: request.maxTokens,
@@ -287,7 +306,7 @@ export class Model {
             if (emitted) options.onText?.(emitted);
             if (stop.matched) {
               stoppedByString = true;
-              this.context.cancel();
+              context.cancel();
             }
           },
         );
@@ -295,7 +314,7 @@ export class Model {
           const rest = stop.finish(answerOf(decoder.flush(), true));
           if (rest) options.onText?.(rest);
         }
-        this.savePrefix(promptIds);
+        this.savePrefix(context, promptIds);
         return {
           text: stop.text,
           ...(request.enableThinking && chatText !== undefined ? { thinking } : {}),
@@ -319,12 +338,12 @@ export class Model {
   /** Teacher-forced logits for every position: [ids.length][vocab]. Starts a fresh sequence. */
   async logits(ids: number[]): Promise<Float32Array> {
     if (ids.length === 0) throw new EngineError('bad_request', 'no token ids given');
-    if (ids.length > this.context.nCtx) {
-      throw new EngineError('too_large', `${ids.length} ids, context holds ${this.context.nCtx}`);
+    if (ids.length > this.contextSize) {
+      throw new EngineError('too_large', `${ids.length} ids, context holds ${this.contextSize}`);
     }
-    return this.exclusive(async () => {
-      this.context.truncate(0);
-      return this.context.eval(Int32Array.from(ids), true);
+    return this.exclusive(ids, async (context) => {
+      context.truncate(0);
+      return context.eval(Int32Array.from(ids), true);
     });
   }
 
@@ -334,16 +353,16 @@ export class Model {
    * even for a 150k-token vocabulary.
    */
   async nll(ids: number[], chunk = 64): Promise<number[]> {
-    if (ids.length > this.context.nCtx) {
-      throw new EngineError('too_large', `${ids.length} tokens, context holds ${this.context.nCtx}`);
+    if (ids.length > this.contextSize) {
+      throw new EngineError('too_large', `${ids.length} tokens, context holds ${this.contextSize}`);
     }
-    return this.exclusive(async () => {
-      this.context.truncate(0);
+    return this.exclusive(ids, async (context) => {
+      context.truncate(0);
       const vocab = this.hparams.nVocab;
       const out: number[] = [];
       for (let start = 0; start < ids.length - 1; start += chunk) {
         const end = Math.min(start + chunk, ids.length - 1);
-        const logits = await this.context.eval(Int32Array.from(ids.slice(start, end)), true);
+        const logits = await context.eval(Int32Array.from(ids.slice(start, end)), true);
         for (let t = start; t < end; t++) {
           out.push(negLogSoftmax(logits.subarray((t - start) * vocab, (t - start + 1) * vocab), ids[t + 1]!));
         }
@@ -353,7 +372,7 @@ export class Model {
   }
 
   close(): void {
-    this.context.close();
+    for (const { context } of this.slots) context.close();
     this.nativeModel.close();
   }
 
@@ -362,11 +381,11 @@ export class Model {
    * (the native generation reuses whatever prefix the context shares with the prompt). The last
    * prompt token is always evaluated: its logits start the generation.
    */
-  private restorePrefix(promptIds: number[]): void {
+  private restorePrefix(context: NativeContext, promptIds: number[]): void {
     if (!this.prefix) return;
     const { store, blockTokens, root } = this.prefix;
     const usable = Math.floor((promptIds.length - 1) / blockTokens);
-    const held = Math.floor(commonPrefix(this.context.tokens(), promptIds) / blockTokens);
+    const held = Math.floor(commonPrefix(context.tokens(), promptIds) / blockTokens);
     if (held >= usable) return;
     const hashes = blockHashes(root, promptIds, blockTokens, usable);
     const found: Uint8Array[] = [];
@@ -376,20 +395,20 @@ export class Model {
       found.push(rows);
     }
     if (found.length === 0) return;
-    this.context.truncate(held * blockTokens);
+    context.truncate(held * blockTokens);
     found.forEach((rows, i) => {
       const start = (held + i) * blockTokens;
-      this.context.kvImport(Int32Array.from(promptIds.slice(start, start + blockTokens)), rows);
+      context.kvImport(Int32Array.from(promptIds.slice(start, start + blockTokens)), rows);
     });
   }
 
   /** Stores the prompt's full blocks that the store does not have yet. */
-  private savePrefix(promptIds: number[]): void {
+  private savePrefix(context: NativeContext, promptIds: number[]): void {
     if (!this.prefix) return;
     const { store, blockTokens, root } = this.prefix;
-    const blocks = Math.floor(Math.min(promptIds.length, this.context.nPast) / blockTokens);
+    const blocks = Math.floor(Math.min(promptIds.length, context.nPast) / blockTokens);
     blockHashes(root, promptIds, blockTokens, blocks).forEach((hash, b) => {
-      if (!store.has(hash)) store.put(hash, this.context.kvExport(b * blockTokens, blockTokens));
+      if (!store.has(hash)) store.put(hash, context.kvExport(b * blockTokens, blockTokens));
     });
   }
 
@@ -402,13 +421,27 @@ export class Model {
     return this.eog;
   }
 
-  private async exclusive<T>(work: () => Promise<T>): Promise<T> {
-    if (this.busy) throw new EngineError('busy', 'another generation is running on this model');
-    this.busy = true;
+  /**
+   * Runs work on a free context: of those, the one holding the longest prefix of ids (its KV rows
+   * are reused). EngineError 'busy' when every context is taken.
+   */
+  private async exclusive<T>(ids: number[], work: (context: NativeContext) => Promise<T>): Promise<T> {
+    let best: Slot | undefined;
+    let bestShared = -1;
+    for (const slot of this.slots) {
+      if (slot.busy) continue;
+      const shared = commonPrefix(slot.context.tokens(), ids);
+      if (shared > bestShared) [best, bestShared] = [slot, shared];
+    }
+    if (!best) {
+      throw new EngineError('busy', this.slots.length === 1 ? 'another generation is running on this model' : `all ${this.slots.length} generations this model runs at once are taken`);
+    }
+    const slot = best;
+    slot.busy = true;
     try {
-      return await work();
+      return await work(slot.context);
     } finally {
-      this.busy = false;
+      slot.busy = false;
     }
   }
 }

@@ -30,6 +30,8 @@ export interface RamVariant {
   prefix_cache_mb: number;
   recommended_model: BonsaiName | null;
   threads?: number;
+  /** Generations decoded together (queue.parallel). */
+  parallel?: number;
   cpus?: number[];
   service: { memory_high_mb: number; memory_max_mb: number; cpu_quota_percent?: number };
   notes?: string;

@@ -78,6 +78,15 @@ export function estimateMemory(model: ModelFacts, contextSize: number, kvType: K
   return { weightsBytes: model.weightsBytes, kvBytes, runtimeBytes: RUNTIME_BYTES, totalBytes: model.weightsBytes + kvBytes + RUNTIME_BYTES };
 }
 
+/**
+ * How many contexts (KV caches of contextSize tokens, one per generation decoded at once) fit the
+ * budget beside the weights and the runtime; 0 when not even one does.
+ */
+export function contextsThatFit(model: ModelFacts, contextSize: number, kvType: KvType, budgetBytes: number): number {
+  const one = estimateMemory(model, contextSize, kvType);
+  return Math.max(0, Math.floor((budgetBytes - one.weightsBytes - one.runtimeBytes) / one.kvBytes));
+}
+
 /** The largest Bonsai model that fits the variant at its own context size and KV type; null when none does. */
 export function largestBonsai(variant: RamVariant): BonsaiName | null {
   const budget = variant.memory_budget_mb * MIB;

@@ -11,20 +11,21 @@ export interface SystemHealth {
   rss_bytes: number;
   load: number[];
   queue_depth: number;
-  running: boolean;
+  /** Generations running now (up to queue.parallel). */
+  running: number;
   cpu_temp_c?: number;
   ts: string;
 }
 
 const THERMAL_DIR = '/sys/class/thermal';
 
-export function systemHealth(startedAt: number, queue: { depth: number; busy: boolean }, thermalDir = THERMAL_DIR): SystemHealth {
+export function systemHealth(startedAt: number, queue: { depth: number; active: number }, thermalDir = THERMAL_DIR): SystemHealth {
   const health: SystemHealth = {
     uptime_s: Math.round((Date.now() - startedAt) / 1000),
     rss_bytes: process.memoryUsage.rss(),
     load: os.loadavg().map((l) => Math.round(l * 100) / 100),
     queue_depth: queue.depth,
-    running: queue.busy,
+    running: queue.active,
     ts: new Date().toISOString(),
   };
   const temp = cpuTemperature(thermalDir);
@@ -61,7 +62,7 @@ export function healthExtension(ctx: ExtensionContext): Extension {
   let lastTokensPerS: number | null = null;
   let timer: NodeJS.Timeout | undefined;
   const publish = () => {
-    const health = { ...systemHealth(ctx.startedAt, { depth: ctx.pipeline.depth, busy: ctx.pipeline.busy }), ...ctx.health() };
+    const health = { ...systemHealth(ctx.startedAt, { depth: ctx.pipeline.depth, active: ctx.pipeline.active }), ...ctx.health() };
     ctx.mqtt.publish(ctx.topics.health, JSON.stringify(health), { qos: 0, retain: true });
   };
   return {
