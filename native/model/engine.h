@@ -48,7 +48,7 @@ const bn_hparams *bn_model_hparams(const bn_model *m);
 const bn_gguf *bn_model_gguf(const bn_model *m);
 bn_isa bn_model_isa(const bn_model *m);
 /* The model's kernel path as bn_kernels_label reports it for the bulk of its weights
- * ("avx512 (avx2 kernels)" for Q1_0 weights on avx512). */
+ * ("avx2 (scalar kernels)" for TQ1_0 weights on avx2). */
 void bn_model_kernels_label(const bn_model *m, char *buf, size_t len);
 
 typedef enum bn_kv_type { BN_KV_F32 = 0, BN_KV_F16 = 1 } bn_kv_type;

@@ -13,6 +13,8 @@ export interface BenchOptions {
   prompt: number;
   gen: number;
   threads: number[];
+  /** tg with this many generations decoded together (default [1]). */
+  parallel?: number[];
   reps: number;
   kvType: 'f32' | 'f16';
   /** Default: room for the prompt and the generated tokens, as llama-bench. */
@@ -28,6 +30,9 @@ export interface BenchOptions {
 export interface BenchRow {
   test: string;
   threads: number;
+  /** tg: generations decoded together; tokensPerS is each one's, aggregateTokensPerS all of theirs. */
+  parallel?: number;
+  aggregateTokensPerS?: number;
   tokensPerS: number;
   sd: number;
   /** Weight bytes a token costs times tokens/s: what the run would stream if nothing were reused. */
@@ -77,6 +82,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     engine: 'bonsai',
     model: o.model,
     threads: o.threads,
+    parallel: o.parallel ?? [1],
     prompt: o.prompt,
     gen: o.gen,
     reps: o.reps,
@@ -96,12 +102,16 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   }
   const rows = bonsaiReply.result.runs.map((run): BenchRow => {
     const { mean, sd } = meanSd(run.samples);
-    const weightGBps = (mean * weights.bytesPerToken) / 1e9;
-    const peerRun = peer?.runs.find((p) => p.test === run.test && p.threads === run.threads);
+    const aggregate = run.aggregateSamples ? meanSd(run.aggregateSamples).mean : undefined;
+    // a weight read serves every stream: what one token stream alone would have to read
+    const weightGBps = ((aggregate ?? mean) * weights.bytesPerToken) / 1e9;
+    const peerRun = peer?.runs.find((p) => p.test === run.test && p.threads === run.threads && p.parallel === run.parallel);
     const peerStats = peerRun ? meanSd(peerRun.samples) : null;
     return {
       test: run.test,
       threads: run.threads,
+      ...(run.parallel !== undefined ? { parallel: run.parallel } : {}),
+      ...(aggregate !== undefined ? { aggregateTokensPerS: aggregate } : {}),
       tokensPerS: mean,
       sd,
       weightGBps,
@@ -185,6 +195,7 @@ export function benchJson(r: BenchReport): object {
     results: r.rows.map((row) => ({
       test: row.test,
       threads: row.threads,
+      ...(row.parallel !== undefined ? { parallel: row.parallel, aggregate_tokens_per_s: round(row.aggregateTokensPerS!, 2) } : {}),
       tokens_per_s: round(row.tokensPerS, 2),
       sd: round(row.sd, 2),
       bw_fraction: round(row.bwFraction, 4),
@@ -206,10 +217,13 @@ export function formatBench(r: BenchReport): string {
     `kernels: ${r.bonsai.kernels}${r.peer ? `; peer: ${r.peer.kernels}` : ''}`,
     '',
   ];
+  const together = r.rows.some((row) => (row.parallel ?? 1) > 1);
   const header = ['test', 'threads', 'bonsai t/s', 'weights GB/s', 'of roofline'];
+  if (together) header.splice(2, 0, 'streams', 'all streams t/s');
   if (r.peer) header.push('peer t/s', 'ratio');
   const table = r.rows.map((row) => {
     const cells = [row.test, String(row.threads), pm(row.tokensPerS, row.sd), row.weightGBps.toFixed(2), `${(row.bwFraction * 100).toFixed(1)}%`];
+    if (together) cells.splice(2, 0, row.parallel === undefined ? '-' : String(row.parallel), row.aggregateTokensPerS === undefined ? '-' : row.aggregateTokensPerS.toFixed(2));
     if (r.peer) cells.push(row.peerTokensPerS === null ? '-' : pm(row.peerTokensPerS, row.peerSd ?? 0), row.ratio === null ? '-' : `${row.ratio.toFixed(2)}x`);
     return cells;
   });

@@ -8,6 +8,8 @@ export interface WorkerSpec {
   engine: 'bonsai' | 'peer';
   model: string;
   threads: number[];
+  /** tg with this many generations decoded together (bonsai; the peer runs 1). */
+  parallel: number[];
   /** Prompt tokens for the pp test and generated tokens for tg (0 skips the test). */
   prompt: number;
   gen: number;
@@ -23,8 +25,11 @@ export interface WorkerSpec {
 export interface WorkerRun {
   test: string;
   threads: number;
-  /** tokens/s of each repetition (after one warm-up run that is not counted). */
+  /** tokens/s of each repetition (after one warm-up run that is not counted); tg: per stream. */
   samples: number[];
+  /** tg: the generations decoded together, and each repetition's tokens/s of all of them. */
+  parallel?: number;
+  aggregateSamples?: number[];
 }
 
 export interface WorkerResult {
@@ -50,6 +55,13 @@ interface Engine {
   prompt(ids: number[]): Promise<number>;
   /** Generates n tokens after a one-token fresh sequence; returns milliseconds for the n. */
   generate(first: number, n: number): Promise<number>;
+  /** Most generations it decodes together. */
+  parallel: number;
+  /**
+   * Generates n tokens after each of several one-token fresh sequences, all at once; returns each
+   * one's milliseconds for its n, and the milliseconds from the first start to the last end.
+   */
+  generateTogether(firsts: number[], n: number): Promise<{ each: number[]; wallMs: number }>;
   close(): Promise<void>;
 }
 
@@ -71,9 +83,11 @@ async function measure(spec: WorkerSpec, open: Opener): Promise<WorkerResult> {
       progress(`pp${spec.prompt}`);
       runs.push({ test: `pp${spec.prompt}`, threads, samples: await repeat(spec.reps, () => engine.prompt(ids.sequence(spec.prompt)), spec.prompt) });
     }
-    if (spec.gen > 0) {
-      progress(`tg${spec.gen}`);
-      runs.push({ test: `tg${spec.gen}`, threads, samples: await repeat(spec.reps, () => engine.generate(ids.sequence(1)[0]!, spec.gen), spec.gen) });
+    for (const parallel of spec.gen > 0 ? spec.parallel.filter((p) => p <= engine.parallel) : []) {
+      progress(`tg${spec.gen}${parallel > 1 ? ` x${parallel}` : ''}`);
+      const run = { test: `tg${spec.gen}`, threads, parallel };
+      if (parallel === 1) runs.push({ ...run, ...perStreamAndAll(await repeat(spec.reps, () => engine.generate(ids.sequence(1)[0]!, spec.gen), spec.gen), 1) });
+      else runs.push({ ...run, ...(await repeatTogether(spec.reps, () => engine.generateTogether(ids.firsts(parallel), spec.gen), spec.gen)) });
     }
   }
   await engine.close();
@@ -86,6 +100,24 @@ async function repeat(reps: number, run: () => Promise<number>, tokens: number):
   const out: number[] = [];
   for (let r = 0; r < reps; r++) out.push((tokens * 1000) / (await run()));
   return out;
+}
+
+/** Samples of one stream alone: all streams' rate is its own. */
+function perStreamAndAll(samples: number[], streams: number): { samples: number[]; aggregateSamples: number[] } {
+  return { samples, aggregateSamples: samples.map((s) => s * streams) };
+}
+
+/** `repeat` for generations decoded together: each stream's mean tokens/s, and all streams' tokens over the wall time. */
+async function repeatTogether(reps: number, run: () => Promise<{ each: number[]; wallMs: number }>, tokens: number): Promise<{ samples: number[]; aggregateSamples: number[] }> {
+  await run();
+  const samples: number[] = [];
+  const aggregateSamples: number[] = [];
+  for (let r = 0; r < reps; r++) {
+    const { each, wallMs } = await run();
+    samples.push(each.reduce((sum, ms) => sum + (tokens * 1000) / ms, 0) / each.length);
+    aggregateSamples.push((each.length * tokens * 1000) / wallMs);
+  }
+  return { samples, aggregateSamples };
 }
 
 /** Random token ids, as llama-bench uses; an LCG is plenty for that. */
@@ -102,6 +134,11 @@ class TokenSource {
     return ids;
   }
 
+  /** First ids of n fresh sequences, each different from the one before. */
+  firsts(n: number): number[] {
+    return Array.from({ length: n }, () => this.sequence(1)[0]!);
+  }
+
   private random(): number {
     this.state = (Math.imul(this.state, 1103515245) + 12345) >>> 0;
     return (this.state >>> 8) % this.vocab;
@@ -111,6 +148,7 @@ class TokenSource {
 async function openBonsai(spec: WorkerSpec): Promise<{ engine: Engine; loadMs: number }> {
   const model = await Model.load(spec.model, {
     threads: spec.threads[0]!,
+    parallel: Math.max(...spec.parallel),
     contextSize: spec.contextSize,
     kvType: spec.kvType,
     ...(spec.kernels !== undefined ? { kernels: spec.kernels } : {}),
@@ -122,6 +160,12 @@ async function openBonsai(spec: WorkerSpec): Promise<{ engine: Engine; loadMs: n
     prompt: async (ids) => (await model.generate({ promptIds: ids, maxTokens: 0, sampling: greedy })).timings.promptMs,
     // n + 1 samples make n evaluations: the last sampled token is never evaluated.
     generate: async (first, n) => (await model.generate({ promptIds: [first], maxTokens: n + 1, ignoreEog: true, sampling: greedy })).timings.genMs,
+    parallel: model.parallel,
+    async generateTogether(firsts, n) {
+      const t0 = performance.now();
+      const results = await Promise.all(firsts.map((first) => model.generate({ promptIds: [first], maxTokens: n + 1, ignoreEog: true, sampling: greedy })));
+      return { each: results.map((r) => r.timings.genMs), wallMs: performance.now() - t0 };
+    },
     close: async () => model.close(),
   };
   return { engine, loadMs: model.loadMs };
@@ -158,6 +202,8 @@ async function openPeer(spec: WorkerSpec): Promise<{ engine: Engine; loadMs: num
   let sequence: PeerSequence | undefined;
   const engine: Engine = {
     kernels: `llama.cpp (${llama.buildType})`,
+    parallel: 1,
+    generateTogether: () => Promise.reject(new Error('the peer runs one generation at a time here')),
     async setThreads(n) {
       await context?.dispose();
       context = await model.createContext({ contextSize: spec.contextSize, threads: n, batchSize: Math.max(1, Math.min(spec.prompt, 512)) });

@@ -10,6 +10,7 @@ interface BenchCliOptions {
   nPrompt: number;
   nGen: number;
   threads: number[];
+  parallel: number[];
   repetitions: number;
   ctxSize?: number;
   kvType: 'f32' | 'f16';
@@ -30,7 +31,8 @@ export function register(program: Command): void {
     .option('-m, --model <file>', 'GGUF model file (required)')
     .option('-p, --n-prompt <n>', 'prompt tokens for the pp test (0 = skip)', intOption('n-prompt', 0, 1 << 16), 512)
     .option('-n, --n-gen <n>', 'generated tokens for the tg test (0 = skip)', intOption('n-gen', 0, 1 << 16), 128)
-    .option('-t, --threads <list>', 'comma-separated thread counts, e.g. 1,2', threadsOption, [defaultThreads()])
+    .option('-t, --threads <list>', 'comma-separated thread counts, e.g. 1,2', countsOption('threads', 256), [defaultThreads()])
+    .option('--parallel <list>', 'tg with this many generations decoded together, e.g. 1,2,4: aggregate and per-stream tokens/s', countsOption('parallel', 16), [1])
     .option('-r, --repetitions <n>', 'timed repetitions per test (after one warm-up)', intOption('repetitions', 1, 1000), 3)
     .option('--vs-peer', 'also run node-llama-cpp (llama.cpp) on the same file, threads and context, and show the ratio')
     .option('--json', 'print one JSON object instead of the table')
@@ -42,6 +44,7 @@ export function register(program: Command): void {
         prompt: opts.nPrompt,
         gen: opts.nGen,
         threads: opts.threads,
+        parallel: opts.parallel,
         reps: opts.repetitions,
         kvType: opts.kvType,
         ...(opts.ctxSize !== undefined ? { contextSize: opts.ctxSize } : {}),
@@ -54,10 +57,13 @@ export function register(program: Command): void {
   registerKernels(bench);
 }
 
-function threadsOption(value: string): number[] {
-  const parts = value.split(',').map((s) => s.trim());
-  if (parts.some((p) => !/^\d+$/.test(p) || Number(p) < 1 || Number(p) > 256)) {
-    throw new InvalidArgumentError('threads must be comma-separated integers from 1 to 256, e.g. 1,2');
-  }
-  return parts.map(Number);
+/** A comma-separated list of counts from 1 to max, e.g. 1,2. */
+function countsOption(name: string, max: number): (value: string) => number[] {
+  return (value) => {
+    const parts = value.split(',').map((s) => s.trim());
+    if (parts.some((p) => !/^\d+$/.test(p) || Number(p) < 1 || Number(p) > max)) {
+      throw new InvalidArgumentError(`${name} must be comma-separated integers from 1 to ${max}, e.g. 1,2`);
+    }
+    return parts.map(Number);
+  };
 }
