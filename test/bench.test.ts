@@ -18,6 +18,7 @@ afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 const JSON_KEYS = ['bandwidth_gbps', 'load_ms', 'rss_mb', 'peer_rss_mb', 'results'];
 const RESULT_KEYS = ['test', 'threads', 'tokens_per_s', 'sd', 'bw_fraction', 'peer_tokens_per_s', 'ratio'];
+const TG_KEYS = ['test', 'threads', 'parallel', 'aggregate_tokens_per_s', 'tokens_per_s', 'sd', 'bw_fraction', 'peer_tokens_per_s', 'ratio'];
 
 
 describe('bench figures', () => {
@@ -82,10 +83,31 @@ describe('bonsai bench (command line)', () => {
       ['tg4', 2],
     ]);
     for (const x of json.results) {
-      expect(Object.keys(x)).toEqual(RESULT_KEYS);
+      expect(Object.keys(x)).toEqual(String(x.test).startsWith('tg') ? TG_KEYS : RESULT_KEYS);
       expect(x.tokens_per_s).toBeGreaterThan(0);
       expect(x.ratio).toBeNull();
     }
+  });
+
+  it('--parallel: tg with generations decoded together, per stream and for all streams', async () => {
+    const r = await runCli(['bench', '-m', MODEL, '-p', '0', '-n', '16', '-t', '2', '-r', '2', '--parallel', '1,3', '--json'], 120_000);
+    expect(r.code).toBe(0);
+    const results = (JSON.parse(r.stdout) as { results: Record<string, number | string>[] }).results;
+    expect(results.map((x) => [x.test, x.parallel])).toEqual([
+      ['tg16', 1],
+      ['tg16', 3],
+    ]);
+    const [alone, together] = results as Record<string, number>[];
+    expect(alone!.aggregate_tokens_per_s).toBe(alone!.tokens_per_s);
+    // three streams that overlap: all of them make close to three times what each one makes
+    expect(together!.aggregate_tokens_per_s).toBeGreaterThan(2 * together!.tokens_per_s);
+    expect(together!.aggregate_tokens_per_s).toBeLessThanOrEqual(3 * together!.tokens_per_s * 1.0001);
+    const table = await runCli(['bench', '-m', MODEL, '-p', '0', '-n', '4', '-t', '1', '-r', '1', '--parallel', '2']);
+    expect(table.stdout).toMatch(/\| test +\| threads +\| streams \| all streams t\/s \|/);
+    expect(table.stdout).toMatch(/\| tg4 +\| 1 +\| +2 \| +[\d.]+ \|/);
+    const bad = await runCli(['bench', '-m', MODEL, '--parallel', '0']);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/parallel must be comma-separated integers from 1 to 16/);
   });
 
   it.skipIf(!peerModuleUrl())('--vs-peer runs node-llama-cpp on the same file and gives the ratio', async () => {
