@@ -92,6 +92,9 @@ export interface GenerateStats {
   nPrompt: number;
   nPromptReused: number;
   nGenerated: number;
+  /** Speculative decoding: draft tokens checked, and of those accepted. */
+  nDrafted: number;
+  nAccepted: number;
   promptMs: number;
   genMs: number;
   finish: FinishReason;
@@ -109,7 +112,8 @@ export interface NativeContext {
    */
   generate(
     prompt: Int32Array,
-    options: { maxTokens: number; stopIds: Int32Array; sampling: SamplingParams },
+    /** draftMax > 0: speculative decoding by prompt lookup, at most that many draft tokens per step (below 256). */
+    options: { maxTokens: number; stopIds: Int32Array; sampling: SamplingParams; draftMax?: number },
     onToken: (token: number) => void,
   ): Promise<GenerateStats>;
   /** Asks a running generate() to stop before its next token. */

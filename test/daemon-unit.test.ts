@@ -132,10 +132,18 @@ describe('requests', () => {
   it('maps JSON fields to engine options', () => {
     const r = ok(parse(JSON.stringify({ id: 'a1', prompt: 'x', max_tokens: 5, temperature: 0, top_k: 3, top_p: 0.5, min_p: 0.1, seed: 7, stop: ['.'], stream: false, priority: 2, deadline_ms: 1000, reply_to: 'my/replies' })));
     expect(r.route).toEqual({ id: 'a1', topic: 'my/replies' });
-    expect(r.options).toEqual({ maxTokens: 5, stop: ['.'], sampling: { temperature: 0, topK: 3, topP: 0.5, minP: 0.1, seed: 7 } });
+    expect(r.options).toEqual({ maxTokens: 5, stop: ['.'], draft: 8, sampling: { temperature: 0, topK: 3, topP: 0.5, minP: 0.1, seed: 7 } });
     expect(r.priority).toBe(2);
     expect(r.deadline! - r.receivedAt).toBe(1000);
     expect(r.stream).toBe(false);
+  });
+
+  it('drafts for greedy requests by default, for sampled ones only when they ask (a seed still reproduces them)', () => {
+    expect(ok(parse(JSON.stringify({ prompt: 'x', temperature: 0 }))).options.draft).toBe(8);
+    expect(ok(parse(JSON.stringify({ prompt: 'x', temperature: 0.7 }))).options.draft).toBe(0);
+    expect(ok(parse(JSON.stringify({ prompt: 'x', temperature: 0.7, draft: 4 }))).options.draft).toBe(4);
+    expect(ok(parse(JSON.stringify({ prompt: 'x', temperature: 0, draft: 0 }))).options.draft).toBe(0);
+    expect(parse(JSON.stringify({ id: 'd1', prompt: 'x', draft: 65 }))).toMatchObject({ code: 'bad_request', message: expect.stringMatching(/draft/) });
   });
 
   it('lets MQTT 5 response topic and correlation data override reply_to and id', () => {

@@ -108,6 +108,13 @@ describe.skipIf(!HAVE_FIXTURES)('Model on stories260K', () => {
     expect([...result.promptIds, ...result.ids]).toEqual(golden().tokens);
   });
 
+  it('gives the same greedy text with speculative decoding, and counts its drafts', async () => {
+    const result = await model.generate({ prompt: 'Once upon a time', maxTokens: 60, sampling: greedy, draft: 8 });
+    expect([...result.promptIds, ...result.ids]).toEqual(golden().tokens);
+    expect(result.timings.acceptedTokens).toBeLessThanOrEqual(result.timings.draftedTokens);
+    await expect(model.generate({ prompt: 'x', maxTokens: 2, draft: 300 })).rejects.toThrow(/draft length 300/);
+  });
+
   it('samples reproducibly for a seed', async () => {
     const request = { prompt: 'Once upon a time', maxTokens: 40, sampling: { temperature: 1, seed: 7 } };
     const a = await model.generate(request);

@@ -122,6 +122,8 @@ typedef struct bn_generate_stats {
     int n_prompt;            /* prompt tokens given */
     int n_prompt_reused;     /* of those, already in the KV cache (common prefix) */
     int n_generated;
+    int n_drafted;           /* speculative decoding: draft tokens checked, and of those accepted */
+    int n_accepted;
     double prompt_ms, gen_ms;
     bn_finish finish;
 } bn_generate_stats;
@@ -131,9 +133,16 @@ typedef int (*bn_token_cb)(void *user, int32_t token);
 
 /* Generates after prompt: reuses the longest common prefix of the context's tokens and prompt
  * (always re-evaluating at least the last prompt token), evaluates the rest, then samples up to
- * max_tokens tokens, stopping after a token in stop_ids. cancel is polled between tokens. */
+ * max_tokens tokens, stopping after a token in stop_ids. cancel is polled between tokens.
+ * draft_max > 0 turns on speculative decoding by prompt lookup: up to draft_max tokens that
+ * followed an earlier occurrence of the text's last few tokens (in the prompt or the text so far)
+ * are evaluated with the next token in one batch and kept as far as the sampler accepts them.
+ * Greedy output is the same token for token; sampled output has the same distribution. The
+ * draft length follows what drafts gain on this machine and model: each round takes the length
+ * with the most expected tokens per millisecond (from the acceptance so far and the measured cost
+ * of a batch), plain decoding included, so it turns itself off where drafts do not pay. */
 int bn_generate(bn_context *c, bn_sampler *s, const int32_t *prompt, int n_prompt, int max_tokens,
-                const int32_t *stop_ids, int n_stop, bn_token_cb cb, void *user,
+                const int32_t *stop_ids, int n_stop, int draft_max, bn_token_cb cb, void *user,
                 const volatile int *cancel, bn_generate_stats *stats, char *err, size_t errlen);
 
 #endif

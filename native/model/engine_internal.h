@@ -69,6 +69,9 @@ void bn_workspace_free(bn_workspace *ws);
 
 typedef struct bn_group bn_group;
 
+/* Most tokens one forward call processes; longer evals are split (bounds scratch memory). */
+#define BN_EVAL_CHUNK 256
+
 struct bn_context {
     bn_model *m;
     int n_ctx, n_past;
@@ -78,11 +81,12 @@ struct bn_context {
     bn_workspace *ws;           /* &own, or the group's */
     bn_group *group;            /* contexts whose forward passes are batched together, or NULL */
     int group_depth;            /* nested generate/eval calls of this context inside the group */
+    /* speculative decoding (generate.c): running ms of an eval of n tokens, 0 until measured;
+     * kept from one generation to the next, since it depends on the machine, not the text */
+    double eval_ms[BN_EVAL_CHUNK + 1];
     atomic_int paused;          /* set from any thread: generation waits between tokens */
 };
 
-/* Most tokens one forward call processes; longer evals are split (bounds scratch memory). */
-#define BN_EVAL_CHUNK 256
 
 /* One sequence of a forward pass's batch: tokens [first, first + n) of the batch go to context c
  * at positions c->n_past.., and attend to c's KV cache only. */

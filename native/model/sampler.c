@@ -193,9 +193,9 @@ static int32_t draw(bn_sampler *s, cand *c, int n, float temperature) {
     return c[n - 1].id; /* u fell in the rounding slack at the very top */
 }
 
-int32_t bn_sampler_sample(bn_sampler *s, float *logits, const int32_t *recent, int n_recent) {
-    apply_penalty(s, logits, recent, n_recent);
-    if (s->p.temperature <= 0.0f) return argmax_first(logits, s->n_vocab);
+/* The candidates a draw chooses among (top-k, top-p, min-p of the penalized logits), at the front
+ * of s->cands; returns how many. */
+static int candidates(bn_sampler *s, const float *logits) {
     int n = s->n_vocab;
     for (int i = 0; i < n; i++) s->cands[i] = (cand){i, logits[i], 0.0f};
     if (s->p.top_k > 0 && s->p.top_k < n) {
@@ -204,5 +204,34 @@ int32_t bn_sampler_sample(bn_sampler *s, float *logits, const int32_t *recent, i
     }
     if (s->p.top_p < 1.0f) n = top_p_select(s->cands, n, s->p.top_p > 0.0f ? s->p.top_p : 0.0f);
     if (s->p.min_p > 0.0f) n = min_p_filter(s->cands, n, s->p.min_p);
+    return n;
+}
+
+int32_t bn_sampler_sample(bn_sampler *s, float *logits, const int32_t *recent, int n_recent) {
+    apply_penalty(s, logits, recent, n_recent);
+    if (s->p.temperature <= 0.0f) return argmax_first(logits, s->n_vocab);
+    return draw(s, s->cands, candidates(s, logits), s->p.temperature);
+}
+
+int32_t bn_sampler_verify(bn_sampler *s, float *logits, const int32_t *recent, int n_recent, int32_t draft,
+                          int *accepted) {
+    apply_penalty(s, logits, recent, n_recent);
+    if (s->p.temperature <= 0.0f) {
+        const int32_t best = argmax_first(logits, s->n_vocab);
+        *accepted = best == draft;
+        return best;
+    }
+    int n = candidates(s, logits);
+    const double total = set_weights(s->cands, n, s->p.temperature);
+    int at = -1;
+    for (int i = 0; i < n && at < 0; i++)
+        if (s->cands[i].id == draft) at = i;
+    /* accept with probability p(draft); otherwise draw from p with the draft taken out */
+    *accepted = at >= 0 && uniform01(s->rng) * total < s->cands[at].w;
+    if (*accepted) return draft;
+    if (at >= 0) {
+        if (n == 1) return *accepted = 1, draft; /* p(draft) was 1 but rounding refused it */
+        s->cands[at] = s->cands[--n];
+    }
     return draw(s, s->cands, n, s->p.temperature);
 }

@@ -180,6 +180,7 @@ Napi::Value Context::Generate(const Napi::CallbackInfo &info) {
     }
     Napi::Object o = info[1].As<Napi::Object>();
     int maxTokens = IntOption(o, "maxTokens", 0);
+    int draftMax = IntOption(o, "draftMax", 0);
     std::vector<int32_t> stops = o.Get("stopIds").IsUndefined() ? std::vector<int32_t>() : Tokens(env, o.Get("stopIds"), "stopIds");
     if (!o.Get("sampling").IsObject()) throw Napi::TypeError::New(env, "generate(options): sampling must be an object");
     bn_sampler_params sp = SamplerParams(o.Get("sampling").As<Napi::Object>());
@@ -187,7 +188,7 @@ Napi::Value Context::Generate(const Napi::CallbackInfo &info) {
     bn_sampler *sampler = bn_sampler_new(&sp, bn_model_hparams(model_->Get(env))->n_vocab);
     if (!sampler) throw Napi::Error::New(env, "out of memory creating the sampler");
     auto *w = new GenerateWorker(env, this, Value(), info[2].As<Napi::Function>(), std::move(prompt), maxTokens,
-                                 std::move(stops), sampler);
+                                 std::move(stops), draftMax, sampler);
     w->Queue();
     return w->Promise();
 }

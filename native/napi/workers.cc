@@ -85,10 +85,10 @@ void EvalWorker::OnOK() {
 
 GenerateWorker::GenerateWorker(Napi::Env env, Context *owner, Napi::Object self, Napi::Function onToken,
                                std::vector<int32_t> prompt, int maxTokens, std::vector<int32_t> stops,
-                               bn_sampler *sampler)
+                               int draftMax, bn_sampler *sampler)
     : Napi::AsyncProgressQueueWorker<int32_t>(onToken), deferred_(Napi::Promise::Deferred::New(env)), owner_(owner),
       ctx_(owner->Claim()), prompt_(std::move(prompt)), maxTokens_(maxTokens), stops_(std::move(stops)),
-      sampler_(sampler) {
+      draftMax_(draftMax), sampler_(sampler) {
     self_ = Napi::Persistent(self);
 }
 
@@ -96,7 +96,7 @@ void GenerateWorker::Execute(const ExecutionProgress &progress) {
     progress_ = &progress;
     const volatile int *cancel = reinterpret_cast<const volatile int *>(&owner_->cancel);
     if (bn_generate(ctx_, sampler_, prompt_.data(), static_cast<int>(prompt_.size()), maxTokens_, stops_.data(),
-                    static_cast<int>(stops_.size()), &GenerateWorker::OnTokenSampled, this, cancel, &stats_, err_,
+                    static_cast<int>(stops_.size()), draftMax_, &GenerateWorker::OnTokenSampled, this, cancel, &stats_, err_,
                     sizeof err_) != 0) {
         SetError(err_);
     }
@@ -114,6 +114,8 @@ void GenerateWorker::OnOK() {
     o.Set("nPrompt", stats_.n_prompt);
     o.Set("nPromptReused", stats_.n_prompt_reused);
     o.Set("nGenerated", stats_.n_generated);
+    o.Set("nDrafted", stats_.n_drafted);
+    o.Set("nAccepted", stats_.n_accepted);
     o.Set("promptMs", stats_.prompt_ms);
     o.Set("genMs", stats_.gen_ms);
     o.Set("finish", FinishName(stats_.finish));

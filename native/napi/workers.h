@@ -72,7 +72,7 @@ class EvalWorker : public ContextWorker {
 class GenerateWorker : public Napi::AsyncProgressQueueWorker<int32_t> {
   public:
     GenerateWorker(Napi::Env env, Context *owner, Napi::Object self, Napi::Function onToken, std::vector<int32_t> prompt,
-                   int maxTokens, std::vector<int32_t> stops, bn_sampler *sampler);
+                   int maxTokens, std::vector<int32_t> stops, int draftMax, bn_sampler *sampler);
     ~GenerateWorker() override { bn_sampler_free(sampler_); }
     Napi::Promise Promise() { return deferred_.Promise(); }
 
@@ -91,6 +91,7 @@ class GenerateWorker : public Napi::AsyncProgressQueueWorker<int32_t> {
     std::vector<int32_t> prompt_;
     int maxTokens_;
     std::vector<int32_t> stops_;
+    int draftMax_;
     bn_sampler *sampler_;
     const ExecutionProgress *progress_ = nullptr;
     bn_generate_stats stats_ = {};

@@ -71,7 +71,7 @@ static void *generate_member(void *arg) {
     const bn_sampler_params sp = {mb->temperature, 40, 0.95f, 0.05f, 1.1f, 64, 7};
     bn_sampler *s = bn_sampler_new(&sp, mb->n_vocab);
     mb->n_out = 0;
-    mb->rc = bn_generate(mb->c, s, mb->ids, mb->n_prompt, mb->max_tokens, NULL, 0, record, mb, NULL, NULL, err,
+    mb->rc = bn_generate(mb->c, s, mb->ids, mb->n_prompt, mb->max_tokens, NULL, 0, 0, record, mb, NULL, NULL, err,
                          sizeof err);
     if (mb->rc) fprintf(stderr, "generate: %s\n", err);
     bn_sampler_free(s);

@@ -91,7 +91,7 @@ static void run_greedy(bn_context *c, const int32_t *prompt, int n_prompt, int m
     bn_sampler *s = bn_sampler_new(&sp, 512);
     char err[512];
     out->n = 0;
-    const int rc = bn_generate(c, s, prompt, n_prompt, max_tokens, NULL, 0, collect, out, NULL, st, err,
+    const int rc = bn_generate(c, s, prompt, n_prompt, max_tokens, NULL, 0, 0, collect, out, NULL, st, err,
                                sizeof err);
     CHECK(rc == 0, "generate: %s", err);
     bn_sampler_free(s);
@@ -171,7 +171,7 @@ static void test_eval_errors(bn_context *c) {
     CHECK(bn_context_n_past(c) == 2 && bn_context_tokens(c)[1] == 403, "state after overflow");
     bn_sampler_params sp = {.temperature = 0.0f, .repeat_penalty = 1.0f};
     bn_sampler *s = bn_sampler_new(&sp, 512);
-    CHECK(bn_generate(c, s, many, 600, 1, NULL, 0, NULL, NULL, NULL, NULL, err, sizeof err) == -1 &&
+    CHECK(bn_generate(c, s, many, 600, 1, NULL, 0, 0, NULL, NULL, NULL, NULL, err, sizeof err) == -1 &&
               strcmp(err, "prompt has 600 tokens, context holds 512") == 0,
           "long prompt: %s", err);
     bn_sampler_free(s);
@@ -197,25 +197,25 @@ static void test_generate_controls(bn_model *m) {
     char err[256];
     stopper st = {.stop_after = 1000};
     bn_generate_stats stats;
-    bn_generate(c, s, prompt, 5, 8, NULL, 0, collect_then_stop, &st, NULL, &stats, err, sizeof err);
+    bn_generate(c, s, prompt, 5, 8, NULL, 0, 0, collect_then_stop, &st, NULL, &stats, err, sizeof err);
     const int32_t third = st.got.ids[2];
     st.got.n = 0;
-    bn_generate(c, s, prompt, 5, 8, &third, 1, collect_then_stop, &st, NULL, &stats, err, sizeof err);
+    bn_generate(c, s, prompt, 5, 8, &third, 1, 0, collect_then_stop, &st, NULL, &stats, err, sizeof err);
     CHECK(stats.finish == BN_FINISH_STOP && stats.n_generated == 3 && st.got.n == 3 &&
               stats.n_prompt_reused == 4,
           "stop token: finish %d after %d, reused %d", stats.finish, stats.n_generated, stats.n_prompt_reused);
     st = (stopper){.stop_after = 2};
-    bn_generate(c, s, prompt, 5, 8, NULL, 0, collect_then_stop, &st, NULL, &stats, err, sizeof err);
+    bn_generate(c, s, prompt, 5, 8, NULL, 0, 0, collect_then_stop, &st, NULL, &stats, err, sizeof err);
     CHECK(stats.finish == BN_FINISH_CANCELLED && stats.n_generated == 2, "callback stop: finish %d after %d",
           stats.finish, stats.n_generated);
     const volatile int cancel = 1;
-    bn_generate(c, s, prompt, 5, 8, NULL, 0, NULL, NULL, &cancel, &stats, err, sizeof err);
+    bn_generate(c, s, prompt, 5, 8, NULL, 0, 0, NULL, NULL, &cancel, &stats, err, sizeof err);
     CHECK(stats.finish == BN_FINISH_CANCELLED && stats.n_generated == 0, "cancel flag: finish %d after %d",
           stats.finish, stats.n_generated);
-    bn_generate(c, s, prompt, 5, 100, NULL, 0, NULL, NULL, NULL, &stats, err, sizeof err);
+    bn_generate(c, s, prompt, 5, 100, NULL, 0, 0, NULL, NULL, NULL, &stats, err, sizeof err);
     CHECK(stats.finish == BN_FINISH_LENGTH && stats.n_generated == 12 && bn_context_n_past(c) == 16,
           "full context: finish %d after %d, n_past %d", stats.finish, stats.n_generated, bn_context_n_past(c));
-    bn_generate(c, s, prompt, 5, 0, NULL, 0, NULL, NULL, NULL, &stats, err, sizeof err);
+    bn_generate(c, s, prompt, 5, 0, NULL, 0, 0, NULL, NULL, NULL, &stats, err, sizeof err);
     CHECK(stats.finish == BN_FINISH_LENGTH && stats.n_generated == 0 && bn_context_n_past(c) == 5,
           "max_tokens 0: finish %d after %d", stats.finish, stats.n_generated);
     bn_context_free(c);

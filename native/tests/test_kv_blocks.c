@@ -125,7 +125,7 @@ static collected run_greedy(bn_context *c, bn_model *m, const int32_t *prompt, b
     bn_sampler *s = bn_sampler_new(&sp, bn_model_hparams(m)->n_vocab);
     char err[512];
     collected out = {.n = 0};
-    CHECK(bn_generate(c, s, prompt, N_TOKENS, N_GENERATE, NULL, 0, collect, &out, NULL, st, err, sizeof err) == 0,
+    CHECK(bn_generate(c, s, prompt, N_TOKENS, N_GENERATE, NULL, 0, 0, collect, &out, NULL, st, err, sizeof err) == 0,
           "generate: %s", err);
     bn_sampler_free(s);
     return out;

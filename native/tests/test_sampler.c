@@ -1,5 +1,5 @@
 /* The sampler: greedy, determinism per seed, top-k/top-p/min-p semantics, repetition penalty,
- * and the drawn distribution on small hand-made logit vectors. */
+ * the drawn distribution on small hand-made logit vectors, and the check of drafted tokens. */
 #include <stdint.h>
 #include "harness.h"
 #include "model/sampler.h"
@@ -126,8 +126,53 @@ static void test_penalty(void) {
     bn_sampler_free(s);
 }
 
+/* Speculative decoding's check of a draft keeps the distribution: whatever the draft (likely,
+ * unlikely, outside top-k, impossible), the tokens it returns are distributed as plain draws,
+ * and it accepts the draft exactly when it returns it; greedy returns the argmax. */
+static void test_verify(void) {
+    const float logits[4] = {logf(4.0f), logf(2.0f), 0.0f, 0.0f};
+    enum { DRAWS = 40000 };
+    const struct {
+        bn_sampler_params p;
+        double want[4];
+    } cases[] = {
+        {params(1.0f, 0, 1.0f, 0.0f, 9), {0.5, 0.25, 0.125, 0.125}},
+        {params(1.0f, 2, 1.0f, 0.0f, 9), {2.0 / 3, 1.0 / 3, 0, 0}},
+        {params(0.5f, 0, 1.0f, 0.0f, 9), {16.0 / 22, 4.0 / 22, 1.0 / 22, 1.0 / 22}},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+        for (int32_t draft = 0; draft < 4; draft++) {
+            bn_sampler *s = bn_sampler_new(&cases[c].p, 4);
+            int counts[4] = {0}, lied = 0;
+            for (int i = 0; i < DRAWS; i++) {
+                float tmp[4];
+                memcpy(tmp, logits, sizeof tmp);
+                int accepted = -1;
+                const int32_t t = bn_sampler_verify(s, tmp, NULL, 0, draft, &accepted);
+                counts[t]++;
+                lied |= accepted != (t == draft);
+            }
+            CHECK(!lied, "case %zu draft %d: accepted disagrees with the token returned", c, (int)draft);
+            for (int i = 0; i < 4; i++)
+                CHECK(fabs(counts[i] / (double)DRAWS - cases[c].want[i]) < 0.012,
+                      "case %zu draft %d: p[%d] = %.4f, expected %.4f", c, (int)draft, i, counts[i] / (double)DRAWS,
+                      cases[c].want[i]);
+            bn_sampler_free(s);
+        }
+    const bn_sampler_params greedy = params(0.0f, 0, 1.0f, 0.0f, 1);
+    bn_sampler *s = bn_sampler_new(&greedy, 4);
+    float tmp[4];
+    int accepted;
+    memcpy(tmp, logits, sizeof tmp);
+    CHECK(bn_sampler_verify(s, tmp, NULL, 0, 0, &accepted) == 0 && accepted, "greedy accepts the argmax");
+    memcpy(tmp, logits, sizeof tmp);
+    CHECK(bn_sampler_verify(s, tmp, NULL, 0, 1, &accepted) == 0 && !accepted, "greedy refuses another token");
+    bn_sampler_free(s);
+}
+
 int main(void) {
     test_greedy();
+    test_verify();
     test_seed_determinism();
     test_distribution();
     test_top_p_large();

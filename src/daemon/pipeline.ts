@@ -250,6 +250,7 @@ export class RequestPipeline extends EventEmitter<PipelineEvents> {
         ttft_ms: round(ttftMs ?? performance.now() - startedAt),
         tokens_per_s: round(result.timings.genTokensPerS),
         cached_tokens: result.timings.cachedTokens,
+        ...(result.timings.draftedTokens ? { drafted_tokens: result.timings.draftedTokens, accepted_tokens: result.timings.acceptedTokens } : {}),
       };
       const usage = { prompt_tokens: result.promptIds.length, completion_tokens: result.ids.length };
       const thinking = request.think ? { thinking: result.thinking ?? '' } : {};

@@ -22,7 +22,7 @@ export interface Request {
   input: { prompt: string } | { messages: ChatMessage[] };
   system?: string;
   /** Sampling always has a seed (a fresh one when the request gave none), so an answer can be reproduced. */
-  options: Pick<GenerateRequest, 'maxTokens' | 'stop'> & { sampling: Partial<SamplingParams> & { seed: number } };
+  options: Pick<GenerateRequest, 'maxTokens' | 'stop' | 'draft'> & { sampling: Partial<SamplingParams> & { seed: number } };
   /** Qwen3's thinking switch: reason first, the reasoning replied apart from the answer (chat only). */
   think: boolean;
   /** Greedy, or sampled with a seed the sender chose: the same request gives the same answer. */
@@ -83,6 +83,7 @@ const requestSchema = z
     seed: z.number().int().min(0).max(0xffffffff),
     stop: z.array(z.string().min(1).max(256)).max(16),
     think: z.boolean(),
+    draft: z.number().int().min(0).max(64),
     stream: z.boolean(),
     reply_to: topicName,
     priority: z.number().int().min(-100).max(100),
@@ -200,7 +201,10 @@ function generationOptions(r: RequestBody, config: DaemonConfig): Request['optio
     minP: r.min_p ?? s.minP,
     seed: r.seed ?? randomInt(2 ** 32),
   };
-  return { maxTokens: r.max_tokens ?? Math.min(s.maxTokens, config.limits.maxTokens), sampling, ...(r.stop ? { stop: r.stop } : {}) };
+  // Drafts change which random draws a sampled answer takes (not its distribution), so a seed
+  // reproduces one only with the same drafting: sampled requests draft only when they ask.
+  const draft = r.draft ?? (sampling.temperature === 0 ? config.model.draftTokens : 0);
+  return { maxTokens: r.max_tokens ?? Math.min(s.maxTokens, config.limits.maxTokens), sampling, draft, ...(r.stop ? { stop: r.stop } : {}) };
 }
 
 /**

@@ -66,6 +66,13 @@ export interface GenerateRequest {
   stop?: string[];
   /** Keep generating past end-of-generation tokens (benchmarks, like llama.cpp's --ignore-eos). */
   ignoreEog?: boolean;
+  /**
+   * Speculative decoding by prompt lookup (0 or absent: off): up to this many tokens that followed
+   * an earlier occurrence of the text's last few tokens are checked in one batch with the next
+   * one. Greedy output is unchanged, sampled output keeps its distribution; it pays where the
+   * answer repeats the prompt (extraction, summaries, code edits). Below 256.
+   */
+  draft?: number;
 }
 
 export interface GenerateOptions {
@@ -90,6 +97,9 @@ export interface GenerateResult {
     promptTokensPerS: number;
     genMs: number;
     genTokensPerS: number;
+    /** Speculative decoding: draft tokens checked, and of those accepted. */
+    draftedTokens: number;
+    acceptedTokens: number;
   };
 }
 
@@ -297,6 +307,7 @@ export class Model {
             maxTokens: request.maxTokens,
             stopIds: Int32Array.from(request.ignoreEog ? [] : this.eogIds()),
             sampling: { ...SAMPLING_DEFAULTS, ...request.sampling },
+            draftMax: request.draft ?? 0,
           },
           (token) => {
             if (stoppedByString) return;
@@ -327,6 +338,8 @@ export class Model {
             promptTokensPerS: rate(stats.nPrompt - stats.nPromptReused, stats.promptMs),
             genMs: stats.genMs,
             genTokensPerS: rate(stats.nGenerated, stats.genMs),
+            draftedTokens: stats.nDrafted,
+            acceptedTokens: stats.nAccepted,
           },
         };
       } finally {

@@ -19,7 +19,7 @@ export interface DoneBody {
    * cached_tokens: prompt tokens whose KV came from the prefix cache (not evaluated); cached: the
    * whole answer was recalled from the answer cache.
    */
-  timings: { queue_ms: number; ttft_ms: number; tokens_per_s: number; cached_tokens: number; cached?: boolean };
+  timings: { queue_ms: number; ttft_ms: number; tokens_per_s: number; cached_tokens: number; cached?: boolean; drafted_tokens?: number; accepted_tokens?: number };
 }
 
 /** A piece of the answer, or of the reasoning; each kind numbers its own chunks from 0. */
