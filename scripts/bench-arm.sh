@@ -13,9 +13,18 @@
 #   {"<cpu>": {"<model>": {"decoded_bytes", "insns_per_decoded_byte"}}}
 # counted the same way: (a run with N decodes of every chunk - a run with 0) / (N x bytes).
 #
+# With --token instead: guest instructions per generated token of the whole forward pass on a
+# synthetic model of Bonsai-1.7B's exact shape (bench_token: one thread, the context filled to 510
+# positions), split by where they run: matrix products (the kernels' files), attention (its files)
+# and the rest (norms, RoPE, SwiGLU, activation copies, libc):
+#   {"<cpu>": {"path", "insns_per_token", "matrix_products", "attention", "rest", "rest_share"}}
+# qemu's hotblocks plugin counts the executions of every translated block; each block is put to
+# the function holding it (the static binary's symbols) and that function to its object file.
+# (a run decoding N tokens - a run decoding 0) / N, per part.
+#
 # Installs what it needs when missing (cross compiler, qemu-user, glib headers) and builds the
 # plugin from Debian's qemu source in a temporary directory (never committed: GPL).
-# Usage: scripts/bench-arm.sh [--pack] [> native/tools/bench/arm-insns.json]; progress goes to stderr.
+# Usage: scripts/bench-arm.sh [--pack | --token] [> native/tools/bench/arm-insns.json]; progress goes to stderr.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,7 +48,7 @@ need_packages() {
 # Debian ships no TCG plugins: build tests/plugin/insn.c from the qemu source of the installed
 # version (a deb-src entry is added if the system has none).
 build_plugin() {
-  local dir=$1
+  local dir=$1 plugin=${2:-tests/plugin/insn.c}
   if ! grep -rqs "^Types:.*deb-src\|^deb-src" /etc/apt/sources.list /etc/apt/sources.list.d/; then
     sed 's/^Types: deb$/Types: deb-src/' /etc/apt/sources.list.d/debian.sources >/etc/apt/sources.list.d/bonsai-deb-src.sources
     apt-get update -qq
@@ -47,11 +56,13 @@ build_plugin() {
   (cd "$dir" && apt-get source --download-only -qq qemu >/dev/null 2>&1)
   local orig
   orig=$(ls "$dir"/qemu_*.orig.tar.* | head -1)
-  tar -xf "$orig" -C "$dir" --wildcards '*/include/qemu/qemu-plugin.h' '*/tests/plugin/insn.c'
+  tar -xf "$orig" -C "$dir" --wildcards '*/include/qemu/qemu-plugin.h' "*/$plugin"
   local src
   src=$(ls -d "$dir"/qemu-*/ | head -1)
-  gcc -O2 -shared -fPIC -I"$src/include/qemu" $(pkg-config --cflags glib-2.0) "$src/tests/plugin/insn.c" \
-    -o "$dir/libinsn.so" $(pkg-config --libs glib-2.0)
+  # hotblocks reports its 20 busiest blocks; every block is wanted here
+  sed -i 's/^static guint64 limit = 20;/static guint64 limit = G_MAXUINT64;/' "$src/$plugin"
+  gcc -O2 -shared -fPIC -I"$src/include/qemu" $(pkg-config --cflags glib-2.0) "$src/$plugin" \
+    -o "$dir/lib$(basename "$plugin" .c).so" $(pkg-config --libs glib-2.0)
 }
 
 need_packages
@@ -64,6 +75,32 @@ log "cross-building bench_kernels"
 build=build-arm64-bench
 cmake -S native -B "$build" -DCMAKE_TOOLCHAIN_FILE="$PWD/native/cmake/toolchain-aarch64.cmake" -DCMAKE_BUILD_TYPE=Release \
   -DBONSAI_TESTS=OFF >/dev/null
+if [ "${1:-}" = --token ]; then
+  build_plugin "$tmp" contrib/plugins/hotblocks.c
+  [ -f dist/cli/main.js ] || { log "build first (npm run build): the model is written by bonsai synth"; exit 1; }
+  cmake --build "$build" -j2 --target bonsai_core >/dev/null
+  # static, so that libc's blocks have symbols too
+  aarch64-linux-gnu-gcc -O2 -std=c11 -static -Inative native/tools/bench/bench_token.c "$build/libbonsai_core.a" \
+    -lpthread -lm -o "$build/bench_token"
+  model=${BONSAI_BENCH_DIR:-/tmp}/bonsai-1.7b-synth.gguf
+  vocab=${BONSAI_FIXTURES:-$PWD/../shared/fixtures}/qwen3-vocab/ggml-vocab-qwen3.gguf
+  [ -f "$model" ] || node dist/cli/main.js synth --shape 1.7b --seed 1 $([ -f "$vocab" ] && echo --vocab-from "$vocab") -o "$model" >&2
+  aarch64-linux-gnu-nm -A --defined-only "$build/libbonsai_core.a" >"$tmp/objects"
+  aarch64-linux-gnu-nm -n --defined-only "$build/bench_token" >"$tmp/symbols"
+  json="{"
+  for cpu in "${CPUS[@]}"; do
+    for n in 0 "$ITERS"; do
+      log "$cpu: decoding $n token(s) at context 512"
+      # counted by a callback under a lock (inline counters lose updates to the load's threads)
+      qemu-aarch64 -cpu "$cpu" -plugin "$tmp/libhotblocks.so,inline=off" -d plugin \
+        "$build/bench_token" "$model" 510 "$n" 2>"$tmp/blocks-$n" >"$tmp/out"
+    done
+    json+="$([ "$json" = "{" ] || echo ",")\"$cpu\": $(python3 scripts/arm-token-split.py "$tmp/symbols" "$tmp/objects" \
+      "$tmp/blocks-0" "$tmp/blocks-$ITERS" "$ITERS" "$(sed -n 's/.*"path": "\([^"]*\)".*/\1/p' "$tmp/out")")"
+  done
+  echo "$json}" | python3 -m json.tool --indent 2
+  exit 0
+fi
 if [ "${1:-}" = --pack ]; then
   cmake --build "$build" -j2 --target bench_pack >/dev/null
   fixtures=${BONSAI_FIXTURES:-$PWD/../shared/fixtures}
