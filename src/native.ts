@@ -150,6 +150,13 @@ export interface NativeContext {
    * generate() runs.
    */
   kvImport(tokens: Int32Array, data: Uint8Array): void;
+  /**
+   * Speculative decoding with a draft model: `drafter` (a context of a smaller model with the same
+   * vocabulary, used by nothing else) proposes the drafts of generate() calls with draftMax > 0,
+   * instead of prompt lookup; null detaches it. Error when the vocabularies differ. A drafter
+   * cannot be closed while attached.
+   */
+  setDrafter(drafter: NativeContext | null): void;
   close(): void;
 }
 

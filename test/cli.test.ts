@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { native } from '../src/native.js';
+import { BUNDLED_MODEL } from '../src/bundled.js';
 import { runCli } from './helpers/cli.js';
 import { HAVE_FIXTURES, fixture, maxAbsDiff, readF32, readJson } from './helpers/fixtures.js';
 
@@ -51,6 +52,16 @@ describe.skipIf(!HAVE_FIXTURES)('bonsai run (stories260K, greedy)', () => {
     expect(out.prompt_tokens).toEqual(golden.prompt_tokens);
     expect([...out.prompt_tokens, ...out.tokens]).toEqual(golden.tokens);
     expect(golden.prompt + out.text).toBe(golden.text);
+  });
+
+  it('--draft with --draft-model (the bundled model drafting) still continues exactly like run.c', async () => {
+    const golden = readJson<RunCGolden>('stories260K/golden/greedy_once_upon_a_time_n64.json');
+    const r = await runCli(['run', '-m', MODEL, '-p', 'Once upon a time', '-n', '60', '--temp', '0', '--draft', '6', '--draft-model', BUNDLED_MODEL, '--json']);
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.stdout) as RunJson & { timings: { drafted_tokens: number; accepted_tokens: number } };
+    expect([...out.prompt_tokens, ...out.tokens]).toEqual(golden.tokens);
+    expect(out.timings.drafted_tokens).toBeGreaterThan(0);
+    expect(out.timings.accepted_tokens).toBeLessThanOrEqual(out.timings.drafted_tokens);
   });
 
   it('streams the generated text (not the prompt) to stdout', async () => {

@@ -4,6 +4,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Model } from '../src/engine/engine.js';
 import { EngineError } from '../src/errors.js';
 import { HAVE_FIXTURES, fixture, readJson } from './helpers/fixtures.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { BUNDLED_MODEL } from '../src/bundled.js';
+import { synthesize } from '../src/gguf/synth.js';
 
 interface Golden {
   prompt: string;
@@ -168,3 +173,39 @@ describe.skipIf(!HAVE_FIXTURES)('Model decoding several generations together', (
     expect(c.ids).toEqual(reference.ids);
   });
 });
+
+describe.skipIf(!HAVE_FIXTURES)('Model with a draft model', () => {
+  it('keeps greedy output when the bundled model drafts for its stories260K teacher, and accepts some drafts', async () => {
+    const plain = await Model.load(fixture('stories260K/stories260K.gguf'), { threads: 1, contextSize: 256 });
+    const drafted = await Model.load(fixture('stories260K/stories260K.gguf'), { threads: 1, contextSize: 256, draftModel: BUNDLED_MODEL });
+    try {
+      let drafts = 0;
+      let accepted = 0;
+      for (const prompt of ['Once upon a time', 'Lily and Ben', 'The little dog']) {
+        const request = { prompt, maxTokens: 120, sampling: { temperature: 0 } };
+        const a = await plain.generate(request);
+        const b = await drafted.generate({ ...request, draft: 6 });
+        expect(b.ids).toEqual(a.ids);
+        drafts += b.timings.draftedTokens;
+        accepted += b.timings.acceptedTokens;
+      }
+      expect(drafts).toBeGreaterThan(0);
+      expect(accepted).toBeGreaterThan(0);
+    } finally {
+      plain.close();
+      drafted.close();
+    }
+  });
+
+  it('refuses a draft model of another vocabulary, saying so', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'bonsai-draft-'));
+    try {
+      const other = path.join(dir, 'qwen-vocab.gguf');
+      await synthesize(other, { shape: 'tiny', layers: 1, seed: 3 });
+      await expect(Model.load(fixture('stories260K/stories260K.gguf'), { threads: 1, draftModel: other })).rejects.toThrow(/draft model .*same vocabulary/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+

@@ -117,6 +117,15 @@ int bn_context_eval(bn_context *c, const int32_t *tokens, int n, float *logits, 
     return 0;
 }
 
+int bn_context_set_drafter(bn_context *c, bn_context *drafter, char *err, size_t errlen) {
+    if (drafter && (drafter == c || drafter->m->hp.n_vocab != c->m->hp.n_vocab))
+        return bn_fail(err, errlen, drafter == c ? "a context cannot draft for itself"
+                                                 : "a draft model needs the same vocabulary (%d tokens, not %d)",
+                       c->m->hp.n_vocab, drafter->m->hp.n_vocab);
+    c->drafter = drafter;
+    return 0;
+}
+
 size_t bn_context_kv_bytes(const bn_context *c, int n_tokens) {
     return n_tokens < 0 || n_tokens > c->n_ctx ? 0 : bn_kv_cache_block_bytes(&c->kv, n_tokens);
 }

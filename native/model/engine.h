@@ -128,6 +128,12 @@ typedef struct bn_generate_stats {
     bn_finish finish;
 } bn_generate_stats;
 
+/* Speculative decoding with a draft model: drafter (a context of a smaller model with the same
+ * vocabulary, or NULL for prompt lookup again) follows c's text and proposes its greedy
+ * continuation. It is c's to use while c generates: no other call may run on it meanwhile. Fails
+ * when the vocabularies differ. */
+int bn_context_set_drafter(bn_context *c, bn_context *drafter, char *err, size_t errlen);
+
 /* Called for each generated token, as soon as it is sampled; return non-zero to stop. */
 typedef int (*bn_token_cb)(void *user, int32_t token);
 
@@ -140,7 +146,8 @@ typedef int (*bn_token_cb)(void *user, int32_t token);
  * Greedy output is the same token for token; sampled output has the same distribution. The
  * draft length follows what drafts gain on this machine and model: each round takes the length
  * with the most expected tokens per millisecond (from the acceptance so far and the measured cost
- * of a batch), plain decoding included, so it turns itself off where drafts do not pay. */
+ * of a batch and of drafting), plain decoding included, so it turns itself off where drafts do
+ * not pay. With a drafter (bn_context_set_drafter), a smaller model drafts instead of the lookup. */
 int bn_generate(bn_context *c, bn_sampler *s, const int32_t *prompt, int n_prompt, int max_tokens,
                 const int32_t *stop_ids, int n_stop, int draft_max, bn_token_cb cb, void *user,
                 const volatile int *cancel, bn_generate_stats *stats, char *err, size_t errlen);

@@ -84,6 +84,8 @@ struct bn_context {
     /* speculative decoding (generate.c): running ms of an eval of n tokens, 0 until measured;
      * kept from one generation to the next, since it depends on the machine, not the text */
     double eval_ms[BN_EVAL_CHUNK + 1];
+    double draft_ms;            /* running ms a draft model takes per drafted token */
+    bn_context *drafter;        /* a context of a smaller model that drafts, or NULL: prompt lookup */
     atomic_int paused;          /* set from any thread: generation waits between tokens */
 };
 

@@ -97,6 +97,30 @@ static int lookup_draft(const int32_t *h, int len, int max, int32_t *draft) {
     return 0;
 }
 
+static int32_t argmax(const float *x, int n) {
+    int32_t best = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
+    return best;
+}
+
+/* The draft model's greedy continuation of h[0..len), max tokens into draft: its context first
+ * takes up the text (keeping the prefix it already holds). No draft (0) when the text does not fit
+ * its context; -1 on an eval error. logits: room for the vocabulary. */
+static int model_draft(bn_context *d, const int32_t *h, int len, int max, int32_t *draft, float *logits, char *err,
+                       size_t errlen) {
+    if (len + max > bn_context_n_ctx(d)) return 0;
+    int reuse = common_prefix(bn_context_tokens(d), bn_context_n_past(d), h, len);
+    if (reuse == len) reuse--; /* the last token is evaluated again for its logits */
+    bn_context_truncate(d, reuse);
+    if (bn_context_eval(d, h + reuse, len - reuse, logits, 0, err, errlen)) return -1;
+    for (int i = 0; i < max; i++) {
+        draft[i] = argmax(logits, d->m->hp.n_vocab);
+        if (i + 1 < max && bn_context_eval(d, &draft[i], 1, logits, 0, err, errlen)) return -1;
+    }
+    return max;
+}
+
 /* How long a draft pays to check, learned while generating: a batch of 1 + k tokens costs more
  * than one token (how much more depends on the machine and the model: on a board where weights
  * stream from memory, little; where the kernels are compute-bound, nearly k times), and yields
@@ -106,12 +130,15 @@ typedef struct drafting {
     int max;
     double accept;                     /* running estimate of a */
     double *cost;                      /* the context's eval_ms */
+    double *draft_ms;                  /* the context's draft_ms: a draft model's time per token */
     int plain_rounds;                  /* left before drafting is tried again */
 } drafting;
 
-/* Measured, or guessed from one token's cost (optimistically, so that lengths get tried). */
+/* Checking n - 1 drafted tokens with the next one: the batch, measured or guessed from one
+ * token's cost (optimistically, so that lengths get tried), and drafting them. */
 static double batch_cost(const drafting *d, int n) {
-    return d->cost[n] > 0 ? d->cost[n] : d->cost[1] * (1.0 + 0.25 * (n - 1));
+    const double batch = d->cost[n] > 0 ? d->cost[n] : d->cost[1] * (1.0 + 0.25 * (n - 1));
+    return batch + (n - 1) * *d->draft_ms;
 }
 
 static int draft_length(drafting *d, int room) {
@@ -133,9 +160,7 @@ static int draft_length(drafting *d, int room) {
     return best;
 }
 
-static void learn_cost(drafting *d, int n, double ms) {
-    d->cost[n] = d->cost[n] > 0 ? 0.8 * d->cost[n] + 0.2 * ms : ms;
-}
+static void learn(double *running, double ms) { *running = *running > 0 ? 0.8 * *running + 0.2 * ms : ms; }
 
 /* drafted tokens were checked and the first `accepted` kept (a refusal ended the check if fewer). */
 static void learn_acceptance(drafting *d, int drafted, int accepted) {
@@ -151,7 +176,7 @@ static int speculative_loop(gen *g, int draft_max, float *logits, float *buf, in
                             size_t errlen) {
     bn_context *c = g->c;
     const int n_vocab = c->m->hp.n_vocab;
-    drafting d = {.max = draft_max, .accept = 0.6, .cost = c->eval_ms};
+    drafting d = {.max = draft_max, .accept = 0.6, .cost = c->eval_ms, .draft_ms = &c->draft_ms};
     if (hold(g)) return 0;
     int32_t next = bn_sampler_sample(g->s, logits, bn_context_tokens(c), bn_context_n_past(c));
     if (emit(g, next)) return 0;
@@ -166,12 +191,16 @@ static int speculative_loop(gen *g, int draft_max, float *logits, float *buf, in
         batch[0] = next;
         int k = 0;
         if (want > 0) {
-            c->tokens[base] = next; /* lookup_draft reads the history in place; the eval writes it again */
-            k = lookup_draft(c->tokens, base + 1, want, batch + 1);
+            c->tokens[base] = next; /* the drafts read the history in place; the eval writes it again */
+            const double t0 = bn_now_ms();
+            k = c->drafter ? model_draft(c->drafter, c->tokens, base + 1, want, batch + 1, buf, err, errlen)
+                           : lookup_draft(c->tokens, base + 1, want, batch + 1);
+            if (k < 0) return -1;
+            if (c->drafter && k > 0) learn(&c->draft_ms, (bn_now_ms() - t0) / k);
         }
         const double t0 = bn_now_ms();
         if (bn_context_eval(c, batch, 1 + k, k ? buf : logits, k > 0, err, errlen)) return -1;
-        learn_cost(&d, 1 + k, bn_now_ms() - t0);
+        learn(&d.cost[1 + k], bn_now_ms() - t0);
         int accepted = 0;
         for (int j = 0; j <= k; j++) {
             float *row = k ? buf + (size_t)j * n_vocab : logits;

@@ -44,6 +44,7 @@ void Context::Init(Napi::Env env) {
         InstanceMethod("kvBytes", &Context::KvBytes),
         InstanceMethod("kvExport", &Context::KvExport),
         InstanceMethod("kvImport", &Context::KvImport),
+        InstanceMethod("setDrafter", &Context::SetDrafter),
         InstanceMethod("close", &Context::Close),
     });
     constructor = Napi::Persistent(fn);
@@ -146,13 +147,56 @@ void Context::KvImport(const Napi::CallbackInfo &info) {
     }
 }
 
+void Context::SetDrafter(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    bn_context *c = Idle(env);
+    Context *drafter = nullptr;
+    if (!info[0].IsNull()) {
+        if (!info[0].IsObject() || !info[0].As<Napi::Object>().InstanceOf(constructor.Value())) {
+            throw Napi::TypeError::New(env, "setDrafter(context): a NativeContext or null");
+        }
+        drafter = Napi::ObjectWrap<Context>::Unwrap(info[0].As<Napi::Object>());
+        drafter->Idle(env);
+        if (drafter->draftsFor_ && drafter->draftsFor_ != this) {
+            throw Napi::Error::New(env, "setDrafter(context): that context drafts for another one already");
+        }
+    }
+    char err[kErrLen] = {0};
+    if (bn_context_set_drafter(c, drafter ? drafter->ctx_ : nullptr, err, sizeof err) != 0) {
+        throw Napi::Error::New(env, std::string("setDrafter(context): ") + err);
+    }
+    Detach();
+    if (drafter) {
+        drafter_ = drafter;
+        drafter->draftsFor_ = this;
+        drafterRef_ = Napi::Persistent(info[0].As<Napi::Object>());
+    }
+}
+
+// Forgets the drafter on this side (the C context is told by the caller, or freed).
+void Context::Detach() {
+    if (!drafter_) return;
+    drafter_->draftsFor_ = nullptr;
+    drafter_ = nullptr;
+    drafterRef_.Reset();
+}
+
 void Context::Close(const Napi::CallbackInfo &info) {
-    Idle(info.Env());
+    Napi::Env env = info.Env();
+    Idle(env);
+    if (draftsFor_) throw Napi::Error::New(env, "this context drafts for another: close that one first");
     Free();
 }
 
 void Context::Free() {
     if (!ctx_) return;
+    Detach();
+    if (draftsFor_) { // finalized together with the context it drafts for, in either order
+        if (draftsFor_->ctx_) bn_context_set_drafter(draftsFor_->ctx_, nullptr, nullptr, 0);
+        draftsFor_->drafter_ = nullptr;
+        draftsFor_->drafterRef_.Reset();
+        draftsFor_ = nullptr;
+    }
     bn_context_free(ctx_);
     ctx_ = nullptr;
     model_->RemoveContext();

@@ -71,11 +71,18 @@ class Context : public Napi::ObjectWrap<Context> {
     Napi::Value KvBytes(const Napi::CallbackInfo &info);
     Napi::Value KvExport(const Napi::CallbackInfo &info);
     void KvImport(const Napi::CallbackInfo &info);
+    void SetDrafter(const Napi::CallbackInfo &info);
     void Close(const Napi::CallbackInfo &info);
     void Free();
+    void Detach();
 
     Model *model_ = nullptr;
     Napi::ObjectReference modelRef_;
+    // speculative decoding with a draft model: the context drafting for this one (kept alive while
+    // attached), and the one this one drafts for
+    Context *drafter_ = nullptr;
+    Napi::ObjectReference drafterRef_;
+    Context *draftsFor_ = nullptr;
 };
 
 }  // namespace bonsai

@@ -2,7 +2,8 @@
  * plain greedy output token for token, with the same finish and the same context left behind,
  * on stories260K and the tiny qwen3 models; drafts are accepted where the text repeats; stops,
  * max_tokens and a full context end it where they end plain decoding; a seed reproduces sampled
- * output. The sampler's accept/reject rule is checked for its distribution in test_sampler. */
+ * output; a draft model's drafts (another context) are checked the same way. The sampler's
+ * accept/reject rule is checked for its distribution in test_sampler. */
 #include <stdint.h>
 #include "model_harness.h"
 #include "model/sampler.h"
@@ -98,7 +99,40 @@ static void test_model(const char *rel, const char *name, int expect_accepted) {
     bn_model_free(m);
 }
 
+/* A draft model: a second context of the same model drafts exactly the greedy continuation, so
+ * every draft is accepted and the output is plain greedy decoding's. (A drafter of another
+ * vocabulary is refused: test/engine.test.ts, with a synthetic model of Qwen3's.) */
+static void test_draft_model(void) {
+    bn_model *m = load("stories260K/stories260K.gguf");
+    bn_context *c = new_ctx(m, 512, BN_KV_F32, 2), *d = new_ctx(m, 512, BN_KV_F32, 1);
+    char err[512];
+    CHECK(bn_context_set_drafter(c, c, err, sizeof err) == -1 && strstr(err, "itself"), "self as drafter: %s", err);
+    CHECK(bn_context_set_drafter(c, d, err, sizeof err) == 0, "drafter: %s", err);
+    const bn_sampler_params sp = {0};
+    bn_sampler *s = bn_sampler_new(&sp, bn_model_hparams(m)->n_vocab);
+    const int32_t bos = 1;
+    static run plain, drafted;
+    generate(m, 512, &bos, 1, 200, NULL, 0, 0, 0.0f, &plain);
+    drafted.n = 0;
+    for (int round = 0; round < 2; round++) { /* the second reuses what both contexts hold */
+        drafted.n = 0;
+        CHECK(bn_generate(c, s, &bos, 1, 200, NULL, 0, 8, collect, &drafted, NULL, &drafted.st, err, sizeof err) == 0,
+              "generate with a draft model: %s", err);
+        CHECK(drafted.n == plain.n && memcmp(drafted.ids, plain.ids, (size_t)plain.n * sizeof(int32_t)) == 0,
+              "round %d: output with a draft model differs from plain greedy", round);
+        /* once drafting is seen to cost what it saves (a draft model as large as the model), it stops */
+        CHECK((round > 0 || drafted.st.n_drafted > 0) && drafted.st.n_accepted == drafted.st.n_drafted,
+              "round %d: the model drafting for itself got %d of %d accepted", round, drafted.st.n_accepted,
+              drafted.st.n_drafted);
+    }
+    bn_sampler_free(s);
+    bn_context_free(c);
+    bn_context_free(d);
+    bn_model_free(m);
+}
+
 int main(void) {
+    test_draft_model();
     test_model("stories260K/stories260K.gguf", "stories260K", 1);
     const char *types[] = {"f32", "q1_0", "tq2_0"};
     for (int i = 0; i < 3; i++) {

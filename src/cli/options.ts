@@ -59,8 +59,9 @@ export interface ModelCliOptions {
   kernels?: string;
 }
 
-export async function loadModel(opts: ModelCliOptions, caches?: Caches): Promise<Model> {
-  const load: LoadOptions = { threads: opts.threads, kvType: opts.kvType };
+/** extra: load options no flag of the shared set gives (a draft model). */
+export async function loadModel(opts: ModelCliOptions, caches?: Caches, extra: LoadOptions = {}): Promise<Model> {
+  const load: LoadOptions = { ...extra, threads: opts.threads, kvType: opts.kvType };
   if (opts.ctxSize !== undefined) load.contextSize = opts.ctxSize;
   if (opts.kernels !== undefined) load.kernels = opts.kernels;
   const image = await caches?.imageFor(opts.model, opts.kernels);
@@ -91,9 +92,9 @@ export function openCaches(opts: CacheCliOptions): Caches | undefined {
 }
 
 /** Loads the model with its caches attached; closing the model closes the caches. */
-export async function loadCachedModel(opts: ModelCliOptions & CacheCliOptions): Promise<{ model: Model; caches: Caches | undefined }> {
+export async function loadCachedModel(opts: ModelCliOptions & CacheCliOptions, extra: LoadOptions = {}): Promise<{ model: Model; caches: Caches | undefined }> {
   const caches = openCaches(opts);
-  const model = await loadModel(opts, caches);
+  const model = await loadModel(opts, caches, extra);
   await caches?.attach(model);
   return { model, caches };
 }

@@ -17,6 +17,8 @@ interface RunOptions extends ModelCliOptions, CacheCliOptions {
   json?: boolean;
   system?: string;
   chat?: boolean;
+  draft: number;
+  draftModel?: string;
 }
 
 export function register(program: Command): void {
@@ -33,14 +35,17 @@ export function register(program: Command): void {
     .option('--json', 'print one JSON object with ids, text and timings at the end instead of streaming')
     .option('--chat', "send the prompt as a user message through the model's chat template (thinking off)")
     .option('--system <text>', 'a system message before the prompt (implies --chat)')
+    .option('--draft <n>', 'speculative decoding: at most n draft tokens per step (0 = off), by prompt lookup or --draft-model', intOption('draft', 0, 64), 0)
+    .option('--draft-model <file>', 'a smaller model with the same vocabulary that drafts (with --draft)')
     .action(async (opts: RunOptions) => {
-      const { model, caches } = await loadCachedModel(opts);
+      const { model, caches } = await loadCachedModel(opts, opts.draftModel !== undefined ? { draftModel: opts.draftModel } : {});
       try {
         const seed = opts.seed ?? Math.floor(Math.random() * 2 ** 32);
         const result = await model.generate(
           {
             ...(opts.chat || opts.system !== undefined ? { messages: chatMessages(opts) } : { prompt: opts.prompt }),
             maxTokens: opts.nPredict,
+            draft: opts.draft,
             sampling: {
               temperature: opts.temp,
               topK: opts.topK,
@@ -74,6 +79,8 @@ export function register(program: Command): void {
               prompt_tokens_per_s: round(t.promptTokensPerS),
               gen_ms: round(t.genMs),
               gen_tokens_per_s: round(t.genTokensPerS),
+              drafted_tokens: t.draftedTokens,
+              accepted_tokens: t.acceptedTokens,
             },
           })}\n`,
         );

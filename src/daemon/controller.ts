@@ -230,12 +230,12 @@ export class Controller {
   }
 
   private async loadModel(): Promise<DaemonEngine> {
-    const { path, threads, contextSize, kvType, kernels } = this.config.model;
+    const { path, threads, contextSize, kvType, kernels, draftModel } = this.config.model;
     const parallel = this.config.queue.parallel ?? DEFAULT_PARALLEL;
     // Imported here so that the rest of the daemon loads where the native addon is not built.
     const { Model } = await import('../engine/engine.js');
     const image = await this.caches?.imageFor(path, kernels);
-    const model = await Model.load(path, { threads, contextSize, kvType, kernels, parallel, ...(image ? { image } : {}) });
+    const model = await Model.load(path, { threads, contextSize, kvType, kernels, parallel, ...(draftModel ? { draftModel } : {}), ...(image ? { image } : {}) });
     this.caches?.noteImage(image, model.loadInfo);
     this.log.info({ load_ms: Math.round(model.loadInfo.ms), runtime_image: model.loadInfo.image, ...(model.loadInfo.imageNote ? { image_note: model.loadInfo.imageNote } : {}) }, 'weights ready');
     this.closeEngine = () => model.close();

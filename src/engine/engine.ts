@@ -32,6 +32,12 @@ export interface LoadOptions {
    */
   parallel?: number;
   /**
+   * A smaller model with the same vocabulary that drafts for speculative decoding (requests with
+   * `draft`), instead of prompt lookup: e.g. the bundled model for the stories260K teacher, or a
+   * small Bonsai for a larger one. Loaded with one thread per generation.
+   */
+  draftModel?: string;
+  /**
    * A runtime image (native/model/image.h) to run the weights from: mapped in place when it
    * matches `key` and this kernel path, else built by this load.
    */
@@ -107,6 +113,8 @@ export interface GenerateResult {
 interface Slot {
   readonly context: NativeContext;
   busy: boolean;
+  /** Its draft model's context, when there is a draft model. */
+  readonly drafter?: NativeContext;
 }
 
 export class Model {
@@ -120,6 +128,7 @@ export class Model {
     readonly tokenizer: Tokenizer,
     private readonly nativeModel: NativeModel,
     private readonly slots: Slot[],
+    private readonly draftModel: NativeModel | undefined,
     readonly loadMs: number,
     readonly kvType: 'f32' | 'f16',
     private contextThreads: number,
@@ -150,6 +159,8 @@ export class Model {
     const threads = options.threads ?? defaultThreads();
     const parallel = options.parallel ?? 1;
     const contexts: NativeContext[] = [];
+    const drafters: NativeContext[] = [];
+    let draftModel: NativeModel | undefined;
     try {
       if (!Number.isInteger(parallel) || parallel < 1) throw new EngineError('bad_request', `parallel must be a whole number of at least 1, got ${parallel}`);
       if (options.contextSize !== undefined && options.contextSize > trained) {
@@ -158,13 +169,27 @@ export class Model {
       }
       const shape = { nCtx: options.contextSize ?? Math.min(trained, 4096), kvType: options.kvType ?? 'f32', threads } as const;
       for (let i = 0; i < parallel; i++) contexts.push(nativeModel.createContext(i ? { ...shape, batchWith: contexts[0] } : shape));
+      if (options.draftModel !== undefined) {
+        draftModel = await native.loadModel(options.draftModel, { kernels: options.kernels ?? '' });
+        const draftContext = Math.min(draftModel.hparams.nCtxTrain || shape.nCtx, shape.nCtx);
+        for (const context of contexts) {
+          drafters.push(draftModel.createContext({ nCtx: draftContext, kvType: shape.kvType, threads: 1 }));
+          try {
+            context.setDrafter(drafters[drafters.length - 1]!);
+          } catch (err) {
+            throw new EngineError('bad_request', `draft model ${options.draftModel}: ${(err as Error).message.replace(/^setDrafter\(context\): /, '')}`);
+          }
+        }
+      }
     } catch (err) {
       for (const context of contexts) context.close();
+      for (const drafter of drafters) drafter.close();
+      draftModel?.close();
       nativeModel.close();
       throw err;
     }
-    const slots = contexts.map((context) => ({ context, busy: false }));
-    return new Model(file, info, tokenizer, nativeModel, slots, performance.now() - started, options.kvType ?? 'f32', threads);
+    const slots = contexts.map((context, i) => ({ context, busy: false, ...(drafters[i] ? { drafter: drafters[i] } : {}) }));
+    return new Model(file, info, tokenizer, nativeModel, slots, draftModel, performance.now() - started, options.kvType ?? 'f32', threads);
   }
 
   get hparams(): ModelHparams {
@@ -385,7 +410,9 @@ export class Model {
   }
 
   close(): void {
-    for (const { context } of this.slots) context.close();
+    for (const { context } of this.slots) context.close(); // first: a drafter closes only once detached
+    for (const { drafter } of this.slots) drafter?.close();
+    this.draftModel?.close();
     this.nativeModel.close();
   }
 
