@@ -138,9 +138,9 @@ describe('requests', () => {
     expect(r.stream).toBe(false);
   });
 
-  it('drafts for greedy requests by default, for sampled ones only when they ask (a seed still reproduces them)', () => {
+  it('drafts up to model.draftTokens unless the request says otherwise', () => {
     expect(ok(parse(JSON.stringify({ prompt: 'x', temperature: 0 }))).options.draft).toBe(8);
-    expect(ok(parse(JSON.stringify({ prompt: 'x', temperature: 0.7 }))).options.draft).toBe(0);
+    expect(ok(parse(JSON.stringify({ prompt: 'x', temperature: 0.7 }))).options.draft).toBe(8);
     expect(ok(parse(JSON.stringify({ prompt: 'x', temperature: 0.7, draft: 4 }))).options.draft).toBe(4);
     expect(ok(parse(JSON.stringify({ prompt: 'x', temperature: 0, draft: 0 }))).options.draft).toBe(0);
     expect(parse(JSON.stringify({ id: 'd1', prompt: 'x', draft: 65 }))).toMatchObject({ code: 'bad_request', message: expect.stringMatching(/draft/) });

@@ -85,28 +85,27 @@ describe.skipIf(!RUN)("a newcomer's first hour", () => {
     expect(r.ms).toBeLessThan(10_000);
   });
 
-  it('during a graceful shutdown every request is answered: the running one finishes, queued and new ones get busy', async () => {
+  it('during a graceful shutdown every request is answered: the running ones finish, queued and new ones get busy', async () => {
     const port = await freePort();
     const url = `mqtt://127.0.0.1:${port}`;
-    const s = serve(['--embedded-port', String(port), '--node', 'drain']);
+    const s = serve(['--embedded-port', String(port), '--node', 'drain'], { BONSAI_QUEUE_PARALLEL: '2' });
     await s.waitLog('online');
     const o = await observer(url);
     await o.watch('bonsai/drain/response/+', 'fleet/replies/+');
     const long = { prompt: 'Once upon a time', max_tokens: 1500, temperature: 1, seed: 5 };
-    await o.publish('bonsai/drain/request', JSON.stringify({ id: 'running', ...long }));
-    await o.publish('bonsai/drain/request', JSON.stringify({ id: 'queued', ...long }));
-    await o.until(() => o.repliesFor('running').some((r) => r.type === 'chunk'), 10_000, 'the first chunk');
+    for (const id of ['running', 'also-running', 'queued']) await o.publish('bonsai/drain/request', JSON.stringify({ id, ...long }));
+    await o.until(() => ['running', 'also-running'].every((id) => o.repliesFor(id).some((r) => r.type === 'chunk')), 10_000, 'the first chunks');
     s.child.kill('SIGTERM');
     await s.waitLog('stopping');
     await o.publish('bonsai/drain/request', JSON.stringify({ id: 'late-node', prompt: 'Hi', max_tokens: 4 }));
     await o.publish('bonsai/request', JSON.stringify({ id: 'late-fleet', prompt: 'Hi', max_tokens: 4, reply_to: 'fleet/replies/late-fleet' }));
-    expect(await o.finalFor('running', 20_000)).toMatchObject({ type: 'done', finish_reason: 'length' });
+    for (const id of ['running', 'also-running']) expect(await o.finalFor(id, 20_000), id).toMatchObject({ type: 'done', finish_reason: 'length' });
     for (const id of ['queued', 'late-node', 'late-fleet']) {
       expect(await o.finalFor(id, 20_000), id).toMatchObject({ type: 'error', code: 'busy', message: expect.stringMatching(/shutting down/) });
     }
     expect(await s.exited).toBe(0);
     // Exactly one final reply each.
-    for (const id of ['running', 'queued', 'late-node', 'late-fleet']) expect(o.repliesFor(id).filter((r) => r.type === 'done' || r.type === 'error'), id).toHaveLength(1);
+    for (const id of ['running', 'also-running', 'queued', 'late-node', 'late-fleet']) expect(o.repliesFor(id).filter((r) => r.type === 'done' || r.type === 'error'), id).toHaveLength(1);
   });
 
   it('ask waiting while the daemon restarts (real mosquitto) gets its answer when the daemon is back online', async () => {

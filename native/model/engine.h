@@ -143,7 +143,7 @@ typedef int (*bn_token_cb)(void *user, int32_t token);
  * draft_max > 0 turns on speculative decoding by prompt lookup: up to draft_max tokens that
  * followed an earlier occurrence of the text's last few tokens (in the prompt or the text so far)
  * are evaluated with the next token in one batch and kept as far as the sampler accepts them.
- * Greedy output is the same token for token; sampled output has the same distribution. The
+ * The output is the same token for token as without drafts, for a sampling seed too. The
  * draft length follows what drafts gain on this machine and model: each round takes the length
  * with the most expected tokens per millisecond (from the acceptance so far and the measured cost
  * of a batch and of drafting), plain decoding included, so it turns itself off where drafts do

@@ -215,23 +215,7 @@ int32_t bn_sampler_sample(bn_sampler *s, float *logits, const int32_t *recent, i
 
 int32_t bn_sampler_verify(bn_sampler *s, float *logits, const int32_t *recent, int n_recent, int32_t draft,
                           int *accepted) {
-    apply_penalty(s, logits, recent, n_recent);
-    if (s->p.temperature <= 0.0f) {
-        const int32_t best = argmax_first(logits, s->n_vocab);
-        *accepted = best == draft;
-        return best;
-    }
-    int n = candidates(s, logits);
-    const double total = set_weights(s->cands, n, s->p.temperature);
-    int at = -1;
-    for (int i = 0; i < n && at < 0; i++)
-        if (s->cands[i].id == draft) at = i;
-    /* accept with probability p(draft); otherwise draw from p with the draft taken out */
-    *accepted = at >= 0 && uniform01(s->rng) * total < s->cands[at].w;
-    if (*accepted) return draft;
-    if (at >= 0) {
-        if (n == 1) return *accepted = 1, draft; /* p(draft) was 1 but rounding refused it */
-        s->cands[at] = s->cands[--n];
-    }
-    return draw(s, s->cands, n, s->p.temperature);
+    const int32_t t = bn_sampler_sample(s, logits, recent, n_recent);
+    *accepted = t == draft;
+    return t;
 }

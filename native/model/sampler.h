@@ -23,11 +23,10 @@ void bn_sampler_free(bn_sampler *s);
 /* Picks a token from logits[n_vocab] (which it may modify). recent holds the tokens seen so far
  * (prompt and generated), oldest first; the penalty uses the last repeat_last_n of them. */
 int32_t bn_sampler_sample(bn_sampler *s, float *logits, const int32_t *recent, int n_recent);
-/* Speculative decoding's check of a drafted token: returns the token this position gets, drawn
- * from the same distribution as bn_sampler_sample's (greedy: the same token), and sets *accepted
- * when it is the draft. Sampled: the draft is kept with probability p(draft), else a token is
- * drawn from p without the draft (renormalized): the standard accept/reject rule for a draft
- * proposed with certainty, which leaves the output's distribution exactly p. */
+/* Speculative decoding's check of a drafted token: the token this position gets, and whether it
+ * is the draft. It is bn_sampler_sample's draw (one draw per position, as without drafts), so the
+ * output is the same token for token as without drafts, for a seed too; a draft proposed with
+ * certainty is kept with probability p(draft), as the standard accept/reject rule keeps it. */
 int32_t bn_sampler_verify(bn_sampler *s, float *logits, const int32_t *recent, int n_recent, int32_t draft,
                           int *accepted);
 

@@ -27,4 +27,22 @@ static inline bn_context *new_ctx(bn_model *m, int n_ctx, bn_kv_type kv, int thr
     return c;
 }
 
+/* n token ids below vocab, the same for a seed every run. */
+static inline void random_ids(int32_t *ids, int n, int vocab, uint32_t seed) {
+    for (int i = 0; i < n; i++) {
+        const int id = (int)((bn_test_rand_unit(&seed) + 1.0f) * 0.5f * (float)vocab);
+        ids[i] = id < vocab ? id : vocab - 1;
+    }
+}
+
+/* test(path, name) on the tiny qwen3 fixture model of each of the n weight types. */
+static inline void each_tiny_qwen3(const char *const *types, int n, void (*test)(const char *rel, const char *name)) {
+    for (int i = 0; i < n; i++) {
+        char rel[128], name[64];
+        snprintf(rel, sizeof rel, "qwen3-tiny/models/tiny-qwen3-%s.gguf", types[i]);
+        snprintf(name, sizeof name, "qwen3-tiny %s", types[i]);
+        test(rel, name);
+    }
+}
+
 #endif

@@ -11,13 +11,6 @@
 #define N_MEMBERS 3
 #define N_GENERATE 24
 
-static void random_ids(int32_t *ids, int n, int n_vocab, unsigned seed) {
-    for (int i = 0; i < n; i++) {
-        seed = seed * 1103515245u + 12345u;
-        ids[i] = (int32_t)((seed >> 8) % (unsigned)n_vocab);
-    }
-}
-
 static bn_context *batched_ctx(bn_model *m, int n_ctx, bn_kv_type kv, bn_context *with) {
     char err[512];
     bn_context *c = NULL;
@@ -164,12 +157,7 @@ static void test_refusal(void) {
 int main(void) {
     test_refusal();
     test_model("stories260K/stories260K.gguf", "stories260K");
-    const char *types[] = {"f32", "q8_0", "q1_0", "tq1_0"};
-    for (int i = 0; i < 4; i++) {
-        char rel[128], name[64];
-        snprintf(rel, sizeof rel, "qwen3-tiny/models/tiny-qwen3-%s.gguf", types[i]);
-        snprintf(name, sizeof name, "qwen3-tiny %s", types[i]);
-        test_model(rel, name);
-    }
+    const char *const types[] = {"f32", "q8_0", "q1_0", "tq1_0"};
+    each_tiny_qwen3(types, 4, test_model);
     return bn_test_done("test_batch");
 }

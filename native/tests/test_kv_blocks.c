@@ -58,13 +58,6 @@ static int same_positions(const bn_context *a, const bn_context *b, int pos, int
     return same;
 }
 
-static void random_ids(int32_t *ids, int n, int vocab, uint32_t seed) {
-    for (int i = 0; i < n; i++) {
-        const int id = (int)((bn_test_rand_unit(&seed) + 1.0f) * 0.5f * (float)vocab);
-        ids[i] = id < vocab ? id : vocab - 1;
-    }
-}
-
 static const char *kv_name(bn_kv_type kv) { return kv == BN_KV_F16 ? "f16" : "f32"; }
 
 /* (a), (b): a cold context evaluates all tokens in one batch (1 thread); context A evaluates the
@@ -281,12 +274,7 @@ int main(void) {
     test_layout(stories);
     test_errors(stories);
     bn_model_free(stories);
-    const char *types[] = {"f32", "q8_0", "q1_0", "tq2_0", "tq1_0"};
-    for (int i = 0; i < 5; i++) {
-        char rel[128], name[64];
-        snprintf(rel, sizeof rel, "qwen3-tiny/models/tiny-qwen3-%s.gguf", types[i]);
-        snprintf(name, sizeof name, "qwen3-tiny %s", types[i]);
-        test_model(rel, name);
-    }
+    const char *const types[] = {"f32", "q8_0", "q1_0", "tq2_0", "tq1_0"};
+    each_tiny_qwen3(types, 5, test_model);
     return bn_test_done("test_kv_blocks");
 }

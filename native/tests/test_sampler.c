@@ -126,9 +126,10 @@ static void test_penalty(void) {
     bn_sampler_free(s);
 }
 
-/* Speculative decoding's check of a draft keeps the distribution: whatever the draft (likely,
- * unlikely, outside top-k, impossible), the tokens it returns are distributed as plain draws,
- * and it accepts the draft exactly when it returns it; greedy returns the argmax. */
+/* Speculative decoding's check of a draft: whatever the draft (likely, unlikely, outside top-k,
+ * impossible), it returns the very tokens plain draws with the same seed return (so they are
+ * distributed as those), and accepts the draft exactly when it returns it; greedy returns the
+ * argmax. */
 static void test_verify(void) {
     const float logits[4] = {logf(4.0f), logf(2.0f), 0.0f, 0.0f};
     enum { DRAWS = 40000 };
@@ -142,8 +143,8 @@ static void test_verify(void) {
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
         for (int32_t draft = 0; draft < 4; draft++) {
-            bn_sampler *s = bn_sampler_new(&cases[c].p, 4);
-            int counts[4] = {0}, lied = 0;
+            bn_sampler *s = bn_sampler_new(&cases[c].p, 4), *plain = bn_sampler_new(&cases[c].p, 4);
+            int counts[4] = {0}, lied = 0, differs = 0;
             for (int i = 0; i < DRAWS; i++) {
                 float tmp[4];
                 memcpy(tmp, logits, sizeof tmp);
@@ -151,8 +152,11 @@ static void test_verify(void) {
                 const int32_t t = bn_sampler_verify(s, tmp, NULL, 0, draft, &accepted);
                 counts[t]++;
                 lied |= accepted != (t == draft);
+                differs |= t != sample_copy(plain, logits, 4);
             }
+            bn_sampler_free(plain);
             CHECK(!lied, "case %zu draft %d: accepted disagrees with the token returned", c, (int)draft);
+            CHECK(!differs, "case %zu draft %d: not the tokens plain draws with the seed give", c, (int)draft);
             for (int i = 0; i < 4; i++)
                 CHECK(fabs(counts[i] / (double)DRAWS - cases[c].want[i]) < 0.012,
                       "case %zu draft %d: p[%d] = %.4f, expected %.4f", c, (int)draft, i, counts[i] / (double)DRAWS,

@@ -53,7 +53,7 @@ export const configSchema = z.strictObject({
     kvType: z.enum(['f32', 'f16']).default('f32').describe("KV cache type (the board profile's: f16 where memory is short)"),
     kernels: z.string().min(1).optional().describe('kernel path: scalar, neon, dotprod, i8mm, avx2, avx512 (default: the best this CPU has)'),
     draftModel: z.string().min(1).optional().describe('a smaller model with the same vocabulary that drafts for speculative decoding, instead of prompt lookup'),
-    draftTokens: int().min(0).max(64).default(8).describe('speculative decoding by prompt lookup: most draft tokens per step for greedy requests (and sampled ones that ask with "draft"); 0 = off'),
+    draftTokens: int().min(0).max(64).default(8).describe('speculative decoding: most draft tokens per step when a request gives no "draft"; 0 = off'),
   }),
   sampling: section({
     maxTokens: int().min(1).default(256).describe('max_tokens when a request gives none'),

@@ -201,9 +201,7 @@ function generationOptions(r: RequestBody, config: DaemonConfig): Request['optio
     minP: r.min_p ?? s.minP,
     seed: r.seed ?? randomInt(2 ** 32),
   };
-  // Drafts change which random draws a sampled answer takes (not its distribution), so a seed
-  // reproduces one only with the same drafting: sampled requests draft only when they ask.
-  const draft = r.draft ?? (sampling.temperature === 0 ? config.model.draftTokens : 0);
+  const draft = r.draft ?? config.model.draftTokens;
   return { maxTokens: r.max_tokens ?? Math.min(s.maxTokens, config.limits.maxTokens), sampling, draft, ...(r.stop ? { stop: r.stop } : {}) };
 }
 

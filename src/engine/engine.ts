@@ -75,7 +75,7 @@ export interface GenerateRequest {
   /**
    * Speculative decoding by prompt lookup (0 or absent: off): up to this many tokens that followed
    * an earlier occurrence of the text's last few tokens are checked in one batch with the next
-   * one. Greedy output is unchanged, sampled output keeps its distribution; it pays where the
+   * one. The output is unchanged (for a sampling seed too); it pays where the
    * answer repeats the prompt (extraction, summaries, code edits). Below 256.
    */
   draft?: number;
