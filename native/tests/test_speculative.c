@@ -3,7 +3,8 @@
  * on stories260K and the tiny qwen3 models; drafts are accepted where the text repeats; stops,
  * max_tokens and a full context end it where they end plain decoding; sampled output is plain
  * sampling's with the same seed; a draft model's drafts (another context) are checked the same way. The sampler's
- * accept/reject rule is checked for its distribution in test_sampler. */
+ * accept/reject rule is checked for its distribution in test_sampler. BONSAI_TEST_QUICK=1 (runs
+ * under qemu) checks two draft lengths and one tiny qwen3 model. */
 #include <stdint.h>
 #include "model_harness.h"
 #include "model/sampler.h"
@@ -59,8 +60,9 @@ static void test_model_expecting(const char *rel, const char *name, int expect_a
     for (int i = 0; i < 100 && i < first.n; i++) prompt[n_prompt++] = first.ids[i];
     for (int i = 0; i < 12 && i < first.n; i++) prompt[n_prompt++] = first.ids[i];
 
-    const int drafts[] = {1, 4, 8, 32};
-    for (size_t d = 0; d < sizeof drafts / sizeof drafts[0]; d++) {
+    const int drafts[] = {8, 1, 4, 32};
+    const size_t n_drafts = getenv("BONSAI_TEST_QUICK") ? 2 : sizeof drafts / sizeof drafts[0];
+    for (size_t d = 0; d < n_drafts; d++) {
         generate(m, 512, prompt, n_prompt, 150, NULL, 0, 0, 0.0f, &plain);
         generate(m, 512, prompt, n_prompt, 150, NULL, 0, drafts[d], 0.0f, &spec);
         CHECK(same_run(&plain, &spec), "%s draft %d: greedy output or context differs (%d vs %d tokens)", name,
@@ -137,8 +139,8 @@ static void test_model(const char *rel, const char *name) { test_model_expecting
 int main(void) {
     test_draft_model();
     test_model_expecting("stories260K/stories260K.gguf", "stories260K", 1);
-    const char *const types[] = {"f32", "q1_0", "tq2_0"};
-    each_tiny_qwen3(types, 3, test_model);
+    const char *const types[] = {"q1_0", "f32", "tq2_0"};
+    each_tiny_qwen3(types, getenv("BONSAI_TEST_QUICK") ? 1 : 3, test_model);
     char err[512];
     bn_model *m = load("stories260K/stories260K.gguf");
     bn_context *c = new_ctx(m, 64, BN_KV_F32, 1);
