@@ -16,15 +16,17 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-// the built benchmark: it forks its worker from dist/ (npm run build first)
-import { runBench } from '../dist/bench/bench.js';
+import type { runBench as RunBench } from '../src/bench/bench.js';
 import { BUNDLED_MODEL } from '../src/bundled.js';
 import { Model, type GenerateRequest } from '../src/engine/engine.js';
 import { synthesize } from '../src/gguf/synth.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+// the built benchmark: it forks its worker from dist/ (npm run build first)
+const built = pathToFileURL(path.join(repoRoot, 'dist/bench/bench.js')).href;
+const { runBench } = (await import(built)) as { runBench: typeof RunBench };
 const fixtures = process.env.BONSAI_FIXTURES ?? path.resolve(repoRoot, '../shared/fixtures');
 const { values: args } = parseArgs({
   options: {

@@ -1,7 +1,7 @@
 // The engine's JavaScript boundary on a real model (stories260K): streaming, cancellation,
 // stop strings, errors, and inference off the main thread. Expected text comes from run.c.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Model } from '../src/engine/engine.js';
+import { Model, type GenerateResult } from '../src/engine/engine.js';
 import { EngineError } from '../src/errors.js';
 import { HAVE_FIXTURES, fixture, readJson } from './helpers/fixtures.js';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -145,7 +145,7 @@ describe.skipIf(!HAVE_FIXTURES)('Model decoding several generations together', (
       { prompt: 'Lily and Ben went to the park', maxTokens: 40, sampling: { temperature: 0.8, seed: 3 } },
       { prompt: 'The cat', maxTokens: 7, sampling: { temperature: 1, seed: 11 } },
     ];
-    const alone = [];
+    const alone: GenerateResult[] = [];
     for (const r of requests) alone.push(await model.generate(r));
     expect([...alone[0]!.promptIds, ...alone[0]!.ids]).toEqual(golden().tokens);
     const together = requests.map((r) => model.generate(r));
