@@ -205,6 +205,14 @@ export interface NativeAddon {
    * reason" when it cannot be sent, and a TypeError for a state that is not a string or holds NUL.
    */
   notify(state: string): boolean;
+  /** The CPUs this thread may run on, ascending (sched_getaffinity). */
+  cpuAffinity(): number[];
+  /**
+   * Moves every thread of the process onto `cpus` (threads started later inherit it); returns how
+   * many moved. Throws an Error saying why the kernel refused (EINVAL: none of them can take a
+   * thread; EPERM: a seccomp filter, as the service unit's, forbids it).
+   */
+  setCpuAffinity(cpus: number[]): number;
   /** The distillation trainer (native/train/trainer.h); throws on a bad config or an unreadable teacher. */
   Trainer: new (config: TrainerConfig, teacherPath: string | null) => NativeTrainer;
 }
