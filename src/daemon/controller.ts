@@ -230,14 +230,29 @@ export class Controller {
   }
 
   private async loadModel(): Promise<DaemonEngine> {
-    const { path, threads, contextSize, kvType, kernels } = this.config.model;
+    const { path, threads, contextSize, kvType, kernels, cpus, mlock } = this.config.model;
     const parallel = this.config.queue.parallel ?? DEFAULT_PARALLEL;
     // Imported here so that the rest of the daemon loads where the native addon is not built.
     const { Model } = await import('../engine/engine.js');
+    if (cpus !== undefined) {
+      const { placeOnCpus } = await import('./board.js');
+      const placement = placeOnCpus(cpus);
+      this.log[placement.level](placement.fields, placement.message);
+    }
     const image = await this.caches?.imageFor(path, kernels);
-    const model = await Model.load(path, { threads, contextSize, kvType, kernels, parallel, ...(image ? { image } : {}) });
+    const model = await Model.load(path, { threads, contextSize, kvType, kernels, parallel, mlock, ...(image ? { image } : {}) });
     this.caches?.noteImage(image, model.loadInfo);
-    this.log.info({ load_ms: Math.round(model.loadInfo.ms), runtime_image: model.loadInfo.image, ...(model.loadInfo.imageNote ? { image_note: model.loadInfo.imageNote } : {}) }, 'weights ready');
+    const { lockedBytes, lockError } = model.loadInfo;
+    if (lockError) this.log.warn({ err: lockError }, 'model.mlock: the weights are not locked in memory (LimitMEMLOCK= in the unit, or ulimit -l); running without');
+    this.log.info(
+      {
+        load_ms: Math.round(model.loadInfo.ms),
+        runtime_image: model.loadInfo.image,
+        ...(model.loadInfo.imageNote ? { image_note: model.loadInfo.imageNote } : {}),
+        ...(lockedBytes ? { locked_mb: Math.round((lockedBytes / 2 ** 20) * 10) / 10 } : {}),
+      },
+      'weights ready',
+    );
     this.closeEngine = () => model.close();
     return model;
   }
