@@ -1,6 +1,6 @@
 // bonsai doctor with faults injected: each is reported as `fail` with its fix, and the exit code
 // says what a script needs (0 all ok, 2 warnings only, 1 a failure).
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -22,6 +22,21 @@ interface Check {
   detail: string;
   fix?: string;
 }
+
+/**
+ * A directory to put first on PATH, holding a fake `name` command that prints `stdout` (and
+ * `stderr`), exits with `code` and writes its arguments, one a line, to `<dir>/<name>.args`.
+ */
+function fakeCommand(name: string, stdout: string, code = 0, stderr = ''): string {
+  const dir = mkdtempSync(path.join(tmp, `fake-${name}-`));
+  writeFileSync(path.join(dir, `${name}.out`), stdout);
+  writeFileSync(path.join(dir, `${name}.err`), stderr);
+  writeFileSync(path.join(dir, name), `#!/bin/sh\nprintf '%s\\n' "$@" > "$0.args"\ncat "$0.out"\ncat "$0.err" >&2\nexit ${code}\n`);
+  chmodSync(path.join(dir, name), 0o755);
+  return dir;
+}
+
+const onPath = (dir: string) => ({ PATH: `${dir}:${process.env.PATH}` });
 
 async function doctor(args: string[], env: Record<string, string> = {}): Promise<{ code: number; checks: Record<string, Check>; verdict: string }> {
   const cache = path.join(tmp, `cache-${Math.random().toString(36).slice(2)}.db`);
@@ -107,5 +122,21 @@ describe.skipIf(!HAVE_FIXTURES)('bonsai doctor', () => {
     const unknown = await doctor(['--model', stories(), '--sysroot', board('generic-aarch64')]);
     expect(unknown.checks.board).toMatchObject({ verdict: 'warn', detail: expect.stringMatching(/ODROID-C4.*generic-aarch64/), fix: expect.stringMatching(/--profile ID/) });
     expect(unknown.code).toBe(2);
+  });
+
+  it("reports the firmware's throttling flags (vcgencmd get_throttled) beside the temperature", async () => {
+    const bin = fakeCommand('vcgencmd', 'throttled=0x50005\n');
+    const r = await doctor(['--model', stories()], onPath(bin));
+    expect(readFileSync(path.join(bin, 'vcgencmd.args'), 'utf8')).toBe('get_throttled\n');
+    expect(r.checks.thermal).toMatchObject({
+      verdict: 'warn',
+      detail: expect.stringMatching(/; firmware throttled=0x50005 \(under-voltage now, throttled now, under-voltage since boot, throttled since boot\)$/),
+      fix: expect.stringMatching(/power supply/),
+    });
+    const calm = await doctor(['--model', stories()], onPath(fakeCommand('vcgencmd', 'throttled=0x0\n')));
+    expect(calm.checks.thermal!.detail).toMatch(/; firmware throttled=0x0$/);
+    // A board's tree is not this machine: its firmware is not asked.
+    const tree = await doctor(['--model', stories(), '--sysroot', board('rpi5')], onPath(bin));
+    expect(tree.checks.thermal!.detail).not.toMatch(/firmware/);
   });
 });

@@ -6,6 +6,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { CacheDatabase, defaultCachePath } from '../cache/database.js';
 import { cpuTemperature } from '../daemon/extensions/health.js';
+import { describeThrottled, readFirmwareThrottling } from '../daemon/extensions/thermal.js';
 import { fitToBoard } from '../daemon/board.js';
 import { readConfig, type DaemonConfig } from '../daemon/config.js';
 import { connectOptionsFrom } from '../daemon/mqtt.js';
@@ -72,7 +73,7 @@ export async function runChecks(config: DaemonConfig, choice: ProfileChoice, bro
     board(choice),
     kernels(),
     ...model(config, choice),
-    thermal(config, choice),
+    await thermal(config, choice),
     cache(config),
     await broker(config, brokerTimeoutMs),
     service(),
@@ -113,12 +114,22 @@ function model(config: DaemonConfig, choice: ProfileChoice): Check[] {
   ];
 }
 
-function thermal(config: DaemonConfig, choice: ProfileChoice): Check {
+/** The CPU's temperature, and on a Raspberry Pi the firmware's throttling flags, as the health message has them. */
+async function thermal(config: DaemonConfig, choice: ProfileChoice): Promise<Check> {
   const celsius = cpuTemperature(path.join(config.profile.sysroot, 'sys/class/thermal'));
-  if (celsius === undefined) return { name: 'thermal', verdict: 'ok', detail: 'no thermal zone to read (thermal control is off)' };
+  // The firmware speaks for this machine, not for a test's tree (as in the thermal extension).
+  const flags = config.profile.sysroot === '/' ? await readFirmwareThrottling() : undefined;
+  const reported = flags === undefined ? [] : describeThrottled(flags);
   const { throttleC, pauseC } = config.thermal;
-  const detail = `CPU at ${celsius} °C (${choice.profile.id}: fewer threads from ${throttleC} °C, pause from ${pauseC} °C)`;
-  if (celsius >= throttleC) return { name: 'thermal', verdict: 'warn', detail, fix: 'the board is hot before any work: add a heatsink or fan, or move it out of the cupboard' };
+  const detail =
+    (celsius === undefined ? 'no thermal zone to read (thermal control is off)' : `CPU at ${celsius} °C (${choice.profile.id}: fewer threads from ${throttleC} °C, pause from ${pauseC} °C)`) +
+    (flags === undefined ? '' : `; firmware throttled=${flags}${reported.length ? ` (${reported.join(', ')})` : ''}`);
+  if (reported.some((r) => r.startsWith('under-voltage'))) {
+    return { name: 'thermal', verdict: 'warn', detail, fix: "the supply sags under load and the firmware slows the CPU: use the board's own power supply (Pi 5: 5 V 5 A) and a short cable" };
+  }
+  if ((celsius !== undefined && celsius >= throttleC) || reported.length) {
+    return { name: 'thermal', verdict: 'warn', detail, fix: 'the board is hot before any work: add a heatsink or fan, or move it out of the cupboard' };
+  }
   return { name: 'thermal', verdict: 'ok', detail };
 }
 
