@@ -124,6 +124,27 @@ describe.skipIf(!HAVE_FIXTURES)('bonsai doctor', () => {
     expect(unknown.code).toBe(2);
   });
 
+  it('the service as systemd shows it: the daemon still connecting (warn, with its attempt), online, failed, not installed, no systemd', async () => {
+    const show = (active: string, status: string) => `LoadState=loaded\nActiveState=${active}\nSubState=start\nStatusText=${status}\n`;
+    const connecting = 'connecting to mqtt://10.0.0.9:1883 (attempt 5 failed: connect ECONNREFUSED 10.0.0.9:1883; next in 8 s)';
+    const bin = fakeCommand('systemctl', show('activating', connecting));
+    const r = await doctor(['--model', stories()], onPath(bin));
+    expect(r.checks.service).toEqual({ name: 'service', verdict: 'warn', detail: `service: activating, ${connecting}`, fix: expect.stringMatching(/cannot reach its broker: check mqtt\.url/) });
+    expect(r.code).toBe(2);
+    // Fixed arguments: nothing of the configuration reaches the command line.
+    expect(readFileSync(path.join(bin, 'systemctl.args'), 'utf8')).toBe('show\n--property=LoadState,ActiveState,SubState,StatusText\nbonsai-edge.service\n');
+
+    const online = await doctor(['--model', stories()], onPath(fakeCommand('systemctl', show('active', 'online: llama, mqtt5'))));
+    expect(online.checks.service).toMatchObject({ verdict: 'ok', detail: 'service: active, online: llama, mqtt5' });
+    const failed = await doctor(['--model', stories()], onPath(fakeCommand('systemctl', 'LoadState=loaded\nActiveState=failed\nSubState=failed\nStatusText=\n')));
+    expect(failed.checks.service).toMatchObject({ verdict: 'fail', detail: 'service: failed (failed)', fix: expect.stringMatching(/journalctl -u bonsai-edge/) });
+    expect(failed.code).toBe(1);
+    const absent = await doctor(['--model', stories()], onPath(fakeCommand('systemctl', 'LoadState=not-found\nActiveState=inactive\nSubState=dead\nStatusText=\n')));
+    expect(absent.checks.service).toMatchObject({ verdict: 'ok', detail: 'bonsai-edge.service is not installed: scripts/install sets the service up' });
+    const noSystemd = await doctor(['--model', stories()], onPath(fakeCommand('systemctl', '', 1, 'System has not been booted with systemd as init system (PID 1). Can\'t operate.\nFailed to connect to bus: Host is down')));
+    expect(noSystemd.checks.service).toMatchObject({ verdict: 'ok', detail: expect.stringMatching(/^systemd is not running here \(System has not been booted with systemd/) });
+  });
+
   it("reports the firmware's throttling flags (vcgencmd get_throttled) beside the temperature", async () => {
     const bin = fakeCommand('vcgencmd', 'throttled=0x50005\n');
     const r = await doctor(['--model', stories()], onPath(bin));

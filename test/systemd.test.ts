@@ -198,6 +198,21 @@ describe.skipIf(!RUN)('bonsai serve notifies systemd', () => {
     expect(listener.with('WATCHDOG=1')).toEqual([]);
   });
 
+  it('while the broker cannot be reached: a STATUS line for each failed attempt, and a signal ends it', async () => {
+    const socket = path.join(tmp, 'notify-connecting');
+    const listener = await NotifyListener.bind(socket);
+    const port = await freePort();
+    const s = serve(['--broker', `mqtt://127.0.0.1:${port}`], { NOTIFY_SOCKET: socket, BONSAI_MQTT_RECONNECT_MIN_MS: '100' });
+    await until(() => listener.statuses().length >= 3, 10_000, 'three STATUS lines');
+    const [first, ...attempts] = listener.statuses();
+    expect(first).toBe(`connecting to mqtt://127.0.0.1:${port}`);
+    expect(attempts[0]).toMatch(new RegExp(`^connecting to mqtt://127\\.0\\.0\\.1:${port} \\(attempt 1 failed: .*ECONNREFUSED.*; next in \\d+ s\\)$`));
+    expect(attempts[1]).toMatch(/\(attempt 2 failed: /);
+    expect(listener.with('READY=1')).toEqual([]);
+    s.child.kill('SIGTERM');
+    expect(await s.exited).toBe(0);
+  });
+
   it('refuses a WATCHDOG_USEC that is not a number of microseconds', async () => {
     const s = serve(['--embedded-port', String(await freePort())], { NOTIFY_SOCKET: path.join(tmp, 'notify'), WATCHDOG_USEC: '30s' });
     expect(await s.exited).toBe(1);

@@ -114,9 +114,13 @@ export class Controller {
       this.extensions = (this.options.extensions ?? builtinExtensions(this.config)).map((create) => create(context));
       const url = await this.brokerUrl();
       this.modelName = await this.nameBeforeLoad();
-      this.phase('connecting', `connecting to ${redactUrl(url)}`);
+      const connecting = `connecting to ${redactUrl(url)}`;
+      this.phase('connecting', connecting);
       const will = { topic: this.topics.status, payload: JSON.stringify(this.statusBody('offline')) };
-      this.mqtt = await DaemonMqtt.connect(this.config, url, will, this.log, this.intake());
+      // Each failed attempt in the status too: `systemctl status` and `bonsai doctor` show it while no health message can.
+      const retrying = (attempt: number, error: string, nextInMs: number) =>
+        this.phase('connecting', `${connecting} (attempt ${attempt} failed: ${error}; next in ${Math.max(1, Math.round(nextInMs / 1000))} s)`);
+      this.mqtt = await DaemonMqtt.connect(this.config, url, will, this.log, this.intake(), retrying);
       await this.publishStatus('loading');
       this.phase('loading', `loading ${this.config.model.path}`);
       const engine = await this.loadEngine();
