@@ -166,8 +166,11 @@ export interface NativeModel {
   readonly kernels: string;
   /** The path and whose kernels run its matrices: "avx2", or "avx512 (avx2 kernels)" for a path without kernels of its own. */
   readonly kernelsLabel: string;
-  /** How the load went: its time (ms) and the runtime image's fate (see LoadInfo in engine.ts). */
-  readonly load: { ms: number; image: 'off' | 'used' | 'written' | 'not-written'; imageNote: string };
+  /**
+   * How the load went: its time (ms), the runtime image's fate, and the weights locked in memory
+   * when asked (see LoadInfo in engine.ts).
+   */
+  readonly load: { ms: number; image: 'off' | 'used' | 'written' | 'not-written'; imageNote: string; lockedBytes: number; lockError: string };
   /**
    * batchWith: a context of this model to decode together with (see ContextGroup in engine.ts):
    * generations and evals that run at the same time on contexts batched together share each
@@ -189,8 +192,11 @@ export interface NativeAddon {
   packVerify(pack: string, threads: number, onProgress: PackProgress): Promise<object>;
   /** Restores a pack's GGUF byte for byte. */
   packUnpack(pack: string, out: string, threads: number, onProgress: PackProgress): Promise<object>;
-  /** Maps and binds a model on a worker thread. */
-  loadModel(file: string, options: { kernels?: string; image?: string; imageKey?: string }): Promise<NativeModel>;
+  /**
+   * Maps and binds a model on a worker thread; with mlock, then locks its weights in memory (a
+   * refusal is load.lockError, not a failed load).
+   */
+  loadModel(file: string, options: { kernels?: string; image?: string; imageKey?: string; mlock?: boolean }): Promise<NativeModel>;
   /**
    * Kernel paths this CPU supports, best last, the one that would be chosen now, and its label for
    * weights of `type` (default q1_0): whose kernels run them, e.g. "avx512 (avx2 kernels)".
@@ -212,6 +218,14 @@ export interface NativeAddon {
    * reason" when it cannot be sent, and a TypeError for a state that is not a string or holds NUL.
    */
   notify(state: string): boolean;
+  /** The CPUs this thread may run on, ascending (sched_getaffinity). */
+  cpuAffinity(): number[];
+  /**
+   * Moves every thread of the process onto `cpus` (threads started later inherit it); returns how
+   * many moved. Throws an Error saying why the kernel refused (EINVAL: none of them can take a
+   * thread; EPERM: a seccomp filter, as the service unit's, forbids it).
+   */
+  setCpuAffinity(cpus: number[]): number;
   /** The distillation trainer (native/train/trainer.h); throws on a bad config or an unreadable teacher. */
   Trainer: new (config: TrainerConfig, teacherPath: string | null) => NativeTrainer;
 }

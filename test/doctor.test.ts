@@ -1,6 +1,6 @@
 // bonsai doctor with faults injected: each is reported as `fail` with its fix, and the exit code
 // says what a script needs (0 all ok, 2 warnings only, 1 a failure).
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -22,6 +22,21 @@ interface Check {
   detail: string;
   fix?: string;
 }
+
+/**
+ * A directory to put first on PATH, holding a fake `name` command that prints `stdout` (and
+ * `stderr`), exits with `code` and writes its arguments, one a line, to `<dir>/<name>.args`.
+ */
+function fakeCommand(name: string, stdout: string, code = 0, stderr = ''): string {
+  const dir = mkdtempSync(path.join(tmp, `fake-${name}-`));
+  writeFileSync(path.join(dir, `${name}.out`), stdout);
+  writeFileSync(path.join(dir, `${name}.err`), stderr);
+  writeFileSync(path.join(dir, name), `#!/bin/sh\nprintf '%s\\n' "$@" > "$0.args"\ncat "$0.out"\ncat "$0.err" >&2\nexit ${code}\n`);
+  chmodSync(path.join(dir, name), 0o755);
+  return dir;
+}
+
+const onPath = (dir: string) => ({ PATH: `${dir}:${process.env.PATH}` });
 
 async function doctor(args: string[], env: Record<string, string> = {}): Promise<{ code: number; checks: Record<string, Check>; verdict: string }> {
   const cache = path.join(tmp, `cache-${Math.random().toString(36).slice(2)}.db`);
@@ -107,5 +122,42 @@ describe.skipIf(!HAVE_FIXTURES)('bonsai doctor', () => {
     const unknown = await doctor(['--model', stories(), '--sysroot', board('generic-aarch64')]);
     expect(unknown.checks.board).toMatchObject({ verdict: 'warn', detail: expect.stringMatching(/ODROID-C4.*generic-aarch64/), fix: expect.stringMatching(/--profile ID/) });
     expect(unknown.code).toBe(2);
+  });
+
+  it('the service as systemd shows it: the daemon still connecting (warn, with its attempt), online, failed, not installed, no systemd', async () => {
+    const show = (active: string, status: string) => `LoadState=loaded\nActiveState=${active}\nSubState=start\nStatusText=${status}\n`;
+    const connecting = 'connecting to mqtt://10.0.0.9:1883 (attempt 5 failed: connect ECONNREFUSED 10.0.0.9:1883; next in 8 s)';
+    const bin = fakeCommand('systemctl', show('activating', connecting));
+    const r = await doctor(['--model', stories()], onPath(bin));
+    expect(r.checks.service).toEqual({ name: 'service', verdict: 'warn', detail: `service: activating, ${connecting}`, fix: expect.stringMatching(/cannot reach its broker: check mqtt\.url/) });
+    expect(r.code).toBe(2);
+    // Fixed arguments: nothing of the configuration reaches the command line.
+    expect(readFileSync(path.join(bin, 'systemctl.args'), 'utf8')).toBe('show\n--property=LoadState,ActiveState,SubState,StatusText\nbonsai-edge.service\n');
+
+    const online = await doctor(['--model', stories()], onPath(fakeCommand('systemctl', show('active', 'online: llama, mqtt5'))));
+    expect(online.checks.service).toMatchObject({ verdict: 'ok', detail: 'service: active, online: llama, mqtt5' });
+    const failed = await doctor(['--model', stories()], onPath(fakeCommand('systemctl', 'LoadState=loaded\nActiveState=failed\nSubState=failed\nStatusText=\n')));
+    expect(failed.checks.service).toMatchObject({ verdict: 'fail', detail: 'service: failed (failed)', fix: expect.stringMatching(/journalctl -u bonsai-edge/) });
+    expect(failed.code).toBe(1);
+    const absent = await doctor(['--model', stories()], onPath(fakeCommand('systemctl', 'LoadState=not-found\nActiveState=inactive\nSubState=dead\nStatusText=\n')));
+    expect(absent.checks.service).toMatchObject({ verdict: 'ok', detail: 'bonsai-edge.service is not installed: scripts/install sets the service up' });
+    const noSystemd = await doctor(['--model', stories()], onPath(fakeCommand('systemctl', '', 1, 'System has not been booted with systemd as init system (PID 1). Can\'t operate.\nFailed to connect to bus: Host is down')));
+    expect(noSystemd.checks.service).toMatchObject({ verdict: 'ok', detail: expect.stringMatching(/^systemd is not running here \(System has not been booted with systemd/) });
+  });
+
+  it("reports the firmware's throttling flags (vcgencmd get_throttled) beside the temperature", async () => {
+    const bin = fakeCommand('vcgencmd', 'throttled=0x50005\n');
+    const r = await doctor(['--model', stories()], onPath(bin));
+    expect(readFileSync(path.join(bin, 'vcgencmd.args'), 'utf8')).toBe('get_throttled\n');
+    expect(r.checks.thermal).toMatchObject({
+      verdict: 'warn',
+      detail: expect.stringMatching(/; firmware throttled=0x50005 \(under-voltage now, throttled now, under-voltage since boot, throttled since boot\)$/),
+      fix: expect.stringMatching(/power supply/),
+    });
+    const calm = await doctor(['--model', stories()], onPath(fakeCommand('vcgencmd', 'throttled=0x0\n')));
+    expect(calm.checks.thermal!.detail).toMatch(/; firmware throttled=0x0$/);
+    // A board's tree is not this machine: its firmware is not asked.
+    const tree = await doctor(['--model', stories(), '--sysroot', board('rpi5')], onPath(bin));
+    expect(tree.checks.thermal!.detail).not.toMatch(/firmware/);
   });
 });

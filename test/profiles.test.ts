@@ -11,6 +11,7 @@ import { ConfigError, readConfig } from '../src/daemon/config.js';
 import { synthesize } from '../src/gguf/synth.js';
 import { native } from '../src/native.js';
 import { loadProfiles, parseProfile, PROFILES_DIR, ProfileError, type BoardProfile } from '../src/profiles/catalog.js';
+import { formatCpuList, parseCpuList } from '../src/profiles/cpu-list.js';
 import { chooseProfile } from '../src/profiles/detect.js';
 import { BONSAI_MODELS, estimateMemory, largestBonsai, modelFits, readModelFacts, RUNTIME_BYTES } from '../src/profiles/memory.js';
 import { runCli } from './helpers/cli.js';
@@ -199,12 +200,12 @@ describe('the profile as a config layer', () => {
   it('wins over the defaults and loses to the file, the environment and the flags', () => {
     const sysroot = board('rpi-zero-2w');
     const base = readConfig({ flags: { 'profile.sysroot': sysroot } });
-    expect(base.config.model).toMatchObject({ threads: 4, contextSize: 512, kvType: 'f16', kernels: 'neon' });
+    expect(base.config.model).toMatchObject({ threads: 4, cpus: '0-3', mlock: false, contextSize: 512, kvType: 'f16', kernels: 'neon' });
     expect(base.config.thermal).toEqual({ throttleC: 75, pauseC: 82, resumeC: 68, minThreads: 1, intervalSec: 5 });
     expect(base.config.cache.memoryMb).toBe(16);
     expect(base.config.sampling.maxTokens).toBe(256);
     expect(base.profile.profile.id).toBe('rpi-zero-2w');
-    expect(base.profile.applied.sort()).toEqual(['cache.memoryMb', 'model.contextSize', 'model.kernels', 'model.kvType', 'model.threads', 'thermal.intervalSec', 'thermal.minThreads', 'thermal.pauseC', 'thermal.resumeC', 'thermal.throttleC']);
+    expect(base.profile.applied.sort()).toEqual(['cache.memoryMb', 'model.contextSize', 'model.cpus', 'model.kernels', 'model.kvType', 'model.mlock', 'model.threads', 'thermal.intervalSec', 'thermal.minThreads', 'thermal.pauseC', 'thermal.resumeC', 'thermal.throttleC']);
 
     const file = path.join(tmp, 'layers.json');
     writeFileSync(file, JSON.stringify({ version: 2, model: { contextSize: 1024, threads: 3 }, thermal: { throttleC: 70 } }));
@@ -219,6 +220,27 @@ describe('the profile as a config layer', () => {
     expect(env.profile.profile.id).toBe('rpi5');
     expect(env.config.profile).toEqual({ id: 'rpi5', sysroot: board('rpi5') });
     expect(env.config.model).toMatchObject({ contextSize: 8192, kvType: 'f32', kernels: 'dotprod' });
+  });
+
+  it("holds the threads to the cores a board's profile names and locks the weights where its variant says so; a generic profile does neither", () => {
+    // RK3588: the big cores, whichever CPU numbers the cpuinfo gives them; 16 GB variant: mlock.
+    expect(readConfig({ flags: { 'profile.sysroot': board('rk3588') } }).config.model).toMatchObject({ cpus: '4-7', mlock: true });
+    const generic = readConfig({ flags: { 'profile.sysroot': board('generic-x86_64') } });
+    expect(generic.config.model).toMatchObject({ mlock: false });
+    expect(generic.config.model.cpus).toBeUndefined();
+    expect(generic.profile.applied).not.toContain('model.cpus');
+    // The user's word wins, and a list that is not one is refused with its key.
+    const own = readConfig({ env: { BONSAI_MODEL_CPUS: '0,2', BONSAI_MODEL_MLOCK: 'false' }, flags: { 'profile.sysroot': board('rk3588') } });
+    expect(own.config.model).toMatchObject({ cpus: '0,2', mlock: false });
+    expect(() => readConfig({ env: { BONSAI_MODEL_CPUS: '7-4' } })).toThrow(/model\.cpus: must be a CPU list such as 4-7 or 0,2,5 \(given: "7-4"\)/);
+  });
+
+  it('reads and writes CPU lists as CPUAffinity= does', () => {
+    expect(formatCpuList([7, 4, 5, 6])).toBe('4-7');
+    expect(formatCpuList([0, 2, 5, 6])).toBe('0,2,5-6');
+    expect(parseCpuList('0,2,5-6')).toEqual([0, 2, 5, 6]);
+    expect(parseCpuList(' 4-7 ')).toEqual([4, 5, 6, 7]);
+    for (const bad of ['', '4-', 'a', '7-4', '1,,2', '4096']) expect(parseCpuList(bad), bad).toBeUndefined();
   });
 
   it('refuses an unknown profile and thermal limits out of order, naming the keys', () => {
@@ -309,7 +331,7 @@ describe.skipIf(!HAVE_FIXTURES)('bonsai profile and bonsai serve on a board', ()
       mlock: true,
       thermal: { throttle_c: 80, pause_c: 88, resume_c: 74, min_threads: 1, interval_sec: 5, zone: 'bigcore0-thermal', celsius: 42.5 },
       page_size: null,
-      service: { memory_high_mb: 14384, memory_max_mb: 15408, cpu_quota_percent: 400, nice: 5 },
+      service: { memory_high_mb: 14384, memory_max_mb: 15408, cpu_quota_percent: 400, cpu_affinity: '4-7', nice: 5 },
       recommended_model: 'Bonsai-8B',
       warnings: [],
     });
@@ -325,6 +347,9 @@ describe.skipIf(!HAVE_FIXTURES)('bonsai profile and bonsai serve on a board', ()
     expect(text.stdout).toMatch(/^profile {3}generic-aarch64: Another 64-bit ARM machine, 4 GB$/m);
     expect(text.stdout).toMatch(/^cpu {7}4 CPUs \(4x Cortex-A55 \(0xd05\)\); 4 threads on CPUs 0-3; kernel path dotprod$/m);
     expect(text.stdout).toMatch(/^warning {3}no profile for this board/m);
+    // A generic profile holds the threads nowhere; a board's names its cores.
+    expect(text.stdout).toMatch(/^service {3}MemoryHigh=\d+M MemoryMax=\d+M Nice=\d+$/m);
+    expect((await runCli(['profile', '--sysroot', board('rk3588')])).stdout).toMatch(/^service {3}MemoryHigh=14384M MemoryMax=15408M CPUQuota=400% CPUAffinity=4-7 Nice=5$/m);
     const named = JSON.parse((await runCli(['profile', '--json', '--sysroot', board('rpi4'), '--profile', 'rpi5'])).stdout) as Record<string, unknown>;
     expect(named).toMatchObject({ id: 'rpi5', variant: '4 GB', kernel_path: 'dotprod' });
     expect(named.warnings).toHaveLength(2);
@@ -337,7 +362,7 @@ describe.skipIf(!HAVE_FIXTURES)('bonsai profile and bonsai serve on a board', ()
     const s = serve(['--sysroot', board('rpi4'), '--embedded-port', String(await freePort())]);
     const line = await s.waitLog('board profile rpi4');
     // rpi4's 4 GB variant says 4096 tokens; stories260K was trained for 2048.
-    expect(line).toMatchObject({ profile: 'rpi4', variant: '4 GB', threads: 4, context_size: 2048, kv_type: 'f32', kernels: 'detected' });
+    expect(line).toMatchObject({ profile: 'rpi4', variant: '4 GB', threads: 4, cpus: '0-3', mlock: true, context_size: 2048, kv_type: 'f32', kernels: 'detected' });
     await s.waitLog('online', 30_000);
     s.child.kill('SIGTERM');
     expect(await s.exited).toBe(0);

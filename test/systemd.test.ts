@@ -198,6 +198,21 @@ describe.skipIf(!RUN)('bonsai serve notifies systemd', () => {
     expect(listener.with('WATCHDOG=1')).toEqual([]);
   });
 
+  it('while the broker cannot be reached: a STATUS line for each failed attempt, and a signal ends it', async () => {
+    const socket = path.join(tmp, 'notify-connecting');
+    const listener = await NotifyListener.bind(socket);
+    const port = await freePort();
+    const s = serve(['--broker', `mqtt://127.0.0.1:${port}`], { NOTIFY_SOCKET: socket, BONSAI_MQTT_RECONNECT_MIN_MS: '100' });
+    await until(() => listener.statuses().length >= 3, 10_000, 'three STATUS lines');
+    const [first, ...attempts] = listener.statuses();
+    expect(first).toBe(`connecting to mqtt://127.0.0.1:${port}`);
+    expect(attempts[0]).toMatch(new RegExp(`^connecting to mqtt://127\\.0\\.0\\.1:${port} \\(attempt 1 failed: .*ECONNREFUSED.*; next in \\d+ s\\)$`));
+    expect(attempts[1]).toMatch(/\(attempt 2 failed: /);
+    expect(listener.with('READY=1')).toEqual([]);
+    s.child.kill('SIGTERM');
+    expect(await s.exited).toBe(0);
+  });
+
   it('refuses a WATCHDOG_USEC that is not a number of microseconds', async () => {
     const s = serve(['--embedded-port', String(await freePort())], { NOTIFY_SOCKET: path.join(tmp, 'notify'), WATCHDOG_USEC: '30s' });
     expect(await s.exited).toBe(1);
@@ -290,8 +305,25 @@ function files(dir: string): string[] {
 }
 
 function script(name: 'install' | 'uninstall', ...args: string[]): { status: number | null; stdout: string; stderr: string } {
-  const result = spawnSync('bash', [path.join(REPO_ROOT, 'scripts', name), ...args], { encoding: 'utf8', timeout: 60_000 });
+  return scriptWith({}, name, ...args);
+}
+
+/** The same with these environment variables added. */
+function scriptWith(env: Record<string, string>, name: 'install' | 'uninstall', ...args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const result = spawnSync('bash', [path.join(REPO_ROOT, 'scripts', name), ...args], { encoding: 'utf8', timeout: 60_000, env: { ...process.env, ...env } });
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+/** systemd-analyze verify finds nothing, and security rates the unit's exposure 2.5 or less. */
+function expectVerifiedAndHardened(unit: string): void {
+  const verify = spawnSync('systemd-analyze', ['verify', unit], { encoding: 'utf8', timeout: 60_000 });
+  expect(verify.status, verify.stderr).toBe(0);
+  expect(verify.stderr).not.toContain('bonsai-edge');
+  const security = spawnSync('systemd-analyze', ['security', '--offline=yes', '--no-pager', unit], { encoding: 'utf8', timeout: 60_000 });
+  const exposure = /Overall exposure level for bonsai-edge\.service: ([\d.]+)/.exec(security.stdout);
+  expect(exposure, security.stdout + security.stderr).not.toBeNull();
+  console.log(`systemd-analyze security: exposure ${exposure![1]}`);
+  expect(Number(exposure![1])).toBeLessThanOrEqual(2.5);
 }
 
 const UNIT = 'etc/systemd/system/bonsai-edge.service';
@@ -327,17 +359,30 @@ describe.skipIf(!existsSync(CLI))('scripts/install and scripts/uninstall into a 
     expect(unit).not.toMatch(/@[A-Z_]+@/);
     const profile = spawnSync(process.execPath, [CLI, 'profile', '--json'], { encoding: 'utf8' });
     // A limit the profile leaves out (absent or null) is left out of the unit.
-    const service = profile.status === 0 ? ((JSON.parse(profile.stdout) as { service?: Record<string, number | null> }).service ?? {}) : {};
-    const expected: [string, number | null | undefined, string][] = [
+    const service = profile.status === 0 ? ((JSON.parse(profile.stdout) as { service?: Record<string, number | string | null> }).service ?? {}) : {};
+    const expected: [string, number | string | null | undefined, string][] = [
       ['MemoryHigh', service.memory_high_mb, 'M'],
       ['MemoryMax', service.memory_max_mb, 'M'],
       ['CPUQuota', service.cpu_quota_percent, '%'],
+      ['CPUAffinity', service.cpu_affinity, ''],
       ['Nice', service.nice, ''],
     ];
     for (const [key, value, unitSuffix] of expected) {
-      if (typeof value !== 'number') expect(unit).not.toMatch(new RegExp(`^${key}=`, 'm'));
+      if (value === null || value === undefined) expect(unit).not.toMatch(new RegExp(`^${key}=`, 'm'));
       else expect(unit).toContain(`\n${key}=${value}${unitSuffix}\n`);
     }
+    // The daemon has no CAP_IPC_LOCK: this is what lets model.mlock lock the weights.
+    expect(unit).toContain('\nLimitMEMLOCK=infinity\n');
+  });
+
+  it("holds the service to the cores a board's profile names (CPUAffinity=), and stays verified and hardened", () => {
+    const board = path.join(tmp, 'rk3588-root');
+    // The install script asks `bonsai profile`, which detects the board from this tree.
+    const r = scriptWith({ BONSAI_PROFILE_SYSROOT: path.join(REPO_ROOT, 'test/fixtures/boards/rk3588') }, 'install', '--root', board);
+    expect(r.status, r.stderr).toBe(0);
+    const unit = readFileSync(path.join(board, UNIT), 'utf8');
+    for (const line of ['MemoryHigh=14384M', 'MemoryMax=15408M', 'CPUQuota=400%', 'CPUAffinity=4-7', 'Nice=5', 'LimitMEMLOCK=infinity']) expect(unit).toContain(`\n${line}\n`);
+    if (HAVE_ANALYZE) expectVerifiedAndHardened(path.join(board, UNIT));
   });
 
   it('runs the Node.js that --node names, and refuses an app whose addon cannot load on this machine, saying why', () => {
@@ -355,15 +400,7 @@ describe.skipIf(!existsSync(CLI))('scripts/install and scripts/uninstall into a 
   });
 
   it.skipIf(!HAVE_ANALYZE)('passes systemd-analyze verify, and security with an exposure of 2.5 or less', () => {
-    const unit = path.join(root, UNIT);
-    const verify = spawnSync('systemd-analyze', ['verify', unit], { encoding: 'utf8', timeout: 60_000 });
-    expect(verify.status, verify.stderr).toBe(0);
-    expect(verify.stderr).not.toContain('bonsai-edge');
-    const security = spawnSync('systemd-analyze', ['security', '--offline=yes', '--no-pager', unit], { encoding: 'utf8', timeout: 60_000 });
-    const exposure = /Overall exposure level for bonsai-edge\.service: ([\d.]+)/.exec(security.stdout);
-    expect(exposure, security.stdout + security.stderr).not.toBeNull();
-    console.log(`systemd-analyze security: exposure ${exposure![1]}`);
-    expect(Number(exposure![1])).toBeLessThanOrEqual(2.5);
+    expectVerifiedAndHardened(path.join(root, UNIT));
   });
 
   it('uninstall removes the unit and keeps the config, the state and model files; --purge removes config and state', () => {

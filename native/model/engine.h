@@ -50,6 +50,12 @@ bn_isa bn_model_isa(const bn_model *m);
 /* The model's kernel path as bn_kernels_label reports it for the bulk of its weights
  * ("avx2 (scalar kernels)" for TQ1_0 weights on avx2). */
 void bn_model_kernels_label(const bn_model *m, char *buf, size_t len);
+/* Locks the weights the forward pass reads in memory (mlock), so that memory pressure never pages
+ * them out or drops their file pages: a token would then wait for the SD card. Returns 0 with
+ * *bytes the bytes locked (also when they already were); -1, nothing locked, with a message naming
+ * the bytes needed and the limit when the kernel refuses: beyond RLIMIT_MEMLOCK (LimitMEMLOCK= in
+ * a unit, ulimit -l), short of memory, or not permitted. bn_model_free unlocks them. */
+int bn_model_lock(bn_model *m, uint64_t *bytes, char *err, size_t errlen);
 
 typedef enum bn_kv_type { BN_KV_F32 = 0, BN_KV_F16 = 1 } bn_kv_type;
 

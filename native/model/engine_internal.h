@@ -40,7 +40,16 @@ struct bn_model {
     const float *output_norm;
     bn_layer *layers;
     uint8_t *packed;          /* every matrix's repacked layout, in one allocation */
+    int locked;               /* the weights are locked in memory (bn_model_lock) */
 };
+
+/* Whether the forward pass reads a tensor where it lies (in the GGUF mapping, or decoded from a
+ * pack to memory for good): all but the matrices the kernel path repacks (a pack's are decoded
+ * only while being repacked). The token embedding is always read in place (rows are looked up),
+ * even when it is also the output. */
+int bn_model_reads_in_place(const bn_gguf_tensor *t, bn_isa isa);
+/* Undoes bn_model_lock (lock.c). */
+void bn_model_unlock(bn_model *m);
 
 /* Per-eval activations for up to cap tokens, [cap][width] each. */
 typedef struct bn_acts {

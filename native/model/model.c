@@ -284,10 +284,7 @@ static int select_isa(const bn_model_params *p, bn_isa *out, char *err, size_t e
     return 0;
 }
 
-/* Whether a tensor of a pack is read in place (and so decoded to memory for good): all but the
- * matrices the kernel path repacks, which are decoded only while being repacked. The token
- * embedding is always read in place (rows are looked up), even when it is also the output. */
-static int read_in_place(const bn_gguf_tensor *t, bn_isa isa) {
+int bn_model_reads_in_place(const bn_gguf_tensor *t, bn_isa isa) {
     if (t->n_dims != 2 || bn_str_eq(t->name, "token_embd.weight")) return 1;
     bn_matrix probe;
     if (bn_matrix_init_shape(&probe, t->type, (int64_t)t->ne[1], (int64_t)t->ne[0], NULL, 0)) return 1;
@@ -339,7 +336,7 @@ static int plan_weights(bn_model *m, weight_plan *w, char *err, size_t errlen) {
     memset(w, 0, sizeof *w);
     const bn_gguf *g = m->gguf;
     for (uint64_t i = 0; m->pack && i < g->n_tensors; i++)
-        if (read_in_place(&g->tensors[i], m->isa)) w->resident_bytes += (g->tensors[i].n_bytes + 63) & ~(uint64_t)63;
+        if (bn_model_reads_in_place(&g->tensors[i], m->isa)) w->resident_bytes += (g->tensors[i].n_bytes + 63) & ~(uint64_t)63;
     const size_t most = (size_t)m->hp.n_layer * BN_MATRICES_PER_LAYER + 1;
     w->mats = malloc(most * sizeof *w->mats);
     w->offset = malloc(most * sizeof *w->offset);
@@ -367,7 +364,7 @@ static int place_resident(bn_model *m, uint8_t *base, char *err, size_t errlen) 
     for (uint64_t i = 0; i < g->n_tensors; i++) {
         bn_gguf_tensor *t = &g->tensors[i];
         t->data = NULL;
-        if (!read_in_place(t, m->isa)) continue;
+        if (!bn_model_reads_in_place(t, m->isa)) continue;
         t->data = base + at;
         at += (t->n_bytes + 63) & ~(uint64_t)63;
     }
@@ -498,6 +495,8 @@ bn_image_state bn_model_image_state(const bn_model *m, const char **note) {
 
 void bn_model_free(bn_model *m) {
     if (!m) return;
+    /* before the memory goes: freed heap memory would stay locked */
+    if (m->locked) bn_model_unlock(m);
     if (m->layers) {
         for (int il = 0; il < m->hp.n_layer; il++) {
             bn_matrix *mats[BN_MATRICES_PER_LAYER];

@@ -21,6 +21,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     exports.Set("memoryBandwidth", Napi::Function::New(env, MemoryBandwidth));
     exports.Set("kernelBench", Napi::Function::New(env, KernelBench));
     exports.Set("notify", Napi::Function::New(env, Notify));
+    exports.Set("cpuAffinity", Napi::Function::New(env, CpuAffinity));
+    exports.Set("setCpuAffinity", Napi::Function::New(env, SetCpuAffinity));
     exports.Set("packWrite", Napi::Function::New(env, PackWrite));
     exports.Set("packVerify", Napi::Function::New(env, PackVerify));
     exports.Set("packUnpack", Napi::Function::New(env, PackUnpack));

@@ -67,6 +67,9 @@ Napi::Value MemoryBandwidth(const Napi::CallbackInfo &info);
 Napi::Value KernelBench(const Napi::CallbackInfo &info);
 // notify(state) (notify.cc).
 Napi::Value Notify(const Napi::CallbackInfo &info);
+// cpuAffinity(), setCpuAffinity(cpus) (affinity.cc).
+Napi::Value CpuAffinity(const Napi::CallbackInfo &info);
+Napi::Value SetCpuAffinity(const Napi::CallbackInfo &info);
 // exports.Trainer, the distillation trainer (trainer.cc).
 void DefineTrainer(Napi::Env env, Napi::Object exports);
 

@@ -73,6 +73,7 @@ Napi::Value LoadModel(const Napi::CallbackInfo &info) {
     Napi::Env env = info.Env();
     if (!info[0].IsString()) throw Napi::TypeError::New(env, "loadModel(file, options): file must be a string");
     std::string kernels, image, imageKey;
+    bool mlock = false;
     if (info[1].IsObject()) {
         Napi::Object o = info[1].As<Napi::Object>();
         auto text = [&o](const char *key, std::string &out) {
@@ -82,8 +83,9 @@ Napi::Value LoadModel(const Napi::CallbackInfo &info) {
         text("kernels", kernels);
         text("image", image);
         text("imageKey", imageKey);
+        mlock = o.Get("mlock").ToBoolean();
     }
-    auto *w = new LoadWorker(env, info[0].As<Napi::String>(), kernels, image, imageKey);
+    auto *w = new LoadWorker(env, info[0].As<Napi::String>(), kernels, image, imageKey, mlock);
     w->Queue();
     return w->Promise();
 }

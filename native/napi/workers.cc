@@ -22,9 +22,10 @@ const char *FinishName(bn_finish f) {
 
 }  // namespace
 
-LoadWorker::LoadWorker(Napi::Env env, std::string path, std::string kernels, std::string image, std::string imageKey)
+LoadWorker::LoadWorker(Napi::Env env, std::string path, std::string kernels, std::string image, std::string imageKey,
+                       bool mlock)
     : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), path_(std::move(path)),
-      kernels_(std::move(kernels)), image_(std::move(image)), imageKey_(std::move(imageKey)) {}
+      kernels_(std::move(kernels)), image_(std::move(image)), imageKey_(std::move(imageKey)), mlock_(mlock) {}
 
 void LoadWorker::Execute() {
     bn_model_params p = {};
@@ -34,8 +35,14 @@ void LoadWorker::Execute() {
         p.image_key = imageKey_.c_str();
     }
     const double start = bn_now_ms();
-    if (bn_model_load(path_.c_str(), &p, &model_, err_, sizeof err_) != 0) SetError(err_);
+    if (bn_model_load(path_.c_str(), &p, &model_, err_, sizeof err_) != 0) {
+        SetError(err_);
+        return;
+    }
     loadMs_ = bn_now_ms() - start;
+    // Here, off the event loop: locking reads in whatever of the weights is not in memory yet.
+    // A refusal is reported with the load, which stands: the model runs unlocked.
+    if (mlock_ && bn_model_lock(model_, &lockedBytes_, lockErr_, sizeof lockErr_) != 0) lockedBytes_ = 0;
 }
 
 void LoadWorker::OnOK() {
@@ -48,6 +55,8 @@ void LoadWorker::OnOK() {
     load.Set("ms", loadMs_);
     load.Set("image", states[state]);
     load.Set("imageNote", note);
+    load.Set("lockedBytes", static_cast<double>(lockedBytes_));
+    load.Set("lockError", lockErr_);
     model.Set("load", load);
     deferred_.Resolve(model);
 }

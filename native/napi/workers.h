@@ -21,7 +21,7 @@ namespace bonsai {
 // with a NativeModel.
 class LoadWorker : public Napi::AsyncWorker {
   public:
-    LoadWorker(Napi::Env env, std::string path, std::string kernels, std::string image, std::string imageKey);
+    LoadWorker(Napi::Env env, std::string path, std::string kernels, std::string image, std::string imageKey, bool mlock);
     Napi::Promise Promise() { return deferred_.Promise(); }
 
     void Execute() override;
@@ -31,9 +31,12 @@ class LoadWorker : public Napi::AsyncWorker {
   private:
     Napi::Promise::Deferred deferred_;
     std::string path_, kernels_, image_, imageKey_;
+    bool mlock_;
     bn_model *model_ = nullptr;
     double loadMs_ = 0;
+    uint64_t lockedBytes_ = 0;
     char err_[kErrLen] = {0};
+    char lockErr_[kErrLen] = {0};
 };
 
 // Base for workers that own a context while they run: keeps the JS object alive and releases

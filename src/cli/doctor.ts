@@ -1,11 +1,13 @@
 // `bonsai doctor`: what stands between this board and a working daemon, checked one by one, each
 // ok / warn / fail with a one-line fix. It reads the same config file, environment and flags as
 // `bonsai serve`. Exit code: 0 all ok, 2 warnings only, 1 at least one failure.
+import { execFile } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { CacheDatabase, defaultCachePath } from '../cache/database.js';
 import { cpuTemperature } from '../daemon/extensions/health.js';
+import { describeThrottled, readFirmwareThrottling } from '../daemon/extensions/thermal.js';
 import { fitToBoard } from '../daemon/board.js';
 import { readConfig, type DaemonConfig } from '../daemon/config.js';
 import { connectOptionsFrom } from '../daemon/mqtt.js';
@@ -40,6 +42,8 @@ interface DoctorFlags {
 const ENGINE_TYPES = new Set(['f32', 'f16', 'bf16', 'q8_0', 'q4_0', 'q1_0', 'tq1_0', 'tq2_0']);
 /** A clock before this is a board without a real-time clock that has not reached a time server. */
 const EARLIEST_SANE_TIME = Date.UTC(2026, 0, 1);
+/** The unit scripts/install writes (scripts/service-paths.sh). */
+const UNIT_NAME = 'bonsai-edge.service';
 
 export function register(program: Command): void {
   program
@@ -72,10 +76,10 @@ export async function runChecks(config: DaemonConfig, choice: ProfileChoice, bro
     board(choice),
     kernels(),
     ...model(config, choice),
-    thermal(config, choice),
+    await thermal(config, choice),
     cache(config),
     await broker(config, brokerTimeoutMs),
-    service(),
+    await service(),
     clock(),
   ];
 }
@@ -113,12 +117,22 @@ function model(config: DaemonConfig, choice: ProfileChoice): Check[] {
   ];
 }
 
-function thermal(config: DaemonConfig, choice: ProfileChoice): Check {
+/** The CPU's temperature, and on a Raspberry Pi the firmware's throttling flags, as the health message has them. */
+async function thermal(config: DaemonConfig, choice: ProfileChoice): Promise<Check> {
   const celsius = cpuTemperature(path.join(config.profile.sysroot, 'sys/class/thermal'));
-  if (celsius === undefined) return { name: 'thermal', verdict: 'ok', detail: 'no thermal zone to read (thermal control is off)' };
+  // The firmware speaks for this machine, not for a test's tree (as in the thermal extension).
+  const flags = config.profile.sysroot === '/' ? await readFirmwareThrottling() : undefined;
+  const reported = flags === undefined ? [] : describeThrottled(flags);
   const { throttleC, pauseC } = config.thermal;
-  const detail = `CPU at ${celsius} °C (${choice.profile.id}: fewer threads from ${throttleC} °C, pause from ${pauseC} °C)`;
-  if (celsius >= throttleC) return { name: 'thermal', verdict: 'warn', detail, fix: 'the board is hot before any work: add a heatsink or fan, or move it out of the cupboard' };
+  const detail =
+    (celsius === undefined ? 'no thermal zone to read (thermal control is off)' : `CPU at ${celsius} °C (${choice.profile.id}: fewer threads from ${throttleC} °C, pause from ${pauseC} °C)`) +
+    (flags === undefined ? '' : `; firmware throttled=${flags}${reported.length ? ` (${reported.join(', ')})` : ''}`);
+  if (reported.some((r) => r.startsWith('under-voltage'))) {
+    return { name: 'thermal', verdict: 'warn', detail, fix: "the supply sags under load and the firmware slows the CPU: use the board's own power supply (Pi 5: 5 V 5 A) and a short cable" };
+  }
+  if ((celsius !== undefined && celsius >= throttleC) || reported.length) {
+    return { name: 'thermal', verdict: 'warn', detail, fix: 'the board is hot before any work: add a heatsink or fan, or move it out of the cupboard' };
+  }
   return { name: 'thermal', verdict: 'ok', detail };
 }
 
@@ -153,17 +167,65 @@ async function broker(config: DaemonConfig, timeoutMs: number): Promise<Check> {
   }
 }
 
-/** systemd's notify socket and watchdog as the service would see them (under systemd only). */
-function service(): Check {
+/**
+ * The installed service as systemd sees it (its state, and the daemon's own status line: which
+ * step it is at, each failed attempt to reach the broker) and, when doctor itself runs under
+ * systemd, the notify socket and watchdog the service would get.
+ */
+async function service(): Promise<Check> {
+  const checks = [await unitState(), ...notifySocket()];
+  const worst = checks.find((c) => c.verdict === 'fail') ?? checks.find((c) => c.verdict === 'warn');
+  return { name: 'service', verdict: worst?.verdict ?? 'ok', detail: checks.map((c) => c.detail).join('; '), ...(worst?.fix ? { fix: worst.fix } : {}) };
+}
+
+/** `systemctl show` of the unit, with fixed arguments: nothing of the configuration reaches the command line. */
+function unitState(): Promise<Omit<Check, 'name'>> {
+  return new Promise((resolve) => {
+    execFile('systemctl', ['show', '--property=LoadState,ActiveState,SubState,StatusText', UNIT_NAME], { timeout: 5000 }, (err, stdout, stderr) => {
+      if ((err as NodeJS.ErrnoException | null)?.code === 'ENOENT') return resolve({ verdict: 'ok', detail: 'no systemd here (no systemctl): bonsai serve runs in the foreground' });
+      if (err) {
+        const why = stderr.trim().split('\n')[0] || err.message;
+        return resolve({ verdict: 'ok', detail: `systemd is not running here (${why}): no service to ask` });
+      }
+      resolve(describeUnit(properties(stdout)));
+    });
+  });
+}
+
+/** systemctl show's KEY=value lines; a value may hold '=' itself. */
+function properties(text: string): Map<string, string> {
+  const unit = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    const eq = line.indexOf('=');
+    if (eq > 0) unit.set(line.slice(0, eq), line.slice(eq + 1));
+  }
+  return unit;
+}
+
+function describeUnit(unit: Map<string, string>): Omit<Check, 'name'> {
+  if (unit.get('LoadState') !== 'loaded') return { verdict: 'ok', detail: `${UNIT_NAME} is not installed: scripts/install sets the service up` };
+  const active = unit.get('ActiveState') ?? 'unknown';
+  const status = unit.get('StatusText');
+  const detail = `service: ${active}${status ? `, ${status}` : ` (${unit.get('SubState') ?? 'unknown'})`}`;
+  // Type=notify: a daemon that has not reached its broker is still `activating`; its status says
+  // how many attempts failed (the first line, before any, is no fault yet).
+  if (status && /^connecting to .* \(attempt \d+ failed: /.test(status)) return { verdict: 'warn', detail, fix: 'the daemon cannot reach its broker: check mqtt.url, the network and the broker (journalctl -u bonsai-edge has each attempt)' };
+  if (active === 'failed') return { verdict: 'fail', detail, fix: 'journalctl -u bonsai-edge -e says why it stopped; then systemctl restart bonsai-edge' };
+  if (active === 'inactive') return { verdict: 'warn', detail, fix: 'installed but not running: systemctl enable --now bonsai-edge' };
+  return { verdict: 'ok', detail };
+}
+
+/** systemd's notify socket and watchdog, when doctor runs under systemd (none otherwise). */
+function notifySocket(): Omit<Check, 'name'>[] {
   const socket = process.env.NOTIFY_SOCKET;
+  if (!socket) return [];
   const watchdog = Number(process.env.WATCHDOG_USEC ?? 0);
-  if (!socket) return { name: 'service', verdict: 'ok', detail: 'not run by systemd (no NOTIFY_SOCKET): scripts/install sets the service up' };
   const detail = `notify socket ${socket}${watchdog ? `, watchdog every ${watchdog / 1e6} s` : ', no watchdog'}`;
   try {
     native.notify('STATUS=bonsai doctor');
-    return { name: 'service', verdict: 'ok', detail };
+    return [{ verdict: 'ok', detail }];
   } catch (err) {
-    return { name: 'service', verdict: 'fail', detail: `${detail}: ${(err as Error).message}`, fix: 'the unit needs NotifyAccess=main (or all) and the socket reachable from the service' };
+    return [{ verdict: 'fail', detail: `${detail}: ${(err as Error).message}`, fix: 'the unit needs NotifyAccess=main (or all) and the socket reachable from the service' }];
   }
 }
 

@@ -3,6 +3,7 @@
 // this prints is what the daemon and the systemd unit get.
 import type { Command } from 'commander';
 import { readConfig } from '../daemon/config.js';
+import { formatCpuList } from '../profiles/cpu-list.js';
 import { profileReport, type ProfileReport } from '../profiles/report.js';
 
 interface ProfileFlags {
@@ -27,31 +28,19 @@ export function register(program: Command): void {
     });
 }
 
-/** "0-3", "4-7", "0,2,5": CPU lists as systemd's CPUAffinity= and taskset write them. */
-function cpuList(cpus: number[]): string {
-  const runs: string[] = [];
-  for (let i = 0; i < cpus.length; ) {
-    let j = i;
-    while (j + 1 < cpus.length && cpus[j + 1] === cpus[j]! + 1) j++;
-    runs.push(j > i ? `${cpus[i]}-${cpus[j]}` : String(cpus[i]));
-    i = j + 1;
-  }
-  return runs.join(',');
-}
-
 function describe(r: ProfileReport): string {
   const mb = (n: number) => (n >= 1024 ? `${(n / 1024).toFixed(1)} GiB` : `${n} MiB`);
   const s = r.service;
   const lines = [
     `profile   ${r.id}: ${r.name}, ${r.variant}`,
     `why       ${r.reason}`,
-    `cpu       ${r.cores} CPUs${r.core_kinds ? ` (${r.core_kinds})` : ''}; ${r.threads} threads on CPUs ${cpuList(r.cpus)}; kernel path ${r.kernel_path}`,
+    `cpu       ${r.cores} CPUs${r.core_kinds ? ` (${r.core_kinds})` : ''}; ${r.threads} threads on CPUs ${formatCpuList(r.cpus)}; kernel path ${r.kernel_path}`,
     `memory    ${r.ram_mb === null ? 'RAM unknown' : `${mb(r.ram_mb)} RAM`}; budget ${mb(r.memory_budget_mb)} + ${r.prefix_cache_mb} MiB prompt cache; ${r.context_size}-token ${r.kv_type} KV cache${r.mlock ? '; locked in memory' : ''}`,
     `models    ${r.max_model ? `up to ${r.max_model}` : 'no Bonsai model fits'}; recommended ${r.recommended_model ?? 'none'}`,
     `thermal   fewer threads at ${r.thermal.throttle_c} °C, paused at ${r.thermal.pause_c} °C, full speed below ${r.thermal.resume_c} °C` +
       (r.thermal.zone ? ` (${r.thermal.zone}: ${r.thermal.celsius} °C now)` : ''),
     `pages     ${r.page_size === null ? 'unknown' : `${r.page_size / 1024} KiB`}`,
-    `service   MemoryHigh=${s.memory_high_mb}M MemoryMax=${s.memory_max_mb}M${s.cpu_quota_percent === null ? '' : ` CPUQuota=${s.cpu_quota_percent}%`} Nice=${s.nice}`,
+    `service   MemoryHigh=${s.memory_high_mb}M MemoryMax=${s.memory_max_mb}M${s.cpu_quota_percent === null ? '' : ` CPUQuota=${s.cpu_quota_percent}%`}${s.cpu_affinity === null ? '' : ` CPUAffinity=${s.cpu_affinity}`} Nice=${s.nice}`,
     ...r.warnings.map((w) => `warning   ${w}`),
   ];
   return lines.join('\n');

@@ -59,7 +59,17 @@ export function register(program: Command): void {
       const logger = createLogger(fitted.config.log.level, fitted.config.topics.node);
       const { model } = fitted.config;
       logger.info(
-        { profile: profile.profile.id, variant: ramLabel(profile.variant.ram_mb), threads: model.threads, context_size: model.contextSize, kv_type: model.kvType, kernels: model.kernels ?? 'detected', reason: profile.reason },
+        {
+          profile: profile.profile.id,
+          variant: ramLabel(profile.variant.ram_mb),
+          threads: model.threads,
+          cpus: model.cpus ?? 'any',
+          mlock: model.mlock,
+          context_size: model.contextSize,
+          kv_type: model.kvType,
+          kernels: model.kernels ?? 'detected',
+          reason: profile.reason,
+        },
         `board profile ${profile.profile.id}`,
       );
       process.exit(await Controller.run({ config: fitted.config, warnings: [...warnings, ...profile.warnings, ...fitted.warnings], logger }));

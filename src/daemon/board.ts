@@ -1,6 +1,7 @@
 // The configuration fitted to the board it runs on: what `bonsai serve` applies before it starts
-// and `bonsai doctor` checks, in one place.
+// and `bonsai doctor` checks, in one place; and the daemon's threads placed on the board's cores.
 import { native } from '../native.js';
+import { formatCpuList, parseCpuList } from '../profiles/cpu-list.js';
 import { contextsThatFit, modelFits, readModelFacts, type FitResult, type ModelFacts } from '../profiles/memory.js';
 import { DEFAULT_PARALLEL, type ChosenProfile, type DaemonConfig } from './config.js';
 
@@ -43,4 +44,43 @@ function modelFactsOf(file: string | undefined): ModelFacts | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** What placeOnCpus did, as one log line. */
+export interface Placement {
+  level: 'info' | 'warn';
+  message: string;
+  fields: Record<string, unknown>;
+}
+
+/**
+ * Moves every thread of the daemon onto the CPUs of `list` (model.cpus) that this process may use,
+ * before the model loads, so that the engine's thread pools start there. Never throws: CPUs this
+ * process may not use (the machine lacks them, or its cpuset leaves them out) and a kernel that
+ * refuses (under the service unit's seccomp filter; its CPUAffinity= has placed the process
+ * already) are a warning, and the threads stay where they are.
+ */
+export function placeOnCpus(list: string): Placement {
+  // The config schema let only a CPU list through.
+  const wanted = parseCpuList(list) ?? [];
+  const allowed = native.cpuAffinity();
+  const may = formatCpuList(allowed);
+  const usable = wanted.filter((cpu) => allowed.includes(cpu));
+  const missing = wanted.filter((cpu) => !allowed.includes(cpu));
+  const fields = { cpus: list, allowed: may };
+  if (!usable.length) return { level: 'warn', message: `model.cpus ${list}: this process may run only on CPUs ${may}: its threads stay there`, fields };
+  let moved = 0;
+  // Already there (a unit's CPUAffinity=, taskset): nothing to ask of a kernel that may refuse.
+  if (usable.length !== allowed.length) {
+    try {
+      moved = native.setCpuAffinity(usable);
+    } catch (err) {
+      return { level: 'warn', message: `cannot move the threads onto CPUs ${formatCpuList(usable)} (model.cpus): ${(err as Error).message}; they run on CPUs ${may}`, fields };
+    }
+  }
+  const placed = { ...fields, cpus: formatCpuList(usable), threads_moved: moved };
+  if (missing.length) {
+    return { level: 'warn', message: `model.cpus ${list}: CPUs ${formatCpuList(missing)} are not among the CPUs this process may use (${may}): threads on CPUs ${formatCpuList(usable)}`, fields: placed };
+  }
+  return { level: 'info', message: `threads on CPUs ${formatCpuList(usable)}`, fields: placed };
 }

@@ -3,8 +3,8 @@
 // defaults < the board profile < JSON file < environment (BONSAI_<SECTION>_<KEY>) < command-line
 // flags, and the merged result is validated once. The board profile (src/profiles/, detected from
 // profile.sysroot or named by profile.id, both taken from the layers above it) fills in what suits
-// the board: model.threads, model.contextSize, model.kvType, model.kernels, cache.memoryMb and the
-// thermal section; anything the user sets wins over it. A file written for an older version is
+// the board: model.threads, model.cpus, model.mlock, model.contextSize, model.kvType,
+// model.kernels, cache.memoryMb and the thermal section; anything the user sets wins over it. A file written for an older version is
 // migrated first (config-migrations.ts).
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
@@ -13,6 +13,7 @@ import { BUNDLED_MODEL } from '../bundled.js';
 import { CACHE_DEFAULTS } from '../cache/defaults.js';
 import { SAMPLING_DEFAULTS } from '../engine/sampling.js';
 import { ProfileError } from '../profiles/catalog.js';
+import { formatCpuList, parseCpuList } from '../profiles/cpu-list.js';
 import { chooseProfile, type ProfileChoice } from '../profiles/detect.js';
 import { CONFIG_VERSION, ConfigMigrationError, migrateConfigFile, renamedKeys } from './config-migrations.js';
 
@@ -52,6 +53,12 @@ export const configSchema = z.strictObject({
     contextSize: int().min(16).optional().describe("context size in tokens (default: the board profile's, at most the training context)"),
     kvType: z.enum(['f32', 'f16']).default('f32').describe("KV cache type (the board profile's: f16 where memory is short)"),
     kernels: z.string().min(1).optional().describe('kernel path: scalar, neon, dotprod, i8mm, avx2, avx512 (default: the best this CPU has)'),
+    cpus: z
+      .string()
+      .refine((v) => parseCpuList(v) !== undefined, 'must be a CPU list such as 4-7 or 0,2,5')
+      .optional()
+      .describe("CPUs the daemon's threads run on, e.g. 4-7 (default: the cores the board profile names; none: where the kernel puts them)"),
+    mlock: z.boolean().default(false).describe("lock the weights in memory once loaded, never paged out (the board profile's; needs LimitMEMLOCK= or ulimit -l)"),
     draftModel: z.string().min(1).optional().describe('a smaller model with the same vocabulary that drafts for speculative decoding, instead of prompt lookup'),
     draftTokens: int().min(0).max(64).default(8).describe('speculative decoding: most draft tokens per step when a request gives no "draft"; 0 = off'),
   }),
@@ -218,6 +225,8 @@ function profileLayer(choice: ProfileChoice): Layer {
       threads: choice.threads,
       contextSize: variant.context_size,
       kvType: variant.kv_type,
+      mlock: variant.mlock,
+      ...(choice.pinned ? { cpus: formatCpuList(choice.cpus) } : {}),
       ...(profile.cpu.kernel_path ? { kernels: profile.cpu.kernel_path } : {}),
     },
     cache: { memoryMb: variant.prefix_cache_mb },

@@ -114,9 +114,13 @@ export class Controller {
       this.extensions = (this.options.extensions ?? builtinExtensions(this.config)).map((create) => create(context));
       const url = await this.brokerUrl();
       this.modelName = await this.nameBeforeLoad();
-      this.phase('connecting', `connecting to ${redactUrl(url)}`);
+      const connecting = `connecting to ${redactUrl(url)}`;
+      this.phase('connecting', connecting);
       const will = { topic: this.topics.status, payload: JSON.stringify(this.statusBody('offline')) };
-      this.mqtt = await DaemonMqtt.connect(this.config, url, will, this.log, this.intake());
+      // Each failed attempt in the status too: `systemctl status` and `bonsai doctor` show it while no health message can.
+      const retrying = (attempt: number, error: string, nextInMs: number) =>
+        this.phase('connecting', `${connecting} (attempt ${attempt} failed: ${error}; next in ${Math.max(1, Math.round(nextInMs / 1000))} s)`);
+      this.mqtt = await DaemonMqtt.connect(this.config, url, will, this.log, this.intake(), retrying);
       await this.publishStatus('loading');
       this.phase('loading', `loading ${this.config.model.path}`);
       const engine = await this.loadEngine();
@@ -230,14 +234,29 @@ export class Controller {
   }
 
   private async loadModel(): Promise<DaemonEngine> {
-    const { path, threads, contextSize, kvType, kernels, draftModel } = this.config.model;
+    const { path, threads, contextSize, kvType, kernels, draftModel, cpus, mlock } = this.config.model;
     const parallel = this.config.queue.parallel ?? DEFAULT_PARALLEL;
     // Imported here so that the rest of the daemon loads where the native addon is not built.
     const { Model } = await import('../engine/engine.js');
+    if (cpus !== undefined) {
+      const { placeOnCpus } = await import('./board.js');
+      const placement = placeOnCpus(cpus);
+      this.log[placement.level](placement.fields, placement.message);
+    }
     const image = await this.caches?.imageFor(path, kernels);
-    const model = await Model.load(path, { threads, contextSize, kvType, kernels, parallel, ...(draftModel ? { draftModel } : {}), ...(image ? { image } : {}) });
+    const model = await Model.load(path, { threads, contextSize, kvType, kernels, parallel, mlock, ...(draftModel ? { draftModel } : {}), ...(image ? { image } : {}) });
     this.caches?.noteImage(image, model.loadInfo);
-    this.log.info({ load_ms: Math.round(model.loadInfo.ms), runtime_image: model.loadInfo.image, ...(model.loadInfo.imageNote ? { image_note: model.loadInfo.imageNote } : {}) }, 'weights ready');
+    const { lockedBytes, lockError } = model.loadInfo;
+    if (lockError) this.log.warn({ err: lockError }, 'model.mlock: the weights are not locked in memory (LimitMEMLOCK= in the unit, or ulimit -l); running without');
+    this.log.info(
+      {
+        load_ms: Math.round(model.loadInfo.ms),
+        runtime_image: model.loadInfo.image,
+        ...(model.loadInfo.imageNote ? { image_note: model.loadInfo.imageNote } : {}),
+        ...(lockedBytes ? { locked_mb: Math.round((lockedBytes / 2 ** 20) * 10) / 10 } : {}),
+      },
+      'weights ready',
+    );
     this.closeEngine = () => model.close();
     return model;
   }

@@ -78,15 +78,26 @@ export class DaemonMqtt extends EventEmitter<MqttEvents> {
   /**
    * Connects with the config's settings and a last will; resolves at the first CONNACK. Messages
    * are taken from then on (a persistent session delivers what was queued at once): each is
-   * recorded (intake.record) before it is acknowledged, and held until open().
+   * recorded (intake.record) before it is acknowledged, and held until open(). Each failed attempt
+   * is logged and told to `retrying` (the service manager's status says it).
    */
-  static async connect(config: DaemonConfig, url: string, will: RetainedMessage, log: Logger, intake: IntakeOptions = {}): Promise<DaemonMqtt> {
+  static async connect(
+    config: DaemonConfig,
+    url: string,
+    will: RetainedMessage,
+    log: Logger,
+    intake: IntakeOptions = {},
+    retrying?: (attempt: number, error: string, nextInMs: number) => void,
+  ): Promise<DaemonMqtt> {
     const mqtt = new DaemonMqtt(config.mqtt.qos, log, intake);
     mqtt.attach(
       await connectMqtt({
         ...connectOptionsFrom(config, url),
         will: { topic: will.topic, payload: will.payload, qos: 1, retain: true },
-        onRetry: (error, attempt, nextInMs) => log.warn({ state: 'connecting', url: redactUrl(url), attempt, retry_in_ms: nextInMs, err: error }, 'cannot reach the broker; retrying'),
+        onRetry: (error, attempt, nextInMs) => {
+          log.warn({ state: 'connecting', url: redactUrl(url), attempt, retry_in_ms: nextInMs, err: error }, 'cannot reach the broker; retrying');
+          retrying?.(attempt, error, nextInMs);
+        },
         beforeAck: (packet) => mqtt.receive(packet),
         ...(intake.sessionExpirySec !== undefined ? { sessionExpirySec: intake.sessionExpirySec } : {}),
       }),

@@ -42,14 +42,24 @@ export interface LoadOptions {
    * matches `key` and this kernel path, else built by this load.
    */
   image?: { path: string; key: string };
+  /**
+   * Lock the weights in memory once loaded, so that memory pressure never pages them out (a token
+   * would then wait for the disk). A refusal (RLIMIT_MEMLOCK, no memory) is loadInfo.lockError;
+   * the model runs all the same.
+   */
+  mlock?: boolean;
 }
 
-/** How the weights were made ready: the load's time and what became of the runtime image. */
+/** How the weights were made ready: the load's time, what became of the runtime image, and whether they are locked in memory. */
 export interface LoadInfo {
   ms: number;
   image: 'off' | 'used' | 'written' | 'not-written';
   /** Why an image there was not used, or could not be written ('' when none). */
   imageNote: string;
+  /** Bytes of weights locked in memory (0 unless asked with mlock, or refused). */
+  lockedBytes: number;
+  /** Why mlock was refused ('' when it was not asked for or succeeded). */
+  lockError: string;
 }
 
 export type { ChatMessage } from './chat.js';
@@ -143,7 +153,11 @@ export class Model {
     const started = performance.now();
     // The native load (mapping, repacking) runs on a worker thread while this one reads the
     // metadata and builds the tokenizer: start-up takes the longer of the two, not their sum.
-    const loading = native.loadModel(file, { kernels: options.kernels ?? '', ...(options.image ? { image: options.image.path, imageKey: options.image.key } : {}) });
+    const loading = native.loadModel(file, {
+      kernels: options.kernels ?? '',
+      ...(options.image ? { image: options.image.path, imageKey: options.image.key } : {}),
+      ...(options.mlock ? { mlock: true } : {}),
+    });
     let info: GgufFileInfo;
     let tokenizer: Tokenizer;
     try {

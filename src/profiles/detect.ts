@@ -50,6 +50,12 @@ export interface ProfileChoice {
   threads: number;
   /** The CPU numbers the threads belong on. */
   cpus: number[];
+  /**
+   * Whether the profile names the cores its threads belong on: then the daemon's threads are held
+   * to `cpus` (model.cpus, the unit's CPUAffinity=). A generic profile, made for any machine, leaves
+   * them where the kernel puts them.
+   */
+  pinned: boolean;
   kernelPath: KernelPath;
   /** The CPU's thermal zone by the profile's preference, when there is one. */
   cpuZone?: ThermalReading;
@@ -322,7 +328,7 @@ function chooseVariant(profile: BoardProfile, memMiB: number | undefined, warnin
 }
 
 /** Threads and their CPUs: one per core of the fastest kind (ARM), or per physical core (x86). */
-function placeThreads(profile: BoardProfile, variant: RamVariant, facts: SystemFacts, warnings: string[]): { threads: number; cpus: number[] } {
+function placeThreads(profile: BoardProfile, variant: RamVariant, facts: SystemFacts, warnings: string[]): { threads: number; cpus: number[]; pinned: boolean } {
   const cores = facts.cores;
   const ranks = cores.map((c) => (c.implementer === ARM_LTD && c.part !== undefined ? ARM_PARTS[c.part]?.rank : undefined));
   let fastest: number[] | undefined;
@@ -351,7 +357,7 @@ function placeThreads(profile: BoardProfile, variant: RamVariant, facts: SystemF
   const online = facts.sysroot === '/' ? own.length : available.length;
   const threads = Math.max(1, Math.min(wanted, available.length, online));
   if (threads < wanted) warnings.push(`${profile.id} runs ${wanted} threads; this machine offers ${threads}`);
-  return { threads, cpus: available };
+  return { threads, cpus: available, pinned: planned !== undefined };
 }
 
 function cpuZone(profile: BoardProfile, facts: SystemFacts, warnings: string[]): ThermalReading | undefined {
@@ -418,7 +424,7 @@ export function chooseProfile(options: ChooseOptions = {}): ProfileChoice {
   contradictions(profile, facts, warnings);
   const memMiB = facts.memTotalKiB !== undefined ? facts.memTotalKiB / 1024 : sysroot === '/' ? os.totalmem() / 2 ** 20 : undefined;
   const { variant, why: ramWhy } = chooseVariant(profile, memMiB, warnings);
-  const { threads, cpus } = placeThreads(profile, variant, facts, warnings);
+  const { threads, cpus, pinned } = placeThreads(profile, variant, facts, warnings);
   const choice: ProfileChoice = {
     profile,
     variant,
@@ -427,6 +433,7 @@ export function chooseProfile(options: ChooseOptions = {}): ProfileChoice {
     facts,
     threads,
     cpus,
+    pinned,
     kernelPath: profile.cpu.kernel_path ?? kernelPathFromFeatures(facts.arch, facts.features),
   };
   const zone = cpuZone(profile, facts, warnings);

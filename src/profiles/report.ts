@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { native } from '../native.js';
 import { ramLabel } from './catalog.js';
+import { formatCpuList } from './cpu-list.js';
 import { describeCores, type ProfileChoice } from './detect.js';
 import { largestBonsai } from './memory.js';
 
@@ -33,7 +34,8 @@ export interface ProfileReport {
   thermal: { throttle_c: number; pause_c: number; resume_c: number; min_threads: number; interval_sec: number; zone: string | null; celsius: number | null };
   /** Bytes; null when the tree does not say. */
   page_size: number | null;
-  service: { memory_high_mb: number; memory_max_mb: number; cpu_quota_percent: number | null; nice: number };
+  /** cpu_affinity: the CPUs the daemon's threads are held to (a CPU list, "4-7"), null where the profile names none. */
+  service: { memory_high_mb: number; memory_max_mb: number; cpu_quota_percent: number | null; cpu_affinity: string | null; nice: number };
   recommended_model: string | null;
   warnings: string[];
 }
@@ -94,6 +96,7 @@ export function profileReport(choice: ProfileChoice): ProfileReport {
       memory_high_mb: variant.service.memory_high_mb,
       memory_max_mb: variant.service.memory_max_mb,
       cpu_quota_percent: variant.service.cpu_quota_percent ?? profile.service.cpu_quota_percent ?? null,
+      cpu_affinity: choice.pinned ? formatCpuList(choice.cpus) : null,
       nice: profile.service.nice,
     },
     recommended_model: variant.recommended_model,

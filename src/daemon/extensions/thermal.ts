@@ -61,7 +61,7 @@ export function thermalExtension(ctx: ExtensionContext): Extension {
   let askFirmware = config.profile.sysroot === '/';
   const check = (engine: ThrottledEngine) => {
     celsius = cpuTemperature(thermalDir);
-    if (askFirmware) readFirmwareThrottling((flags) => (firmware = flags), () => (askFirmware = false));
+    if (askFirmware) void readFirmwareThrottling().then((flags) => (flags === undefined ? (askFirmware = false) : (firmware = flags)));
     if (celsius === undefined) return;
     const next = nextThermalState(state, celsius, limits);
     if (next !== state) apply(engine, next);
@@ -87,14 +87,30 @@ export function thermalExtension(ctx: ExtensionContext): Extension {
 
 /**
  * `vcgencmd get_throttled` on a Raspberry Pi: the firmware's own under-voltage and throttling
- * flags ("throttled=0x0" when all is well). Absent on other boards, and not allowed under the
- * hardened service unit: then nothing is reported.
+ * flags ("0x0" when all is well, from "throttled=0x0"). Undefined on other boards, under the
+ * hardened service unit (it hides /dev/vchiq), or for a reply without flags: the caller need not
+ * ask again. Never rejects.
  */
-function readFirmwareThrottling(report: (flags: string) => void, absent: () => void): void {
-  execFile('vcgencmd', ['get_throttled'], { timeout: 2000 }, (err, stdout) => {
-    // Not there, or not allowed (the hardened unit hides /dev/vchiq): not asked again.
-    if (err) return absent();
-    const flags = /throttled=(0x[0-9a-f]+)/i.exec(stdout)?.[1];
-    if (flags) report(flags);
+export function readFirmwareThrottling(): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    execFile('vcgencmd', ['get_throttled'], { timeout: 2000 }, (err, stdout) => resolve(err ? undefined : /throttled=(0x[0-9a-f]+)/i.exec(stdout)?.[1]));
   });
+}
+
+/** The bits of get_throttled, as the Raspberry Pi documentation names them. */
+const THROTTLED_BITS: [number, string][] = [
+  [0, 'under-voltage now'],
+  [1, 'ARM frequency capped now'],
+  [2, 'throttled now'],
+  [3, 'soft temperature limit now'],
+  [16, 'under-voltage since boot'],
+  [17, 'frequency capped since boot'],
+  [18, 'throttled since boot'],
+  [19, 'soft temperature limit since boot'],
+];
+
+/** get_throttled's flags in words ("under-voltage now, throttled since boot"); [] for 0x0. */
+export function describeThrottled(flags: string): string[] {
+  const value = Number.parseInt(flags, 16);
+  return THROTTLED_BITS.filter(([bit]) => Math.floor(value / 2 ** bit) % 2 === 1).map(([, name]) => name);
 }
