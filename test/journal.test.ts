@@ -54,7 +54,9 @@ describe.skipIf(!RUN)('request journal: kill -9 and restart', () => {
     const b = await mosquitto();
     const node = 'crash';
     const o = await observer(b.url, `bonsai/${node}/response/+`);
-    let s = await daemon(b, node);
+    // one generation at a time, so the three after the first are still queued when it is killed
+    const oneAtATime = { BONSAI_QUEUE_PARALLEL: '1' };
+    let s = await daemon(b, node, oneAtATime);
     const long = { prompt: 'Once upon a time', max_tokens: 1500, temperature: 1, seed: 11 };
     await o.publish(`bonsai/${node}/request`, JSON.stringify({ id: 'running', ...long }));
     for (const id of ['queued-1', 'queued-2', 'queued-3']) await o.publish(`bonsai/${node}/request`, JSON.stringify({ id, prompt: 'Lily', max_tokens: 6, temperature: 0 }));
