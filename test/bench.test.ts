@@ -117,6 +117,17 @@ describe('bonsai bench (command line)', () => {
     expect(r.stdout).toMatch(/peer: +load \d+ ms, first token \d+ ms after start, peak RSS [\d.]+ MiB/);
   });
 
+  it('a prompt-only run fits its default context even at a multiple of 256 tokens, and -c too small is refused', async () => {
+    // the engine keeps one position free to answer in: -p 256 -n 0 needs a context of 257
+    const r = await runCli(['bench', '-m', MODEL, '-p', '256', '-n', '0', '-t', '1', '-r', '1', '--json'], 120_000);
+    expect(r.stderr).not.toMatch(/context holds/);
+    expect(r.code).toBe(0);
+    expect((JSON.parse(r.stdout) as { results: Record<string, unknown>[] }).results.map((x) => x.test)).toEqual(['pp256']);
+    const small = await runCli(['bench', '-m', MODEL, '-p', '256', '-n', '0', '-c', '256']);
+    expect(small.code).not.toBe(0);
+    expect(small.stderr).toMatch(/-p 256 and -n 0 need a context of 257 tokens; -c is 256/);
+  });
+
   it('refuses a run with nothing to measure', async () => {
     const r = await runCli(['bench', '-m', MODEL, '-p', '0', '-n', '0']);
     expect(r.code).not.toBe(0);

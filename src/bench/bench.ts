@@ -67,9 +67,11 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   const progress = o.onProgress ?? (() => {});
   const info = readGguf(o.model);
   const weights = weightStats(info);
-  // As llama-bench: room for the prompt and the generated tokens, rounded up as llama.cpp rounds.
-  const contextSize = o.contextSize ?? Math.ceil((Math.max(o.prompt, 1) + o.gen) / 256) * 256;
-  if (o.prompt + o.gen > contextSize) throw new Error(`-p ${o.prompt} and -n ${o.gen} need a context of ${o.prompt + o.gen} tokens; -c is ${contextSize}`);
+  // As llama-bench: room for the prompt and the generated tokens, rounded up as llama.cpp rounds;
+  // a prompt alone needs one position more than its tokens (the engine keeps room to answer).
+  const needed = Math.max(o.prompt + 1, o.prompt + o.gen);
+  const contextSize = o.contextSize ?? Math.ceil(needed / 256) * 256;
+  if (needed > contextSize) throw new Error(`-p ${o.prompt} and -n ${o.gen} need a context of ${needed} tokens; -c is ${contextSize}`);
 
   progress('measuring memory read bandwidth');
   const bandwidth = [...new Set([1, ...o.threads])].map((threads) => ({
