@@ -90,9 +90,9 @@ static void run_tile(const bn_attn *a, long tile, float *scratch, bn_attn_tile_f
         t.out[r] = a->out + off;
         t.n_kv[r] = a->p0 + token + 1;
     }
-    t.k = (const char *)a->k + (size_t)h * hd * elem;
-    t.v = (const char *)a->v + (size_t)h * hd * elem;
-    t.kv_stride = (size_t)a->n_head_kv * hd;
+    t.k = (const char *)a->k + (size_t)h * a->kv_head_stride * elem;
+    t.v = (const char *)a->v + (size_t)h * a->kv_head_stride * elem;
+    t.kv_stride = a->kv_pos_stride;
     t.kv_f16 = a->kv_f16;
     t.scale = 1.0f / sqrtf((float)hd);
     t.s = scratch;

@@ -1,6 +1,6 @@
 /* Causal multi-head attention with grouped KV heads (GQA) over an F16 or F32 KV cache, for a
- * batch of query tokens (decode: one; prefill: many). The cache layout is model/kv_cache.h's:
- * [position][kv head][head_dim]. Work is cut into tiles of up to BN_ATTN_TILE_ROWS query rows
+ * batch of query tokens (decode: one; prefill: many). The cache is any layout with a head's
+ * entries contiguous: the engine's is model/kv_cache.h's [kv head][position][head_dim]. Work is cut into tiles of up to BN_ATTN_TILE_ROWS query rows
  * (the heads of one KV group, token after token) that share each K and V row they read, and
  * the tiles are dealt to threads by their causal cost. A query row's result never depends on
  * the tile it falls in or on the thread count: the same tokens give the same bits whether they
@@ -14,7 +14,8 @@
 typedef struct bn_attn {
     const float *q;      /* [n][n_head][head_dim] queries, RoPE applied */
     float *out;          /* [n][n_head][head_dim] */
-    const void *k, *v;   /* cache [n_ctx][n_head_kv][head_dim], positions < p0 + n filled */
+    const void *k, *v;   /* cache entries of kv head 0 at position 0; positions < p0 + n filled */
+    size_t kv_pos_stride, kv_head_stride; /* elements from one position to the next, one kv head to the next */
     int kv_f16;          /* cache entries are fp16 (else F32) */
     int n, p0;           /* query t is at position p0 + t and sees positions 0..p0 + t */
     int n_head, n_head_kv, head_dim;

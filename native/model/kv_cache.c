@@ -25,9 +25,12 @@ int bn_kv_cache_init(bn_kv_cache *kv, const bn_hparams *hp, int n_ctx, bn_kv_typ
     if (type != BN_KV_F32 && type != BN_KV_F16) return bn_fail(err, errlen, "unknown KV cache type %d", (int)type);
     kv->type = type;
     kv->n_layer = hp->n_layer;
-    kv->row_elems = (size_t)hp->n_head_kv * hp->head_dim;
+    kv->n_ctx = n_ctx;
+    kv->n_head_kv = hp->n_head_kv;
+    kv->head_dim = hp->head_dim;
     uint64_t bytes;
-    if (!bn_mul_u64((uint64_t)n_ctx, (uint64_t)kv->row_elems * elem_bytes(type), &bytes) || bytes > SIZE_MAX)
+    if (!bn_mul_u64((uint64_t)n_ctx, (uint64_t)hp->n_head_kv * hp->head_dim * elem_bytes(type), &bytes) ||
+        bytes > SIZE_MAX)
         return bn_fail(err, errlen, "KV cache for %d positions is too large", n_ctx);
     kv->k = calloc((size_t)hp->n_layer, sizeof(void *));
     kv->v = calloc((size_t)hp->n_layer, sizeof(void *));
@@ -45,14 +48,35 @@ int bn_kv_cache_init(bn_kv_cache *kv, const bn_hparams *hp, int n_ctx, bn_kv_typ
     return 0;
 }
 
+/* Element offset of (kv head h, position pos) in a layer's array. */
+static size_t entry(const bn_kv_cache *kv, int h, int pos) {
+    return ((size_t)h * kv->n_ctx + (size_t)pos) * kv->head_dim;
+}
+
+/* Position pos of one layer's keys or values <-> a row of n_head_kv * head_dim elements of the
+ * cache's type (row order: head after head). */
+static void row_in(const bn_kv_cache *kv, void *cache, int pos, const void *row) {
+    const size_t bytes = (size_t)kv->head_dim * elem_bytes(kv->type);
+    for (int h = 0; h < kv->n_head_kv; h++)
+        memcpy((uint8_t *)cache + entry(kv, h, pos) * elem_bytes(kv->type), (const uint8_t *)row + h * bytes, bytes);
+}
+
+static void row_out(const bn_kv_cache *kv, const void *cache, int pos, void *row) {
+    const size_t bytes = (size_t)kv->head_dim * elem_bytes(kv->type);
+    for (int h = 0; h < kv->n_head_kv; h++)
+        memcpy((uint8_t *)row + h * bytes, (const uint8_t *)cache + entry(kv, h, pos) * elem_bytes(kv->type), bytes);
+}
+
 static void store_row(const bn_kv_cache *kv, void *cache, int pos, const float *src) {
-    const size_t n = kv->row_elems;
     if (kv->type == BN_KV_F32) {
-        memcpy((float *)cache + (size_t)pos * n, src, n * sizeof(float));
+        row_in(kv, cache, pos, src);
         return;
     }
-    uint16_t *dst = (uint16_t *)cache + (size_t)pos * n;
-    for (size_t i = 0; i < n; i++) dst[i] = bn_fp32_to_fp16(src[i]);
+    for (int h = 0; h < kv->n_head_kv; h++) {
+        uint16_t *dst = (uint16_t *)cache + entry(kv, h, pos);
+        const float *x = src + (size_t)h * kv->head_dim;
+        for (int i = 0; i < kv->head_dim; i++) dst[i] = bn_fp32_to_fp16(x[i]);
+    }
 }
 
 void bn_kv_cache_store(bn_kv_cache *kv, int il, int pos, const float *k, const float *v) {
@@ -60,8 +84,10 @@ void bn_kv_cache_store(bn_kv_cache *kv, int il, int pos, const float *k, const f
     store_row(kv, kv->v[il], pos, v);
 }
 
-/* Bytes of n rows of one layer's keys (or values). */
-static size_t rows_bytes(const bn_kv_cache *kv, int n) { return (size_t)n * kv->row_elems * elem_bytes(kv->type); }
+/* Bytes of n rows (positions) of one layer's keys (or values). */
+static size_t rows_bytes(const bn_kv_cache *kv, int n) {
+    return (size_t)n * kv->n_head_kv * kv->head_dim * elem_bytes(kv->type);
+}
 
 size_t bn_kv_cache_block_bytes(const bn_kv_cache *kv, int n) {
     /* The cache holds 2 * n_layer arrays of n_ctx rows at once, so this product of no more rows fits. */
@@ -69,20 +95,18 @@ size_t bn_kv_cache_block_bytes(const bn_kv_cache *kv, int n) {
 }
 
 /* A block is 2 * n_layer parts (layer il's keys are part 2 il, its values part 2 il + 1), each
- * the n rows from pos, which lie contiguous in the cache: the address of part's first row. */
-static uint8_t *part_rows(const bn_kv_cache *kv, int part, int pos) {
-    void *const *layers = part % 2 ? kv->v : kv->k;
-    return (uint8_t *)layers[part / 2] + rows_bytes(kv, pos);
-}
+ * n rows from pos: the layer array a part comes from or goes to. */
+static void *part_array(const bn_kv_cache *kv, int part) { return (part % 2 ? kv->v : kv->k)[part / 2]; }
 
 void bn_kv_cache_export(const bn_kv_cache *kv, int pos, int n, void *dst) {
-    const size_t len = rows_bytes(kv, n);
+    const size_t len = rows_bytes(kv, n), row = rows_bytes(kv, 1);
     for (int part = 0; part < 2 * kv->n_layer; part++)
-        memcpy((uint8_t *)dst + (size_t)part * len, part_rows(kv, part, pos), len);
+        for (int i = 0; i < n; i++) row_out(kv, part_array(kv, part), pos + i, (uint8_t *)dst + part * len + i * row);
 }
 
 void bn_kv_cache_import(bn_kv_cache *kv, int pos, int n, const void *src) {
-    const size_t len = rows_bytes(kv, n);
+    const size_t len = rows_bytes(kv, n), row = rows_bytes(kv, 1);
     for (int part = 0; part < 2 * kv->n_layer; part++)
-        memcpy(part_rows(kv, part, pos), (const uint8_t *)src + (size_t)part * len, len);
+        for (int i = 0; i < n; i++)
+            row_in(kv, part_array(kv, part), pos + i, (const uint8_t *)src + part * len + i * row);
 }

@@ -1,6 +1,9 @@
 /* The KV cache of a context: for every layer, the key and value rows of each evaluated position,
- * F32 or F16, laid out [position][kv head][head_dim] as attention (attention/attention.h) reads
- * them. Allocated once for n_ctx positions; its pages are touched only as positions fill. Only
+ * F32 or F16, laid out [kv head][position][head_dim]: a head's keys (and values) are one
+ * contiguous run, which attention (attention/attention.h) streams through in decode with the
+ * hardware prefetcher's help (position-major rows sat a 4 KiB stride apart on Bonsai, one page
+ * per key, which the prefetchers do not cross and whose lines share a few L1 sets). Allocated
+ * once for n_ctx positions; its pages are touched only as positions fill. Only
  * this file writes it: the forward pass stores each new position's rows here, and imported blocks
  * land here. Rows at or past the context's n_past are stale and get overwritten by later evals. */
 #ifndef BN_KV_CACHE_H
@@ -12,8 +15,8 @@
 typedef struct bn_kv_cache {
     bn_kv_type type;
     int n_layer;
-    size_t row_elems;      /* n_head_kv * head_dim: one position of one layer */
-    void **k, **v;         /* per layer [n_ctx][row_elems] of F32 or fp16 */
+    int n_ctx, n_head_kv, head_dim;
+    void **k, **v;         /* per layer [n_head_kv][n_ctx][head_dim] of F32 or fp16 */
 } bn_kv_cache;
 
 /* Room for n_ctx positions of every layer of a model with hyperparameters hp. On failure kv is
@@ -24,8 +27,9 @@ void bn_kv_cache_free(bn_kv_cache *kv);
  * converted to the cache's type. */
 void bn_kv_cache_store(bn_kv_cache *kv, int il, int pos, const float *k, const float *v);
 
-/* Blocks: the rows of n consecutive positions of every layer, exactly as the cache holds them, in
- * the layout model/engine.h documents (layer after layer, its n key rows, then its n value rows). */
+/* Blocks: the rows of n consecutive positions of every layer in the layout model/engine.h
+ * documents (layer after layer, its n key rows, then its n value rows, a row being one position's
+ * [n_head_kv][head_dim] entries as the cache holds them), whatever the cache's own order. */
 
 /* Bytes of a block of n positions (n <= the cache's n_ctx, so it fits in size_t). */
 size_t bn_kv_cache_block_bytes(const bn_kv_cache *kv, int n);

@@ -25,18 +25,24 @@ typedef struct shape {
 typedef struct problem {
     shape sh;
     int n_ctx, kv_f16;
+    int head_major;    /* the cache's layout: [n_head_kv][n_ctx][hd] (the engine's), else [n_ctx][n_head_kv][hd] */
     float *q;          /* [n_ctx][n_head][hd]: query of every position */
     float *k, *v;      /* [n_ctx][n_head_kv][hd], fp16-rounded when kv_f16 */
-    void *kc, *vc;     /* the cache as the engine stores it */
+    void *kc, *vc;     /* the cache in its layout */
 } problem;
+
+/* Elements from one position of the cache to the next, and from one kv head to the next. */
+static size_t pos_stride(const problem *p) { return p->head_major ? (size_t)p->sh.hd : (size_t)p->sh.n_head_kv * p->sh.hd; }
+static size_t head_stride(const problem *p) { return p->head_major ? (size_t)p->n_ctx * p->sh.hd : (size_t)p->sh.hd; }
 
 /* weights_only: queries in eighths up to +-12, keys in {-1, 0, 1} (every score exact in float, so
  * only the softmax rounds) and one-hot values (position j of each head has a 1 at dim j), which
  * make the outputs the weights themselves. */
-static void problem_init(problem *p, shape sh, int n_ctx, int kv_f16, int weights_only) {
+static void problem_init(problem *p, shape sh, int n_ctx, int kv_f16, int weights_only, int head_major) {
     p->sh = sh;
     p->n_ctx = n_ctx;
     p->kv_f16 = kv_f16;
+    p->head_major = head_major;
     const size_t nq = (size_t)n_ctx * sh.n_head * sh.hd, nkv = (size_t)n_ctx * sh.n_head_kv * sh.hd;
     p->q = malloc(nq * sizeof(float));
     p->k = malloc(nkv * sizeof(float));
@@ -45,16 +51,18 @@ static void problem_init(problem *p, shape sh, int n_ctx, int kv_f16, int weight
     p->vc = malloc(nkv * (kv_f16 ? 2 : 4));
     for (size_t i = 0; i < nq; i++) p->q[i] = weights_only ? roundf(96.0f * frand()) / 8 : 4 * frand();
     for (size_t i = 0; i < nkv; i++) {
+        const size_t pos = i / sh.hd / sh.n_head_kv, h = i / sh.hd % sh.n_head_kv;
+        const size_t c = pos * pos_stride(p) + h * head_stride(p) + i % sh.hd;
         p->k[i] = weights_only ? roundf(frand()) : frand();
-        p->v[i] = weights_only ? (float)((i / sh.hd) / sh.n_head_kv == i % sh.hd) : frand();
+        p->v[i] = weights_only ? (float)(pos == i % sh.hd) : frand();
         if (kv_f16) {
-            ((uint16_t *)p->kc)[i] = bn_fp32_to_fp16(p->k[i]);
-            ((uint16_t *)p->vc)[i] = bn_fp32_to_fp16(p->v[i]);
-            p->k[i] = bn_fp16_to_fp32(((uint16_t *)p->kc)[i]);
-            p->v[i] = bn_fp16_to_fp32(((uint16_t *)p->vc)[i]);
+            ((uint16_t *)p->kc)[c] = bn_fp32_to_fp16(p->k[i]);
+            ((uint16_t *)p->vc)[c] = bn_fp32_to_fp16(p->v[i]);
+            p->k[i] = bn_fp16_to_fp32(((uint16_t *)p->kc)[c]);
+            p->v[i] = bn_fp16_to_fp32(((uint16_t *)p->vc)[c]);
         } else {
-            ((float *)p->kc)[i] = p->k[i];
-            ((float *)p->vc)[i] = p->v[i];
+            ((float *)p->kc)[c] = p->k[i];
+            ((float *)p->vc)[c] = p->v[i];
         }
     }
 }
@@ -93,8 +101,10 @@ static void run(const problem *p, bn_isa isa, int p0, int n, int nth, float *out
     const shape s = p->sh;
     const size_t per_thread = bn_attn_scratch_floats(p->n_ctx, s.hd);
     float *scratch = malloc(per_thread * nth * sizeof(float));
-    const bn_attn a = {p->q + (size_t)p0 * s.n_head * s.hd, out, p->kc, p->vc, p->kv_f16, n, p0,
-                       s.n_head, s.n_head_kv, s.hd, p->n_ctx, isa, scratch};
+    const bn_attn a = {.q = p->q + (size_t)p0 * s.n_head * s.hd, .out = out, .k = p->kc, .v = p->vc,
+                       .kv_pos_stride = pos_stride(p), .kv_head_stride = head_stride(p), .kv_f16 = p->kv_f16,
+                       .n = n, .p0 = p0, .n_head = s.n_head, .n_head_kv = s.n_head_kv, .head_dim = s.hd,
+                       .n_ctx = p->n_ctx, .isa = isa, .scratch = scratch};
     for (int ith = 0; ith < nth; ith++) bn_attn_run(&a, ith, nth);
     free(scratch);
 }
@@ -125,8 +135,9 @@ static void check(const problem *p, bn_isa isa, int p0, int n, double tol, int w
                 if (e / bound > worst) worst = e / bound;
             }
         }
-    CHECK(worst <= 1.0, "%s %s: h %d/%d hd %d %s, positions %d..%d: error %.3g of the bound", bn_isa_name(isa), what,
-          s.n_head, s.n_head_kv, s.hd, p->kv_f16 ? "f16" : "f32", p0, p0 + n - 1, worst);
+    CHECK(worst <= 1.0, "%s %s: h %d/%d hd %d %s %s, positions %d..%d: error %.3g of the bound", bn_isa_name(isa),
+          what, s.n_head, s.n_head_kv, s.hd, p->kv_f16 ? "f16" : "f32", p->head_major ? "head-major" : "position-major",
+          p0, p0 + n - 1, worst);
     for (int nth = 2; nth <= 3; nth++) {
         run(p, isa, p0, n, nth, other);
         const int bad = count_different(got, other, row * n);
@@ -149,19 +160,20 @@ static void test_isa(bn_isa isa) {
      * and several, with a ragged last tile) and after a prefix */
     const int runs[][2] = {{0, 1}, {6, 1}, {8, 1}, {63, 1}, {99, 1}, {0, 37}, {0, 3}, {5, 27}, {40, 60}};
     for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++)
-        for (int f16 = 0; f16 <= 1; f16++) {
-            problem p;
-            problem_init(&p, shapes[si], 100, f16, 0);
-            for (size_t ri = 0; ri < sizeof runs / sizeof *runs; ri++)
-                check(&p, isa, runs[ri][0], runs[ri][1], 1e-5, 0, "values");
-            problem_free(&p);
-        }
+        for (int f16 = 0; f16 <= 1; f16++)
+            for (int head_major = 0; head_major <= 1; head_major++) {
+                problem p;
+                problem_init(&p, shapes[si], 100, f16, 0, head_major);
+                for (size_t ri = 0; ri < sizeof runs / sizeof *runs; ri++)
+                    check(&p, isa, runs[ri][0], runs[ri][1], 1e-5, 0, "values");
+                problem_free(&p);
+            }
     /* The softmax weights themselves, over a wide range of scores (up to about +-60 once scaled
      * by 1/sqrt(hd)): exp within a few ulp. */
     for (int f16 = 0; f16 <= 1; f16++) {
         const shape sh = {4, 2, 128};
         problem p;
-        problem_init(&p, sh, 128, f16, 1);
+        problem_init(&p, sh, 128, f16, 1, 1);
         check(&p, isa, 0, 128, 6e-7, 1, "weights");
         check(&p, isa, 127, 1, 6e-7, 1, "weights");
         problem_free(&p);
@@ -174,7 +186,7 @@ static void test_neon_is_reference(bn_isa neon) {
     const shape sh = {4, 2, 128};
     for (int f16 = 0; f16 <= 1; f16++) {
         problem p;
-        problem_init(&p, sh, 64, f16, 0);
+        problem_init(&p, sh, 64, f16, 0, 1);
         const size_t n = (size_t)40 * sh.n_head * sh.hd;
         float *a = malloc(n * sizeof(float)), *b = malloc(n * sizeof(float));
         run(&p, BN_ISA_SCALAR, 3, 40, 1, a);

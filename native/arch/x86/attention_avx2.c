@@ -46,14 +46,15 @@ BN_AVX2_INLINE void scores_rx2(const float *const *q, int R, const void *k0, con
 
 /* Scores of rows r0 .. r0 + R - 1 for keys [j0, j1), key j at row j - j0 of src (the cache, or a
  * packed F32 block); keys in pairs, an odd last key paired with itself (the duplicate lands in
- * the padding or is overwritten by the next block). */
+ * the padding or is overwritten by the next block). `ahead`: keys of src past j1 that a prefetch
+ * may reach for (the rest of the context when src is the cache). */
 BN_AVX2_INLINE void scores(const bn_attn_tile *t, int r0, int R, const void *src, size_t stride, int f16, int j0,
-                           int j1) {
+                           int j1, int ahead) {
     float *s = t->s + (size_t)r0 * t->s_stride;
     const size_t row_bytes = (size_t)t->head_dim * (f16 ? 2 : 4);
     for (int j = j0; j < j1; j += 2) {
         const void *k0 = kv_row(src, j - j0, stride, f16), *k1 = kv_row(src, (j + 1 < j1 ? j + 1 : j) - j0, stride, f16);
-        if (j + BN_ATTN_PREFETCH + 1 < j1) /* rows a cache-position stride apart defeat the hardware prefetcher */
+        if (j + BN_ATTN_PREFETCH + 1 < j1 + ahead)
             for (size_t b = 0; b < 2 * row_bytes; b += 64)
                 _mm_prefetch((const char *)kv_row(src, j + BN_ATTN_PREFETCH - j0 + (int)(b / row_bytes), stride, f16) +
                                  b % row_bytes, _MM_HINT_T0);
@@ -119,53 +120,62 @@ BN_AVX2_INLINE void softmax_row(const bn_attn_tile *t, int r, int n_zero) {
 
 /* out_r[d .. d + 8D) += sum over keys j in [j0, j1) of w_r[j] v_j (from 0 when j0 is 0), key j at
  * row j - j0 of src, for R rows: one fused multiply-add per key in key order for every output,
- * whatever R, D and the key blocks. */
+ * whatever R, D and the key blocks. Reading the cache in place, it prefetches the same part of
+ * the row one key block on: a block's sweeps over its outputs then bring in all of the next
+ * block's rows, a block's work ahead of their use (a DRAM latency is several sweeps' work). */
 BN_AVX2_INLINE void values_rxd(const bn_attn_tile *t, int r0, int R, int d, int D, const void *src, size_t stride,
-                               int f16, int j0, int j1) {
+                               int f16, int j0, int j1, int ahead) {
     const float *w = t->s + (size_t)r0 * t->s_stride;
-    __m256 acc[4][2];
-    for (int r = 0; r < R; r++) {
-        acc[r][0] = j0 ? _mm256_loadu_ps(t->out[r0 + r] + d) : _mm256_setzero_ps();
-        acc[r][1] = j0 && D == 2 ? _mm256_loadu_ps(t->out[r0 + r] + d + 8) : _mm256_setzero_ps();
-    }
+    const size_t elem = f16 ? 2 : 4;
+    __m256 acc[4][4];
+    for (int r = 0; r < R; r++)
+        for (int i = 0; i < D; i++) acc[r][i] = j0 ? _mm256_loadu_ps(t->out[r0 + r] + d + 8 * i) : _mm256_setzero_ps();
     for (int j = j0; j < j1; j++) {
         const void *row = kv_row(src, j - j0, stride, f16);
-        if (j + BN_ATTN_PREFETCH < j1)
-            _mm_prefetch((const char *)kv_row(src, j + BN_ATTN_PREFETCH - j0, stride, f16) + (size_t)d * (f16 ? 2 : 4),
-                         _MM_HINT_T0);
-        const __m256 a = load8(row, d, f16), b = D == 2 ? load8(row, d + 8, f16) : a;
+        if (j + BN_ATTN_KEY_BLOCK < j1 + ahead)
+            for (size_t b = 0; b < 8 * (size_t)D * elem; b += 64)
+                _mm_prefetch((const char *)kv_row(src, j + BN_ATTN_KEY_BLOCK - j0, stride, f16) + d * elem + b,
+                             _MM_HINT_T0);
+        __m256 v[4];
+        for (int i = 0; i < D; i++) v[i] = load8(row, d + 8 * i, f16);
         for (int r = 0; r < R; r++) {
             const __m256 p = _mm256_broadcast_ss(w + r * t->s_stride + j);
-            acc[r][0] = _mm256_fmadd_ps(p, a, acc[r][0]);
-            if (D == 2) acc[r][1] = _mm256_fmadd_ps(p, b, acc[r][1]);
+            for (int i = 0; i < D; i++) acc[r][i] = _mm256_fmadd_ps(p, v[i], acc[r][i]);
         }
     }
-    for (int r = 0; r < R; r++) {
-        _mm256_storeu_ps(t->out[r0 + r] + d, acc[r][0]);
-        if (D == 2) _mm256_storeu_ps(t->out[r0 + r] + d + 8, acc[r][1]);
-    }
+    for (int r = 0; r < R; r++)
+        for (int i = 0; i < D; i++) _mm256_storeu_ps(t->out[r0 + r] + d + 8 * i, acc[r][i]);
 }
 
+/* values_rxd with R and D as constants: R * D accumulators, at most 8 of the 16 registers. */
+BN_AVX2_INLINE void values_chunk(const bn_attn_tile *t, int r0, int R, int d, int D, const void *src, size_t stride,
+                                 int f16, int j0, int j1, int ahead) {
+    if (R == 4 && D == 2) values_rxd(t, r0, 4, d, 2, src, stride, f16, j0, j1, ahead);
+    else if (R == 4) values_rxd(t, r0, 4, d, 1, src, stride, f16, j0, j1, ahead);
+    else if (R == 2 && D == 4) values_rxd(t, r0, 2, d, 4, src, stride, f16, j0, j1, ahead);
+    else if (R == 2 && D == 2) values_rxd(t, r0, 2, d, 2, src, stride, f16, j0, j1, ahead);
+    else if (R == 2) values_rxd(t, r0, 2, d, 1, src, stride, f16, j0, j1, ahead);
+    else if (D == 4) values_rxd(t, r0, 1, d, 4, src, stride, f16, j0, j1, ahead);
+    else if (D == 2) values_rxd(t, r0, 1, d, 2, src, stride, f16, j0, j1, ahead);
+    else values_rxd(t, r0, 1, d, 1, src, stride, f16, j0, j1, ahead);
+}
+
+/* The outputs in sweeps over the keys of as many vectors as the accumulators allow (fewer sweeps:
+ * fewer reloads of the weights and of each row's lines). */
 BN_AVX2_INLINE void values(const bn_attn_tile *t, int r0, int R, const void *src, size_t stride, int f16, int j0,
-                           int j1) {
-    int d = 0;
-    for (; d + 16 <= t->head_dim; d += 16) {
-        if (R == 4) values_rxd(t, r0, 4, d, 2, src, stride, f16, j0, j1);
-        else if (R == 2) values_rxd(t, r0, 2, d, 2, src, stride, f16, j0, j1);
-        else values_rxd(t, r0, 1, d, 2, src, stride, f16, j0, j1);
-    }
-    if (d < t->head_dim) {
-        if (R == 4) values_rxd(t, r0, 4, d, 1, src, stride, f16, j0, j1);
-        else if (R == 2) values_rxd(t, r0, 2, d, 1, src, stride, f16, j0, j1);
-        else values_rxd(t, r0, 1, d, 1, src, stride, f16, j0, j1);
+                           int j1, int ahead) {
+    const int widest = R == 4 ? 2 : 4;
+    for (int d = 0; d < t->head_dim;) {
+        const int left = (t->head_dim - d) / 8, D = left >= widest ? widest : left >= 2 ? 2 : 1;
+        values_chunk(t, r0, R, d, D, src, stride, f16, j0, j1, ahead);
+        d += 8 * D;
     }
 }
 
 /* Rows in blocks of 4 (then 2, 1) that share every K and V load. */
 static int block_rows(int left) { return left >= 4 ? 4 : left >= 2 ? 2 : 1; }
 
-/* Cache rows [j0, j1) as F32, contiguous (the cache's position stride is a multiple of 4 KiB for
- * F32 Bonsai heads: read in place, a block's rows would compete for the same few L1 sets). */
+/* Cache rows [j0, j1) as F32, contiguous in t->pack. */
 BN_AVX2_INLINE void pack(const bn_attn_tile *t, const void *base, int f16, int j0, int j1) {
     for (int j = j0; j < j1; j++) {
         const void *row = kv_row(base, j, t->kv_stride, f16);
@@ -174,38 +184,39 @@ BN_AVX2_INLINE void pack(const bn_attn_tile *t, const void *base, int f16, int j
     }
 }
 
-/* scores() or values() of rows [r0, r0 + R) against keys [j0, j1) of src. */
+/* scores() or values() of rows [r0, r0 + R) against keys [j0, j1) of src, `ahead` more keys after them. */
 typedef void (*row_block_fn)(const bn_attn_tile *t, int r0, int R, const void *src, size_t stride, int f16, int j0,
-                             int j1);
+                             int j1, int ahead);
 
-/* One pass of fn over the cache rows src (K or V) in packed blocks of BN_ATTN_KEY_BLOCK keys,
- * each block packed once and used by every row block that sees part of it. */
-BN_AVX2_INLINE void packed_pass(const bn_attn_tile *t, const void *src, int f16, int nk, row_block_fn fn) {
+/* One pass of fn over the cache rows src (K or V) in blocks of BN_ATTN_KEY_BLOCK keys, each used
+ * by every row block that sees part of it while it is in L1: values() makes one sweep over a
+ * block's keys per 16 outputs, which over a whole long context would fetch every row from memory
+ * again on each sweep. `packed`: each block is first copied as F32 into t->pack (a prefill's many
+ * row blocks then share one fp16 conversion); else read in place. */
+BN_AVX2_INLINE void key_blocks(const bn_attn_tile *t, const void *src, int f16, int nk, row_block_fn fn,
+                               int packed) {
     for (int b0 = 0; b0 < nk; b0 += BN_ATTN_KEY_BLOCK) {
         const int b1 = b0 + BN_ATTN_KEY_BLOCK < nk ? b0 + BN_ATTN_KEY_BLOCK : nk;
-        pack(t, src, f16, b0, b1);
+        if (packed) pack(t, src, f16, b0, b1);
+        const void *block = packed ? (const void *)t->pack : kv_row(src, b0, t->kv_stride, f16);
         for (int r0 = 0; r0 < t->n_rows;) {
             const int R = block_rows(t->n_rows - r0), last = t->n_kv[r0 + R - 1], j1 = last < b1 ? last : b1;
-            if (j1 > b0) fn(t, r0, R, t->pack, t->head_dim, 0, b0, j1);
+            if (j1 > b0) {
+                if (packed) fn(t, r0, R, block, t->head_dim, 0, b0, j1, 0);
+                else fn(t, r0, R, block, t->kv_stride, f16, b0, j1, nk - j1);
+            }
             r0 += R;
         }
     }
 }
 
+/* Decode (one or two row blocks) reads the cache in place; a prefill's row blocks share packed
+ * blocks. */
 BN_AVX2_INLINE void tile(const bn_attn_tile *t, int f16) {
-    const int n = t->n_rows, nk = t->n_kv[n - 1];
-    if (n <= 4) {  /* decode: one or two row blocks, every K and V row straight from the cache */
-        for (int r0 = 0; r0 < n; r0 += block_rows(n - r0))
-            scores(t, r0, block_rows(n - r0), t->k, t->kv_stride, f16, 0, t->n_kv[r0 + block_rows(n - r0) - 1]);
-        for (int r = 0; r < n; r++) softmax_row(t, r, nk);
-        for (int r0 = 0; r0 < n; r0 += block_rows(n - r0))
-            values(t, r0, block_rows(n - r0), t->v, t->kv_stride, f16, 0, t->n_kv[r0 + block_rows(n - r0) - 1]);
-        return;
-    }
-    /* Several row blocks: K and V go through L1-sized packed blocks that every row block reuses. */
-    packed_pass(t, t->k, f16, nk, scores);
+    const int n = t->n_rows, nk = t->n_kv[n - 1], packed = n > 4;
+    key_blocks(t, t->k, f16, nk, scores, packed);
     for (int r = 0; r < n; r++) softmax_row(t, r, nk);
-    packed_pass(t, t->v, f16, nk, values);
+    key_blocks(t, t->v, f16, nk, values, packed);
 }
 
 BN_AVX2 void bn_attn_tile_avx2(const bn_attn_tile *t) {

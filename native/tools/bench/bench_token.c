@@ -4,7 +4,9 @@
  * tokens and one with 0 is N decoded tokens: scripts/bench-arm.sh --token counts them under qemu
  * that way, per function, and splits them into matrix products, attention and the rest.
  *
- *   bench_token MODEL.gguf <fill> <tokens>
+ *   bench_token MODEL.gguf <fill> <tokens> [threads]
+ *
+ * threads (default 1) lets a profiler on the build machine see the pool's share of a token.
  *
  * The filled positions get all-zero K/V rows (imported, not evaluated: what attention costs does
  * not depend on the values it reads), so the decoded tokens attend over fill + i positions. Prints
@@ -14,19 +16,20 @@
 #include "model/engine.h"
 
 int main(int argc, char **argv) {
-    if (argc != 4) {
-        fprintf(stderr, "usage: bench_token MODEL.gguf <fill> <tokens>\n");
+    if (argc != 4 && argc != 5) {
+        fprintf(stderr, "usage: bench_token MODEL.gguf <fill> <tokens> [threads]\n");
         return 2;
     }
-    const int fill = atoi(argv[2]), tokens = atoi(argv[3]);
+    const int fill = atoi(argv[2]), tokens = atoi(argv[3]), threads = argc == 5 ? atoi(argv[4]) : 1;
     char err[512];
     bn_model *m = NULL;
-    if (fill < 0 || tokens < 0 || bn_model_load(argv[1], NULL, &m, err, sizeof err)) {
-        fprintf(stderr, "bench_token: %s\n", fill < 0 || tokens < 0 ? "fill and tokens must be >= 0" : err);
+    const int bad_args = fill < 0 || tokens < 0 || threads < 1;
+    if (bad_args || bn_model_load(argv[1], NULL, &m, err, sizeof err)) {
+        fprintf(stderr, "bench_token: %s\n", bad_args ? "fill and tokens must be >= 0, threads >= 1" : err);
         return 1;
     }
     const int n_vocab = bn_model_hparams(m)->n_vocab;
-    const bn_context_params cp = {fill + tokens + 1, BN_KV_F32, 1, NULL};
+    const bn_context_params cp = {fill + tokens + 1, BN_KV_F32, threads, NULL};
     bn_context *c = NULL;
     int32_t *ids = calloc((size_t)fill + 1, sizeof *ids);
     float *logits = malloc((size_t)n_vocab * sizeof *logits);
