@@ -117,6 +117,20 @@ describe('bonsai bench (command line)', () => {
     expect(r.stdout).toMatch(/peer: +load \d+ ms, first token \d+ ms after start, peak RSS [\d.]+ MiB/);
   });
 
+  it('--depth: tg after a filled context, named as llama-bench names it, with a context that holds it', async () => {
+    const r = await runCli(['bench', '-m', MODEL, '-p', '0', '-n', '4', '-d', '0,300', '-t', '1', '-r', '1', '--json'], 120_000);
+    expect(r.code).toBe(0);
+    const results = (JSON.parse(r.stdout) as { results: Record<string, unknown>[] }).results;
+    expect(results.map((x) => x.test)).toEqual(['tg4', 'tg4 @ d300']);
+    for (const x of results) expect(x.tokens_per_s).toBeGreaterThan(0);
+    const small = await runCli(['bench', '-m', MODEL, '-p', '0', '-n', '4', '-d', '300', '-c', '256']);
+    expect(small.code).not.toBe(0);
+    expect(small.stderr).toMatch(/-p 0, -n 4 and --depth 300 need a context of 305 tokens; -c is 256/);
+    const bad = await runCli(['bench', '-m', MODEL, '-d', '12,x']);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/depth must be comma-separated integers from 0 to 65536/);
+  });
+
   it('a prompt-only run fits its default context even at a multiple of 256 tokens, and -c too small is refused', async () => {
     // the engine keeps one position free to answer in: -p 256 -n 0 needs a context of 257
     const r = await runCli(['bench', '-m', MODEL, '-p', '256', '-n', '0', '-t', '1', '-r', '1', '--json'], 120_000);
@@ -125,7 +139,7 @@ describe('bonsai bench (command line)', () => {
     expect((JSON.parse(r.stdout) as { results: Record<string, unknown>[] }).results.map((x) => x.test)).toEqual(['pp256']);
     const small = await runCli(['bench', '-m', MODEL, '-p', '256', '-n', '0', '-c', '256']);
     expect(small.code).not.toBe(0);
-    expect(small.stderr).toMatch(/-p 256 and -n 0 need a context of 257 tokens; -c is 256/);
+    expect(small.stderr).toMatch(/-p 256, -n 0 and --depth 0 need a context of 257 tokens; -c is 256/);
   });
 
   it('refuses a run with nothing to measure', async () => {

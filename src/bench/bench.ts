@@ -15,6 +15,8 @@ export interface BenchOptions {
   threads: number[];
   /** tg with this many generations decoded together (default [1]). */
   parallel?: number[];
+  /** tg after a context already holding this many tokens, as llama-bench's -d (default [0]). */
+  depth?: number[];
   reps: number;
   kvType: 'f32' | 'f16';
   /** Default: room for the prompt and the generated tokens, as llama-bench. */
@@ -69,9 +71,10 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   const weights = weightStats(info);
   // As llama-bench: room for the prompt and the generated tokens, rounded up as llama.cpp rounds;
   // a prompt alone needs one position more than its tokens (the engine keeps room to answer).
-  const needed = Math.max(o.prompt + 1, o.prompt + o.gen);
+  const depths = o.depth ?? [0];
+  const needed = Math.max(o.prompt + 1, o.prompt + o.gen, ...(o.gen > 0 ? depths.map((d) => d + o.gen + 1) : []));
   const contextSize = o.contextSize ?? Math.ceil(needed / 256) * 256;
-  if (needed > contextSize) throw new Error(`-p ${o.prompt} and -n ${o.gen} need a context of ${needed} tokens; -c is ${contextSize}`);
+  if (needed > contextSize) throw new Error(`-p ${o.prompt}, -n ${o.gen} and --depth ${depths.join(',')} need a context of ${needed} tokens; -c is ${contextSize}`);
 
   progress('measuring memory read bandwidth');
   const bandwidth = [...new Set([1, ...o.threads])].map((threads) => ({
@@ -85,6 +88,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     model: o.model,
     threads: o.threads,
     parallel: o.parallel ?? [1],
+    depth: depths,
     prompt: o.prompt,
     gen: o.gen,
     reps: o.reps,

@@ -10,6 +10,8 @@ export interface WorkerSpec {
   threads: number[];
   /** tg with this many generations decoded together (bonsai; the peer runs 1). */
   parallel: number[];
+  /** tg after a context already holding this many tokens (0: a one-token prompt). */
+  depth: number[];
   /** Prompt tokens for the pp test and generated tokens for tg (0 skips the test). */
   prompt: number;
   gen: number;
@@ -53,15 +55,15 @@ interface Engine {
   setThreads(n: number): Promise<void>;
   /** Evaluates a fresh sequence of these ids; returns milliseconds. */
   prompt(ids: number[]): Promise<number>;
-  /** Generates n tokens after a one-token fresh sequence; returns milliseconds for the n. */
-  generate(first: number, n: number): Promise<number>;
+  /** Generates n tokens after a fresh sequence of these ids (untimed); returns milliseconds for the n. */
+  generate(prefix: number[], n: number): Promise<number>;
   /** Most generations it decodes together. */
   parallel: number;
   /**
-   * Generates n tokens after each of several one-token fresh sequences, all at once; returns each
-   * one's milliseconds for its n, and the milliseconds from the first start to the last end.
+   * Generates n tokens after each of several fresh sequences, all at once; returns each one's
+   * milliseconds for its n, and the milliseconds from the first start to the last end.
    */
-  generateTogether(firsts: number[], n: number): Promise<{ each: number[]; wallMs: number }>;
+  generateTogether(prefixes: number[][], n: number): Promise<{ each: number[]; wallMs: number }>;
   close(): Promise<void>;
 }
 
@@ -73,7 +75,7 @@ async function measure(spec: WorkerSpec, open: Opener): Promise<WorkerResult> {
   const ids = new TokenSource(spec.vocab);
   const t0 = performance.now();
   await engine.setThreads(spec.threads[0]!);
-  await engine.generate(ids.sequence(1)[0]!, 1);
+  await engine.generate(ids.sequence(1), 1);
   const firstTokenMs = loadMs + performance.now() - t0;
   const runs: WorkerRun[] = [];
   for (const threads of spec.threads) {
@@ -84,10 +86,15 @@ async function measure(spec: WorkerSpec, open: Opener): Promise<WorkerResult> {
       runs.push({ test: `pp${spec.prompt}`, threads, samples: await repeat(spec.reps, () => engine.prompt(ids.sequence(spec.prompt)), spec.prompt) });
     }
     for (const parallel of spec.gen > 0 ? spec.parallel.filter((p) => p <= engine.parallel) : []) {
-      progress(`tg${spec.gen}${parallel > 1 ? ` x${parallel}` : ''}`);
-      const run = { test: `tg${spec.gen}`, threads, parallel };
-      if (parallel === 1) runs.push({ ...run, ...perStreamAndAll(await repeat(spec.reps, () => engine.generate(ids.sequence(1)[0]!, spec.gen), spec.gen), 1) });
-      else runs.push({ ...run, ...(await repeatTogether(spec.reps, () => engine.generateTogether(ids.firsts(parallel), spec.gen), spec.gen)) });
+      for (const depth of spec.depth) {
+        // llama-bench's name for a test at a depth
+        const test = `tg${spec.gen}${depth > 0 ? ` @ d${depth}` : ''}`;
+        progress(`${test}${parallel > 1 ? ` x${parallel}` : ''}`);
+        const run = { test, threads, parallel };
+        const prefixes = () => ids.sequences(parallel, depth + 1);
+        if (parallel === 1) runs.push({ ...run, ...perStreamAndAll(await repeat(spec.reps, () => engine.generate(prefixes()[0]!, spec.gen), spec.gen), 1) });
+        else runs.push({ ...run, ...(await repeatTogether(spec.reps, () => engine.generateTogether(prefixes(), spec.gen), spec.gen)) });
+      }
     }
   }
   await engine.close();
@@ -134,9 +141,9 @@ class TokenSource {
     return ids;
   }
 
-  /** First ids of n fresh sequences, each different from the one before. */
-  firsts(n: number): number[] {
-    return Array.from({ length: n }, () => this.sequence(1)[0]!);
+  /** count fresh sequences of n ids, each starting differently from the one before. */
+  sequences(count: number, n: number): number[][] {
+    return Array.from({ length: count }, () => this.sequence(n));
   }
 
   private random(): number {
@@ -159,11 +166,11 @@ async function openBonsai(spec: WorkerSpec): Promise<{ engine: Engine; loadMs: n
     setThreads: async (n) => model.setThreads(n),
     prompt: async (ids) => (await model.generate({ promptIds: ids, maxTokens: 0, sampling: greedy })).timings.promptMs,
     // n + 1 samples make n evaluations: the last sampled token is never evaluated.
-    generate: async (first, n) => (await model.generate({ promptIds: [first], maxTokens: n + 1, ignoreEog: true, sampling: greedy })).timings.genMs,
+    generate: async (prefix, n) => (await model.generate({ promptIds: prefix, maxTokens: n + 1, ignoreEog: true, sampling: greedy })).timings.genMs,
     parallel: model.parallel,
-    async generateTogether(firsts, n) {
+    async generateTogether(prefixes, n) {
       const t0 = performance.now();
-      const results = await Promise.all(firsts.map((first) => model.generate({ promptIds: [first], maxTokens: n + 1, ignoreEog: true, sampling: greedy })));
+      const results = await Promise.all(prefixes.map((prefix) => model.generate({ promptIds: prefix, maxTokens: n + 1, ignoreEog: true, sampling: greedy })));
       return { each: results.map((r) => r.timings.genMs), wallMs: performance.now() - t0 };
     },
     close: async () => model.close(),
@@ -206,7 +213,8 @@ async function openPeer(spec: WorkerSpec): Promise<{ engine: Engine; loadMs: num
     generateTogether: () => Promise.reject(new Error('the peer runs one generation at a time here')),
     async setThreads(n) {
       await context?.dispose();
-      context = await model.createContext({ contextSize: spec.contextSize, threads: n, batchSize: Math.max(1, Math.min(spec.prompt, 512)) });
+      const longest = Math.max(spec.prompt, ...spec.depth);
+      context = await model.createContext({ contextSize: spec.contextSize, threads: n, batchSize: Math.max(1, Math.min(longest, 512)) });
       sequence = context.getSequence();
     },
     async prompt(ids) {
@@ -215,9 +223,10 @@ async function openPeer(spec: WorkerSpec): Promise<{ engine: Engine; loadMs: num
       await sequence!.evaluateWithoutGeneratingNewTokens(ids);
       return performance.now() - t0;
     },
-    async generate(first, n) {
+    async generate(prefix, n) {
       await sequence!.clearHistory();
-      const tokens = sequence!.evaluate([first], { temperature: 0 });
+      if (prefix.length > 1) await sequence!.evaluateWithoutGeneratingNewTokens(prefix.slice(0, -1));
+      const tokens = sequence!.evaluate(prefix.slice(-1), { temperature: 0 });
       await tokens.next(); // evaluates the one-token prompt and samples the first token
       const t0 = performance.now();
       for (let i = 0; i < n; i++) await tokens.next();

@@ -11,6 +11,7 @@ interface BenchCliOptions {
   nGen: number;
   threads: number[];
   parallel: number[];
+  depth: number[];
   repetitions: number;
   ctxSize?: number;
   kvType: 'f32' | 'f16';
@@ -33,6 +34,7 @@ export function register(program: Command): void {
     .option('-n, --n-gen <n>', 'generated tokens for the tg test (0 = skip)', intOption('n-gen', 0, 1 << 16), 128)
     .option('-t, --threads <list>', 'comma-separated thread counts, e.g. 1,2', countsOption('threads', 256), [defaultThreads()])
     .option('--parallel <list>', 'tg with this many generations decoded together, e.g. 1,2,4: aggregate and per-stream tokens/s', countsOption('parallel', 16), [1])
+    .option('-d, --depth <list>', "tg after a context already holding this many tokens, e.g. 0,512,1024 (llama-bench's -d)", countsOption('depth', 1 << 16, 0), [0])
     .option('-r, --repetitions <n>', 'timed repetitions per test (after one warm-up)', intOption('repetitions', 1, 1000), 3)
     .option('--vs-peer', 'also run node-llama-cpp (llama.cpp) on the same file, threads and context, and show the ratio')
     .option('--json', 'print one JSON object instead of the table')
@@ -45,6 +47,7 @@ export function register(program: Command): void {
         gen: opts.nGen,
         threads: opts.threads,
         parallel: opts.parallel,
+        depth: opts.depth,
         reps: opts.repetitions,
         kvType: opts.kvType,
         ...(opts.ctxSize !== undefined ? { contextSize: opts.ctxSize } : {}),
@@ -57,12 +60,12 @@ export function register(program: Command): void {
   registerKernels(bench);
 }
 
-/** A comma-separated list of counts from 1 to max, e.g. 1,2. */
-function countsOption(name: string, max: number): (value: string) => number[] {
+/** A comma-separated list of counts from min (default 1) to max, e.g. 1,2. */
+function countsOption(name: string, max: number, min = 1): (value: string) => number[] {
   return (value) => {
     const parts = value.split(',').map((s) => s.trim());
-    if (parts.some((p) => !/^\d+$/.test(p) || Number(p) < 1 || Number(p) > max)) {
-      throw new InvalidArgumentError(`${name} must be comma-separated integers from 1 to ${max}, e.g. 1,2`);
+    if (parts.some((p) => !/^\d+$/.test(p) || Number(p) < min || Number(p) > max)) {
+      throw new InvalidArgumentError(`${name} must be comma-separated integers from ${min} to ${max}, e.g. ${min},2`);
     }
     return parts.map(Number);
   };
