@@ -11,8 +11,8 @@
 /* 16 rows: every K and V row a tile reads is used 16 times from L1 (8 tokens of a 2-head group
  * on Bonsai), while a tile's scores stay small; more rows cost causal waste and balance. */
 #define BN_ATTN_TILE_ROWS 16
-/* Keys per packed K/V block of a multi-block tile: 16 KiB of F32 for 128-wide heads, in L1 with
- * the tile's queries. */
+/* Keys per K/V block: the SIMD tiles sweep a block's rows several times (once per chunk of
+ * outputs), so a block stays in L1: 16 KiB of F32 for 128-wide heads, with the tile's queries. */
 #define BN_ATTN_KEY_BLOCK 32
 /* Score rows are padded to multiples of this (the widest vector), past n_kv with zero weights. */
 #define BN_ATTN_PAD 8

@@ -76,15 +76,15 @@ BN_INLINE void softmax_row(const bn_attn_tile *t, int r, int n_zero) {
     for (int j = n; j < n_zero; j++) s[j] = 0.0f;
 }
 
-/* out_r[d .. d + 4D) = sum over keys j of w_r[j] v_j, for R rows: one fused multiply-add per key
- * in key order for every output, whatever R and D. */
-BN_INLINE void values_rxd(const bn_attn_tile *t, int r0, int R, int d, int D, int f16) {
-    const int nk = t->n_kv[r0 + R - 1];
+/* out_r[d .. d + 4D) += sum over keys j in [j0, j1) of w_r[j] v_j (from 0 when j0 is 0), for R
+ * rows: one fused multiply-add per key in key order for every output, whatever R, D and the key
+ * blocks. */
+BN_INLINE void values_rxd(const bn_attn_tile *t, int r0, int R, int d, int D, int f16, int j0, int j1) {
     const float *w = t->s + (size_t)r0 * t->s_stride;
     float32x4_t acc[4][4];
     for (int r = 0; r < R; r++)
-        for (int i = 0; i < D; i++) acc[r][i] = vdupq_n_f32(0.0f);
-    for (int j = 0; j < nk; j++) {
+        for (int i = 0; i < D; i++) acc[r][i] = j0 ? vld1q_f32(t->out[r0 + r] + d + 4 * i) : vdupq_n_f32(0.0f);
+    for (int j = j0; j < j1; j++) {
         const void *row = kv_row(t, t->v, j, f16);
         float32x4_t v[4];
         for (int i = 0; i < D; i++) v[i] = load4(row, d + 4 * i, f16);
@@ -97,17 +97,17 @@ BN_INLINE void values_rxd(const bn_attn_tile *t, int r0, int R, int d, int D, in
         for (int i = 0; i < D; i++) vst1q_f32(t->out[r0 + r] + d + 4 * i, acc[r][i]);
 }
 
-BN_INLINE void values(const bn_attn_tile *t, int r0, int R, int f16) {
+BN_INLINE void values(const bn_attn_tile *t, int r0, int R, int f16, int j0, int j1) {
     int d = 0;
     for (; d + 16 <= t->head_dim; d += 16) {
-        if (R == 4) values_rxd(t, r0, 4, d, 4, f16);
-        else if (R == 2) values_rxd(t, r0, 2, d, 4, f16);
-        else values_rxd(t, r0, 1, d, 4, f16);
+        if (R == 4) values_rxd(t, r0, 4, d, 4, f16, j0, j1);
+        else if (R == 2) values_rxd(t, r0, 2, d, 4, f16, j0, j1);
+        else values_rxd(t, r0, 1, d, 4, f16, j0, j1);
     }
     for (; d < t->head_dim; d += 4) {
-        if (R == 4) values_rxd(t, r0, 4, d, 1, f16);
-        else if (R == 2) values_rxd(t, r0, 2, d, 1, f16);
-        else values_rxd(t, r0, 1, d, 1, f16);
+        if (R == 4) values_rxd(t, r0, 4, d, 1, f16, j0, j1);
+        else if (R == 2) values_rxd(t, r0, 2, d, 1, f16, j0, j1);
+        else values_rxd(t, r0, 1, d, 1, f16, j0, j1);
     }
 }
 
@@ -117,7 +117,15 @@ static int block_rows(int left) { return left >= 4 ? 4 : left >= 2 ? 2 : 1; }
 BN_INLINE void tile(const bn_attn_tile *t, int f16) {
     for (int r0 = 0; r0 < t->n_rows; r0 += block_rows(t->n_rows - r0)) scores(t, r0, block_rows(t->n_rows - r0), f16, t->pack);
     for (int r = 0; r < t->n_rows; r++) softmax_row(t, r, t->n_kv[t->n_rows - 1]);
-    for (int r0 = 0; r0 < t->n_rows; r0 += block_rows(t->n_rows - r0)) values(t, r0, block_rows(t->n_rows - r0), f16);
+    /* Values key block by key block: values() sweeps its keys once per 16 outputs, which over a
+     * whole long context would fetch every value row from memory again on each sweep. */
+    const int nk = t->n_kv[t->n_rows - 1];
+    for (int b0 = 0; b0 < nk; b0 += BN_ATTN_KEY_BLOCK)
+        for (int r0 = 0; r0 < t->n_rows; r0 += block_rows(t->n_rows - r0)) {
+            const int R = block_rows(t->n_rows - r0), last = t->n_kv[r0 + R - 1];
+            const int j1 = last < b0 + BN_ATTN_KEY_BLOCK ? last : b0 + BN_ATTN_KEY_BLOCK;
+            if (j1 > b0) values(t, r0, R, f16, b0, j1);
+        }
 }
 
 void bn_attn_tile_neon(const bn_attn_tile *t) {
