@@ -1,8 +1,12 @@
-/* A persistent worker pool. A job is published by bumping a generation counter; workers that
- * just finished a job poll it for a bounded number of pause instructions (consecutive matmuls
- * of a forward pass follow each other within microseconds), then park on a condition variable
- * so that an idle daemon costs no CPU. Completion is a countdown the caller waits on the same
- * way: spin briefly, then sleep. */
+/* A persistent worker pool. A job is a number of items (bn_threadpool_run: one per thread) that
+ * the threads claim one at a time from a shared counter, the calling thread among them; the job
+ * is over when every item has finished, whoever ran it. So a thread that the OS keeps off its core
+ * (a busy board, more runnable threads than cores) does not hold the others up: its items are run
+ * by the threads that are running, and it has nothing left to do when it gets the core back.
+ * Workers that just finished a job poll for the next for a bounded number of pause instructions
+ * (consecutive matmuls of a forward pass follow each other within microseconds), then park on a
+ * condition variable so that an idle daemon costs no CPU. The caller waits for the job's end the
+ * same way: spin briefly, then sleep. */
 #define _POSIX_C_SOURCE 200809L
 #include <pthread.h>
 #include <sched.h>
@@ -13,15 +17,24 @@
 /* Polls before parking: on the order of 0.1-1 ms depending on the pause latency of the core. */
 #define BN_SPIN_LIMIT 20000
 
+/* The job in one word, so that a claim is one compare-and-swap on everything that identifies it:
+ * generation (22 bits, wrapping) | thread count (10) | items (16) | next unclaimed item (16). A
+ * claim that succeeds names an item of the current job that nobody had, so that job cannot end
+ * before it does: its fn and arg (written before the word that publishes it) stay valid meanwhile.
+ * A wrapped generation can only make a worker that slept through 4 million jobs miss one, which
+ * the others then run. */
+#define GEN_SHIFT 42
+#define THREADS_SHIFT 32
+#define ITEMS_SHIFT 16
+#define FIELD_MASK 0xffffull
+#define THREADS_MASK 0x3ffull
+
 struct bn_threadpool {
     pthread_mutex_t mu;
     pthread_cond_t wake;     /* a new job (or stop) was published */
-    pthread_cond_t done;     /* pending reached zero */
-    /* generation << 16 | thread count of that job, in one word so that a worker sees which
-     * job it is and whether it takes part in it in a single load. 48 bits of generation never
-     * wrap (a worker idle since the start must not mistake a new job for the one it saw). */
+    pthread_cond_t done;     /* the current job's items have all finished */
     atomic_ullong job;
-    atomic_int pending;      /* workers still running the current job */
+    atomic_int finished;     /* items of the current job that have finished */
     atomic_int stop;
     atomic_int n_threads;    /* active count for the next job */
     int max_threads;
@@ -52,8 +65,10 @@ static inline void spin_step(int i) {
 #endif
 }
 
-static unsigned long long job_generation(unsigned long long job) { return job >> 16; }
-static int job_threads(unsigned long long job) { return (int)(job & 0xffffu); }
+static unsigned long long job_generation(unsigned long long job) { return job >> GEN_SHIFT; }
+static int job_threads(unsigned long long job) { return (int)(job >> THREADS_SHIFT & THREADS_MASK); }
+static int job_items(unsigned long long job) { return (int)(job >> ITEMS_SHIFT & FIELD_MASK); }
+static int job_next(unsigned long long job) { return (int)(job & FIELD_MASK); }
 
 /* Is there a job newer than generation `seen` that thread ith takes part in (or a stop)? */
 static int has_work(bn_threadpool *p, unsigned long long seen, int ith, unsigned long long *job) {
@@ -76,6 +91,25 @@ static unsigned long long wait_job(bn_threadpool *p, unsigned long long seen, in
     return job;
 }
 
+/* Claims and runs items of job generation `gen` until none is left (or a newer job replaced it). */
+static void run_items(bn_threadpool *p, unsigned long long gen) {
+    unsigned long long job = atomic_load_explicit(&p->job, memory_order_acquire);
+    while (job_generation(job) == gen && job_next(job) < job_items(job)) {
+        if (!atomic_compare_exchange_weak_explicit(&p->job, &job, job + 1, memory_order_acq_rel,
+                                                   memory_order_acquire))
+            continue; /* job now holds the word as it is */
+        const int n = job_items(job);
+        p->fn(p->arg, job_next(job), n);
+        if (atomic_fetch_add_explicit(&p->finished, 1, memory_order_acq_rel) + 1 == n) {
+            /* taking the lock orders this signal after the caller's check-then-wait */
+            pthread_mutex_lock(&p->mu);
+            pthread_cond_signal(&p->done);
+            pthread_mutex_unlock(&p->mu);
+        }
+        job = atomic_load_explicit(&p->job, memory_order_acquire);
+    }
+}
+
 static void *worker_main(void *arg) {
     struct bn_worker *w = arg;
     bn_threadpool *p = w->pool;
@@ -85,13 +119,7 @@ static void *worker_main(void *arg) {
         unsigned long long job = wait_job(p, seen, w->ith, spin);
         if (atomic_load(&p->stop)) break;
         seen = job_generation(job);
-        p->fn(p->arg, w->ith, job_threads(job));
-        if (atomic_fetch_sub_explicit(&p->pending, 1, memory_order_acq_rel) == 1) {
-            /* taking the lock orders this signal after the caller's check-then-wait */
-            pthread_mutex_lock(&p->mu);
-            pthread_cond_signal(&p->done);
-            pthread_mutex_unlock(&p->mu);
-        }
+        run_items(p, seen);
         spin = 1;
     }
     return NULL;
@@ -115,7 +143,7 @@ static void destroy(bn_threadpool *p) {
 }
 
 bn_threadpool *bn_threadpool_new(int max_threads) {
-    if (max_threads < 1 || max_threads > 0xffff) return NULL;
+    if (max_threads < 1 || max_threads > BN_THREADPOOL_MAX_THREADS) return NULL;
     bn_threadpool *p = calloc(1, sizeof *p);
     if (!p) return NULL;
     p->max_threads = max_threads;
@@ -156,32 +184,40 @@ int bn_threadpool_threads(const bn_threadpool *pool) {
     return atomic_load(&((bn_threadpool *)pool)->n_threads);
 }
 
-static void wait_done(bn_threadpool *p) {
+static void wait_done(bn_threadpool *p, int n_items) {
     for (int i = 0; i < BN_SPIN_LIMIT; i++) {
-        if (atomic_load_explicit(&p->pending, memory_order_acquire) == 0) return;
+        if (atomic_load_explicit(&p->finished, memory_order_acquire) == n_items) return;
         spin_step(i);
     }
     pthread_mutex_lock(&p->mu);
-    while (atomic_load_explicit(&p->pending, memory_order_acquire) != 0) pthread_cond_wait(&p->done, &p->mu);
+    while (atomic_load_explicit(&p->finished, memory_order_acquire) != n_items) pthread_cond_wait(&p->done, &p->mu);
     pthread_mutex_unlock(&p->mu);
 }
 
-void bn_threadpool_run(bn_threadpool *pool, bn_task_fn fn, void *arg) {
-    int nth = atomic_load(&pool->n_threads);
-    if (nth == 1) {
-        fn(arg, 0, 1);
+void bn_threadpool_run_items(bn_threadpool *pool, int n_items, bn_task_fn fn, void *arg) {
+    const int nth = atomic_load(&pool->n_threads);
+    if (nth == 1 || n_items <= 1) {
+        for (int i = 0; i < n_items; i++) fn(arg, i, n_items);
         return;
     }
-    unsigned long long next = job_generation(atomic_load_explicit(&pool->job, memory_order_relaxed)) + 1;
+    const unsigned long long gen = (job_generation(atomic_load_explicit(&pool->job, memory_order_relaxed)) + 1) &
+                                   ((1ull << (64 - GEN_SHIFT)) - 1);
     pool->fn = fn;
     pool->arg = arg;
-    atomic_store_explicit(&pool->pending, nth - 1, memory_order_relaxed);
+    atomic_store_explicit(&pool->finished, 0, memory_order_relaxed);
     pthread_mutex_lock(&pool->mu);
-    atomic_store_explicit(&pool->job, next << 16 | (unsigned)nth, memory_order_release);
+    atomic_store_explicit(&pool->job,
+                          gen << GEN_SHIFT | (unsigned long long)nth << THREADS_SHIFT |
+                              (unsigned long long)n_items << ITEMS_SHIFT,
+                          memory_order_release);
     pthread_cond_broadcast(&pool->wake);
     pthread_mutex_unlock(&pool->mu);
-    fn(arg, 0, nth);
-    wait_done(pool);
+    run_items(pool, gen);
+    wait_done(pool, n_items);
+}
+
+void bn_threadpool_run(bn_threadpool *pool, bn_task_fn fn, void *arg) {
+    bn_threadpool_run_items(pool, atomic_load(&pool->n_threads), fn, arg);
 }
 
 void bn_split_range(long n, long align, int ith, int nth, long *begin, long *end) {

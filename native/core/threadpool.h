@@ -1,6 +1,7 @@
-/* A persistent pool of worker threads. The calling thread works as thread 0.
- * Workers spin briefly after a job and then park on a condition variable, so an idle
- * daemon uses no CPU. The thread count may change between jobs. */
+/* A persistent pool of worker threads. A job is a number of items, each run once, by whichever
+ * thread claims it first (the calling thread among them): a thread kept off its core does not
+ * hold a job up. Workers spin briefly after a job and then park on a condition variable, so an
+ * idle daemon uses no CPU. The thread count may change between jobs. */
 #ifndef BN_THREADPOOL_H
 #define BN_THREADPOOL_H
 
@@ -8,17 +9,26 @@
 
 typedef struct bn_threadpool bn_threadpool;
 
-/* Runs on every thread: ith in [0, nth). */
+/* One item of a job: item ith of nth. With bn_threadpool_run there is one item per active thread,
+ * but any thread may run any item (several, one after another): per-item state belongs to the
+ * item index, not to a thread. */
 typedef void (*bn_task_fn)(void *arg, int ith, int nth);
 
-/* max_threads >= 1; threads start parked. NULL on failure. */
+/* Most threads a pool holds (and items a job has: 65535). */
+#define BN_THREADPOOL_MAX_THREADS 1023
+#define BN_THREADPOOL_MAX_ITEMS 65535
+
+/* 1 <= max_threads <= BN_THREADPOOL_MAX_THREADS; threads start parked. NULL on failure. */
 bn_threadpool *bn_threadpool_new(int max_threads);
 void bn_threadpool_free(bn_threadpool *pool);
 /* Clamped to [1, max_threads]; takes effect at the next run. */
 void bn_threadpool_set_threads(bn_threadpool *pool, int n_threads);
 int bn_threadpool_threads(const bn_threadpool *pool);
-/* Runs fn on all active threads and returns when every one has finished. Not re-entrant. */
+/* Runs fn(arg, i, nth) for every item i of nth = the active thread count, on the active threads,
+ * and returns when every item has finished. Not re-entrant. */
 void bn_threadpool_run(bn_threadpool *pool, bn_task_fn fn, void *arg);
+/* The same for n_items items (0 <= n_items <= BN_THREADPOOL_MAX_ITEMS): fn(arg, i, n_items). */
+void bn_threadpool_run_items(bn_threadpool *pool, int n_items, bn_task_fn fn, void *arg);
 
 /* Runs fn over n_items of work: on every thread of pool, each taking its share, when there are at
  * least min_parallel items; otherwise as fn(arg, 0, 1) on the calling thread alone, as also when

@@ -1,8 +1,10 @@
-/* The thread pool: every active thread runs each job exactly once, results are visible to the
- * caller when run returns, the thread count can change between jobs, parked workers use no
- * CPU, the pool frees cleanly whether its workers spin or sleep, and bn_parallel_for and
- * bn_parallel_ranges use the pool only from their threshold up. */
+/* The thread pool: every item of a job runs exactly once, results are visible to the caller when
+ * run returns, the thread count can change between jobs, a slow item does not hold up the rest
+ * (the other threads take them), parked workers use no CPU, the pool frees cleanly whether its
+ * workers spin or sleep, and bn_parallel_for and bn_parallel_ranges use the pool only from their
+ * threshold up. */
 #define _POSIX_C_SOURCE 200809L
+#include <pthread.h>
 #include <stdatomic.h>
 #include <time.h>
 #include <unistd.h>
@@ -157,6 +159,55 @@ static void test_parallel_for(void) {
     bn_threadpool_free(pool);
 }
 
+/* Which thread ran each item, and how often. */
+#define ITEMS 64
+typedef struct {
+    pthread_t ran_on[ITEMS];
+    atomic_int runs[ITEMS];
+    atomic_int wrong_n;
+    int n, slow_ms;
+} item_job;
+
+static void item_task(void *arg, int i, int n) {
+    item_job *j = arg;
+    if (n != j->n || i < 0 || i >= n) {
+        atomic_fetch_add(&j->wrong_n, 1);
+        return;
+    }
+    if (i == 0 && j->slow_ms) nanosleep(&(struct timespec){0, j->slow_ms * 1000L * 1000L}, NULL);
+    j->ran_on[i] = pthread_self();
+    atomic_fetch_add(&j->runs[i], 1);
+}
+
+static int each_ran_once(item_job *j) {
+    int ok = atomic_load(&j->wrong_n) == 0;
+    for (int i = 0; i < ITEMS; i++) ok &= atomic_load(&j->runs[i]) == (i < j->n ? 1 : 0);
+    return ok;
+}
+
+/* Jobs of any number of items, more or fewer than the threads: each item once. And one slow item
+ * (a thread the OS keeps off its core looks the same to the others): the other threads run all
+ * the rest meanwhile, where splitting the items evenly would leave half of them behind it. */
+static void test_items(void) {
+    bn_threadpool *pool = bn_threadpool_new(3);
+    int bad = 0;
+    for (int rep = 0; rep < 300; rep++) {
+        item_job j = {.n = rep % (ITEMS + 1)};
+        bn_threadpool_set_threads(pool, 1 + rep % 3);
+        bn_threadpool_run_items(pool, j.n, item_task, &j);
+        bad += !each_ran_once(&j);
+    }
+    CHECK(bad == 0, "%d jobs ran an item twice, never or with the wrong count", bad);
+    bn_threadpool_set_threads(pool, 2);
+    item_job slow = {.n = ITEMS, .slow_ms = 300};
+    bn_threadpool_run_items(pool, slow.n, item_task, &slow);
+    int beside = 0;
+    for (int i = 1; i < ITEMS; i++) beside += !pthread_equal(slow.ran_on[i], slow.ran_on[0]);
+    CHECK(each_ran_once(&slow) && beside == ITEMS - 1,
+          "with item 0 taking 300 ms, %d of the other %d items ran on another thread", beside, ITEMS - 1);
+    bn_threadpool_free(pool);
+}
+
 static double cpu_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
@@ -181,6 +232,8 @@ static void test_lifecycle(void) {
     bn_threadpool_free(bn_threadpool_new(MAXT)); /* never ran: workers parked from the start */
     bn_threadpool_free(NULL);
     CHECK(bn_threadpool_new(0) == NULL, "zero threads refused");
+    CHECK(bn_threadpool_new(BN_THREADPOOL_MAX_THREADS + 1) == NULL, "more than %d threads refused",
+          BN_THREADPOOL_MAX_THREADS);
     bn_threadpool *single = bn_threadpool_new(1);
     static long one[1] = {42};
     sum_job job = {.data = one, .n = 1};
@@ -198,6 +251,7 @@ int main(void) {
     test_split_range();
     test_sums();
     test_parallel_for();
+    test_items();
     test_lifecycle();
     test_idle_parks();
     return bn_test_done("test_threadpool");
