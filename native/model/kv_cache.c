@@ -53,23 +53,19 @@ static size_t entry(const bn_kv_cache *kv, int h, int pos) {
     return ((size_t)h * kv->n_ctx + (size_t)pos) * kv->head_dim;
 }
 
-/* Position pos of one layer's keys or values <-> a row of n_head_kv * head_dim elements of the
- * cache's type (row order: head after head). */
-static void row_in(const bn_kv_cache *kv, void *cache, int pos, const void *row) {
+/* Copies position pos of one layer's keys or values into (to_cache) or out of the cache, from or
+ * to a row of n_head_kv * head_dim elements of the cache's type (row order: head after head). */
+static void row_copy(const bn_kv_cache *kv, const void *cache, int pos, const void *row, int to_cache) {
     const size_t bytes = (size_t)kv->head_dim * elem_bytes(kv->type);
-    for (int h = 0; h < kv->n_head_kv; h++)
-        memcpy((uint8_t *)cache + entry(kv, h, pos) * elem_bytes(kv->type), (const uint8_t *)row + h * bytes, bytes);
-}
-
-static void row_out(const bn_kv_cache *kv, const void *cache, int pos, void *row) {
-    const size_t bytes = (size_t)kv->head_dim * elem_bytes(kv->type);
-    for (int h = 0; h < kv->n_head_kv; h++)
-        memcpy((uint8_t *)row + h * bytes, (const uint8_t *)cache + entry(kv, h, pos) * elem_bytes(kv->type), bytes);
+    for (int h = 0; h < kv->n_head_kv; h++) {
+        uint8_t *c = (uint8_t *)cache + entry(kv, h, pos) * elem_bytes(kv->type), *r = (uint8_t *)row + h * bytes;
+        memcpy(to_cache ? c : r, to_cache ? r : c, bytes);
+    }
 }
 
 static void store_row(const bn_kv_cache *kv, void *cache, int pos, const float *src) {
     if (kv->type == BN_KV_F32) {
-        row_in(kv, cache, pos, src);
+        row_copy(kv, cache, pos, src, 1);
         return;
     }
     for (int h = 0; h < kv->n_head_kv; h++) {
@@ -101,12 +97,12 @@ static void *part_array(const bn_kv_cache *kv, int part) { return (part % 2 ? kv
 void bn_kv_cache_export(const bn_kv_cache *kv, int pos, int n, void *dst) {
     const size_t len = rows_bytes(kv, n), row = rows_bytes(kv, 1);
     for (int part = 0; part < 2 * kv->n_layer; part++)
-        for (int i = 0; i < n; i++) row_out(kv, part_array(kv, part), pos + i, (uint8_t *)dst + part * len + i * row);
+        for (int i = 0; i < n; i++) row_copy(kv, part_array(kv, part), pos + i, (uint8_t *)dst + part * len + i * row, 0);
 }
 
 void bn_kv_cache_import(bn_kv_cache *kv, int pos, int n, const void *src) {
     const size_t len = rows_bytes(kv, n), row = rows_bytes(kv, 1);
     for (int part = 0; part < 2 * kv->n_layer; part++)
         for (int i = 0; i < n; i++)
-            row_in(kv, part_array(kv, part), pos + i, (const uint8_t *)src + part * len + i * row);
+            row_copy(kv, part_array(kv, part), pos + i, (const uint8_t *)src + part * len + i * row, 1);
 }

@@ -190,8 +190,8 @@ typedef void (*row_block_fn)(const bn_attn_tile *t, int r0, int R, const void *s
 
 /* One pass of fn over the cache rows src (K or V) in blocks of BN_ATTN_KEY_BLOCK keys, each used
  * by every row block that sees part of it while it is in L1: values() makes one sweep over a
- * block's keys per 16 outputs, which over a whole long context would fetch every row from memory
- * again on each sweep. `packed`: each block is first copied as F32 into t->pack (a prefill's many
+ * block's keys per chunk of 16 or 32 outputs, which over a whole long context would fetch every
+ * row from memory again on each sweep. `packed`: each block is first copied as F32 into t->pack (a prefill's many
  * row blocks then share one fp16 conversion); else read in place. */
 BN_AVX2_INLINE void key_blocks(const bn_attn_tile *t, const void *src, int f16, int nk, row_block_fn fn,
                                int packed) {
