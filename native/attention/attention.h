@@ -1,10 +1,11 @@
 /* Causal multi-head attention with grouped KV heads (GQA) over an F16 or F32 KV cache, for a
  * batch of query tokens (decode: one; prefill: many). The cache is any layout with a head's
- * entries contiguous: the engine's is model/kv_cache.h's [kv head][position][head_dim]. Work is cut into tiles of up to BN_ATTN_TILE_ROWS query rows
- * (the heads of one KV group, token after token) that share each K and V row they read, and
- * the tiles are dealt to threads by their causal cost. A query row's result never depends on
- * the tile it falls in or on the thread count: the same tokens give the same bits whether they
- * come in one batch, split across evals, or one at a time. */
+ * entries contiguous: the engine's is model/kv_cache.h's [kv head][position][head_dim]. Work is
+ * cut into tiles of up to BN_ATTN_TILE_ROWS query rows (the heads of one KV group, token after
+ * token) that share each K and V row they read, and the tiles are dealt to threads by their
+ * causal cost. A query row's result never depends on the tile it falls in or on the thread
+ * count: the same tokens give the same bits whether they come in one batch, split across evals,
+ * or one at a time. */
 #ifndef BN_ATTENTION_H
 #define BN_ATTENTION_H
 

@@ -198,8 +198,8 @@ static void attention(const pass *p, int il) {
         const bn_seq *q = &p->seqs[s];
         const bn_context *c = q->c;
         tasks[s] = (bn_attn){.q = a->q + q->first * q_row, .out = a->att + q->first * q_row,
-                             .k = c->kv.k[il], .v = c->kv.v[il], .kv_pos_stride = (size_t)hp->head_dim,
-                             .kv_head_stride = (size_t)c->kv.n_ctx * hp->head_dim, .kv_f16 = c->kv.type == BN_KV_F16,
+                             .k = c->kv.k[il], .v = c->kv.v[il], .kv_pos_stride = bn_kv_cache_pos_stride(&c->kv),
+                             .kv_head_stride = bn_kv_cache_head_stride(&c->kv), .kv_f16 = c->kv.type == BN_KV_F16,
                              .n = q->n, .p0 = c->n_past, .n_head = hp->n_head, .n_head_kv = hp->n_head_kv,
                              .head_dim = hp->head_dim, .n_ctx = p->ws->n_ctx, .isa = p->m->isa, .scratch = a->scores};
         macs += 2 * (int64_t)q->n * (c->n_past + q->n) * hp->n_head * hp->head_dim;

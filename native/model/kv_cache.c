@@ -50,7 +50,7 @@ int bn_kv_cache_init(bn_kv_cache *kv, const bn_hparams *hp, int n_ctx, bn_kv_typ
 
 /* Element offset of (kv head h, position pos) in a layer's array. */
 static size_t entry(const bn_kv_cache *kv, int h, int pos) {
-    return ((size_t)h * kv->n_ctx + (size_t)pos) * kv->head_dim;
+    return (size_t)h * bn_kv_cache_head_stride(kv) + (size_t)pos * bn_kv_cache_pos_stride(kv);
 }
 
 /* Copies position pos of one layer's keys or values into (to_cache) or out of the cache, from or
@@ -64,14 +64,14 @@ static void row_copy(const bn_kv_cache *kv, const void *cache, int pos, const vo
 }
 
 static void store_row(const bn_kv_cache *kv, void *cache, int pos, const float *src) {
-    if (kv->type == BN_KV_F32) {
-        row_copy(kv, cache, pos, src, 1);
-        return;
-    }
     for (int h = 0; h < kv->n_head_kv; h++) {
-        uint16_t *dst = (uint16_t *)cache + entry(kv, h, pos);
         const float *x = src + (size_t)h * kv->head_dim;
-        for (int i = 0; i < kv->head_dim; i++) dst[i] = bn_fp32_to_fp16(x[i]);
+        void *dst = (uint8_t *)cache + entry(kv, h, pos) * elem_bytes(kv->type);
+        if (kv->type == BN_KV_F32) {
+            memcpy(dst, x, (size_t)kv->head_dim * sizeof(float));
+            continue;
+        }
+        for (int i = 0; i < kv->head_dim; i++) ((uint16_t *)dst)[i] = bn_fp32_to_fp16(x[i]);
     }
 }
 

@@ -26,6 +26,10 @@ void bn_kv_cache_free(bn_kv_cache *kv);
 /* Stores the key row k and value row v ([n_head_kv][head_dim] F32) of layer il at position pos,
  * converted to the cache's type. */
 void bn_kv_cache_store(bn_kv_cache *kv, int il, int pos, const float *k, const float *v);
+/* Elements of a layer's array from one position to the next and from one kv head to the next:
+ * the layout, for attention to read the cache by. */
+static inline size_t bn_kv_cache_pos_stride(const bn_kv_cache *kv) { return (size_t)kv->head_dim; }
+static inline size_t bn_kv_cache_head_stride(const bn_kv_cache *kv) { return (size_t)kv->n_ctx * kv->head_dim; }
 
 /* Blocks: the rows of n consecutive positions of every layer in the layout model/engine.h
  * documents (layer after layer, its n key rows, then its n value rows, a row being one position's
