@@ -227,7 +227,7 @@ async function openPeer(spec: WorkerSpec): Promise<{ engine: Engine; loadMs: num
       await sequence!.clearHistory();
       if (prefix.length > 1) await sequence!.evaluateWithoutGeneratingNewTokens(prefix.slice(0, -1));
       const tokens = sequence!.evaluate(prefix.slice(-1), { temperature: 0 });
-      await tokens.next(); // evaluates the one-token prompt and samples the first token
+      await tokens.next(); // evaluates the prefix's last token and samples the first token
       const t0 = performance.now();
       for (let i = 0; i < n; i++) await tokens.next();
       const ms = performance.now() - t0;
