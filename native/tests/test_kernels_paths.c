@@ -212,73 +212,16 @@ static void test_paths(int quick) {
     for (int p = 1; p < 4; p++) bn_threadpool_free(pools[p]);
 }
 
-/* Q1_0 gemms on raw blocks, past what the quantizers produce: every fp16 scale class (full
- * 11-bit mantissas, subnormals, zero, the largest finite), activations at -128 and 127 matched
- * to the weight signs (|sub-block sum| = 4096 and 4064, the bounds the exactness of the fused
- * d8 step rests on), on tile-cutting row ranges and batches around the token tiles. Every path
- * must equal the scalar reference bit for bit. The AVX2 tables hold sub-block sums modulo 8192,
- * exact for |q| <= 127 as every Q8_0 quantizer makes them (the sum 4096 of 32 q = -128 would
- * read as -4096): there the extreme is -127 (sums 4064). */
+/* Q1_0 gemms on raw blocks (kernel_oracles.h), every path bit for bit. The AVX2 tables hold
+ * sub-block sums modulo 8192, exact for |q| <= 127 as every Q8_0 quantizer makes them (the sum
+ * 4096 of 32 q = -128 would read as -4096): there the extreme is -127 (sums 4064). */
 static void test_q1_raw_blocks(void) {
-    static const uint16_t scales[] = {0x3bff, 0x07ff, 0x03ff, 0x0001, 0x0000, 0x7bff, 0x2e66, 0x1c01};
-    static const int tokens[] = {1, 2, 3, 15, 16, 17, 33};
-    static const int64_t shapes[][2] = {{1, 128}, {16, 128}, {31, 256}, {48, 384}, {70, 512}, {130, 256}};
     for (int isa = BN_ISA_SCALAR + 1; isa < BN_ISA_COUNT; isa++) {
         if (!bn_isa_supported((bn_isa)isa)) continue;
-        const int q_min = path_is_exact((bn_isa)isa) ? -128 : -127;
         bn_kernel_ops ops;
         bn_kernel_ops_get(BN_TYPE_Q1_0, (bn_isa)isa, &ops);
-        int bad = 0, cases = 0;
-        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
-            const int64_t rows = shapes[s][0], cols = shapes[s][1], nb = cols / BN_QK1_0;
-            const int max_t = tokens[sizeof tokens / sizeof tokens[0] - 1];
-            bn_block_q1_0 *w = malloc((size_t)(rows * nb) * sizeof *w);
-            bn_block_q8_0 *a = malloc((size_t)(max_t * nb * 4) * sizeof *a);
-            for (int64_t i = 0; i < rows * nb; i++) {
-                w[i].d = scales[(rng >> 3) % 8];
-                for (int j = 0; j < 16; j++) w[i].qs[j] = (uint8_t)((rand_unit() + 1.0f) * 127.5f);
-                if (i % 5 == 0) memset(w[i].qs, i % 10 ? 0xff : 0x00, 16);
-            }
-            /* token t: random q, or every q at the extreme whose sign matches row 0's weights */
-            for (int t = 0; t < max_t; t++) {
-                for (int64_t b = 0; b < 4 * nb; b++) {
-                    bn_block_q8_0 *ab = &a[t * 4 * nb + b];
-                    ab->d = scales[(t + b) % 8];
-                    for (int j = 0; j < 32; j++) {
-                        const int bit = w[b / 4].qs[(b % 4) * 4 + j / 8] >> (j % 8) & 1;
-                        ab->qs[j] = t % 3 == 1 ? (bit ? 127 : q_min) : (int8_t)(rand_unit() * -q_min);
-                    }
-                }
-            }
-            char err[256];
-            bn_matrix m;
-            CHECK(bn_matrix_init(&m, BN_TYPE_Q1_0, rows, cols, w, err, sizeof err) == 0, "init: %s", err);
-            CHECK(bn_matrix_prepare(&m, (bn_isa)isa, err, sizeof err) == 0, "prepare: %s", err);
-            const size_t arow = (size_t)nb * 4 * sizeof *a;
-            float *got = malloc((size_t)(rows * max_t) * sizeof(float));
-            const int64_t cuts[][2] = {{0, rows}, {rows / 3, rows - rows / 4}, {rows - 1, rows}, {17 % rows, rows}};
-            for (size_t c = 0; c < sizeof cuts / sizeof cuts[0]; c++) {
-                const int64_t r0 = cuts[c][0], r1 = cuts[c][1];
-                if (r0 >= r1) continue;
-                for (size_t k = 0; k < sizeof tokens / sizeof tokens[0]; k++, cases++) {
-                    const int nt = tokens[k];
-                    for (int64_t i = 0; i < rows * nt; i++) got[i] = NAN;
-                    ops.gemm(&m, r0, r1, a, arow, nt, got, rows);
-                    for (int t = 0; t < nt; t++) {
-                        for (int64_t r = 0; r < rows; r++) {
-                            float want;
-                            bn_vec_dot_q1_0_q8_0_scalar(cols, &want, w + r * nb, (const uint8_t *)a + t * arow);
-                            const float g = got[t * rows + r];
-                            bad += r >= r0 && r < r1 ? memcmp(&g, &want, sizeof g) != 0 : !isnan(g);
-                        }
-                    }
-                }
-            }
-            bn_matrix_release(&m);
-            free(got);
-            free(a);
-            free(w);
-        }
+        int cases = 0;
+        const int bad = q1_raw_block_mismatches(ops.gemm, (bn_isa)isa, path_is_exact((bn_isa)isa) ? -128 : -127, &rng, &cases);
         CHECK(bad == 0, "q1_0 raw blocks on %s: %d mismatches", bn_isa_name((bn_isa)isa), bad);
         printf("  %-7s q1_0  %d raw-block ranges x batches, bit-exact vs scalar: %s\n", bn_isa_name((bn_isa)isa),
                cases, bad ? "FAIL" : "ok");
