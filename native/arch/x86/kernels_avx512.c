@@ -4,7 +4,6 @@
 #include "kernels/kernels_impl.h"
 
 #if defined(BN_HAVE_X86_KERNELS)
-#include <immintrin.h>
 #include <string.h>
 #include "quants/quants.h"
 
@@ -12,7 +11,13 @@
  * kernel keeps the reference's float sequence and stays bit-identical to it. */
 #pragma GCC optimize("fp-contract=off")
 
+#if defined(BN_AVX512_EMULATED)
+/* native/tests/avx512_emulated.c compiles this file on SIMDe's portable intrinsics: no target. */
+#define BN_AVX512
+#else
+#include <immintrin.h>
 #define BN_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")))
+#endif
 
 /* ---- Q1_0 GEMV and GEMM by lookup tables, the weights in 64-row tiles (kernels/kernels_impl.h) ----
  * The AVX2 gemm's design (arch/x86/kernels_avx2.c, which explains the arithmetic) at twice the
