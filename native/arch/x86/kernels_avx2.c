@@ -103,8 +103,11 @@ BN_AVX2 void bn_vec_dot_q1_0_q8_0_avx2(int64_t n, float *s, const void *w, const
 #define Q1_TABLE_BLOCKS 64
 /* Tile-blocks ahead to prefetch (every line of one): 9 KiB, a few hundred ns of work, about one
  * memory latency, so a GEMV's weights arrive as they are needed (4 or 8 were slower, 24 no
- * better). Non-temporal: a GEMV reads them once, and they should not push the tables out of
- * the caches (~3% faster). */
+ * better). Into L2 (T1), not L1: a prefetch to L1 (T0 or NTA) holds one of L1's few miss
+ * buffers for a whole memory latency, which capped a thread at ~15 GB/s of weights on Zen 4
+ * (GEMV from memory 1.55-1.9 ns per block with NTA, 1.0-1.3 with T1, 1 thread); the L2 takes
+ * many more misses at once, and the loads then find the lines one L2 latency away. NTA had
+ * been ~3% faster on Zen 3. */
 #define Q1_PREFETCH 16
 /* Tokens per pass over a chunk of weights: a tile's chunk is then read from memory once and
  * from L1 by the other tokens. */
@@ -188,7 +191,7 @@ static inline __attribute__((always_inline)) BN_AVX2 void q1_tile(const uint8_t 
     const __m256i even = _mm256_set1_epi32(1);
     for (int64_t i = 0; i < nblk; i++, tb += BN_Q1_TILE32_BLOCK, tab += Q1_BLOCK_TABLE_BYTES, d8 += 4) {
         const uint8_t *pf = tb + Q1_PREFETCH * BN_Q1_TILE32_BLOCK + (i + Q1_PREFETCH >= nblk ? skip : 0);
-        for (int l = 0; l < BN_Q1_TILE32_BLOCK; l += 64) _mm_prefetch((const char *)(pf + l), _MM_HINT_NTA);
+        for (int l = 0; l < BN_Q1_TILE32_BLOCK; l += 64) _mm_prefetch((const char *)(pf + l), _MM_HINT_T1);
         __m256 part[Q1_PASS_TOKENS][4];
 #pragma GCC unroll 4
         for (int k = 0; k < 4; k++) {

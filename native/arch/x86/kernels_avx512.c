@@ -38,7 +38,9 @@
  * 128-bit broadcast loads; storing each half four times over for plain 512-bit loads (4x the
  * bytes) measured 10-40% slower on Zen 5, at 8, 16 or 32 blocks a pass. */
 #define Q1_TABLE_BLOCKS 64
-/* Tile-blocks ahead to prefetch (every line of one), non-temporal as in the AVX2 gemm. */
+/* Tile-blocks ahead to prefetch (every line of one), into L2 as in the AVX2 gemm (Zen 4, GEMV
+ * from memory, 1 thread: 0.92-1.07 ns per block with T1 at 4, 8 or 16 ahead; 1.24-1.57 with
+ * NTA or T0). */
 #define Q1_PREFETCH 8
 /* Tokens per pass over a chunk of weights (then read from L1 by all but the first). */
 #define Q1_TOKEN_TILE 8
@@ -66,7 +68,7 @@ static inline __attribute__((always_inline)) BN_AVX512 void q1_tile64(const uint
     const __m512i even = _mm512_set1_epi32(1);
     for (int64_t i = 0; i < nblk; i++, tb += BN_Q1_TILE64_BLOCK, tab += Q1_BLOCK_TABLE_BYTES, d8 += 4) {
         const uint8_t *pf = tb + Q1_PREFETCH * BN_Q1_TILE64_BLOCK + (i + Q1_PREFETCH >= nblk ? skip : 0);
-        for (int l = 0; l < BN_Q1_TILE64_BLOCK; l += 64) _mm_prefetch((const char *)(pf + l), _MM_HINT_NTA);
+        for (int l = 0; l < BN_Q1_TILE64_BLOCK; l += 64) _mm_prefetch((const char *)(pf + l), _MM_HINT_T1);
         __m512 part[Q1_PASS_TOKENS][4];
 #pragma GCC unroll 4
         for (int k = 0; k < 4; k++) {
