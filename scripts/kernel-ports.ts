@@ -28,10 +28,11 @@ const { values: args } = parseArgs({
 const models = args.cpus.split(',');
 const ITERATIONS = 200;
 
-/** The kernels: where their loops live and how many rows one pass of the loop covers. */
+/** The kernels: where their loops live, how many rows one pass of the loop covers, and the instruction that looks up. */
 const KERNELS = [
-  { path: 'avx2', rows: 32, functions: ['bn_gemm_q1_0_q8_0_avx2'] },
-  { path: 'avx512', rows: 64, functions: ['q1_rows_chunk64', 'bn_gemm_q1_0_q8_0_avx512'] },
+  { path: 'avx2', rows: 32, functions: ['bn_gemm_q1_0_q8_0_avx2'], lookup: 'vpshufb' },
+  { path: 'avx512', rows: 64, functions: ['q1_rows_chunk64_shufb', 'bn_gemm_q1_0_q8_0_avx512'], lookup: 'vpshufb' },
+  { path: 'avx512vbmi', rows: 64, functions: ['q1_rows_chunk64_vbmi', 'bn_gemm_q1_0_q8_0_avx512vbmi'], lookup: 'vpermb' },
 ];
 /** One token's pass over a tile and a block: 32 groups of 4 weights, each looked up twice (low and high parts). */
 const LOOKUPS_PER_PASS = 64;
@@ -45,7 +46,7 @@ if (!existsSync(addon)) throw new Error(`${addon} is missing: build it first (np
 const functions = disassemble(addon);
 const work = mkdtempSync(path.join(tmpdir(), 'kernel-ports-'));
 try {
-  const loops = KERNELS.map((k) => ({ ...k, file: writeLoop(k.path, findLoop(k.functions)) }));
+  const loops = KERNELS.map((k) => ({ ...k, file: writeLoop(k.path, findLoop(k.functions, k.lookup)) }));
   console.log(`# Q1_0 lookup kernels: llvm-mca's port models (one token, ${ITERATIONS} iterations)\n`);
   console.log('cycles per 128-weight row block (a pass of the loop over a tile of rows and one block, divided by its rows), and the busiest ports\n');
   console.log(`| core model | ${loops.map((l) => `${l.path} (${l.rows} rows a pass)`).join(' | ')} |`);
@@ -82,7 +83,7 @@ function disassemble(file: string): Map<string, Instruction[]> {
 }
 
 /** The shortest loop (a backward jump and what it jumps over) that does one token's lookups. */
-function findLoop(names: string[]): Instruction[] {
+function findLoop(names: string[], lookup: string): Instruction[] {
   for (const name of names) {
     const body = functions.get(name);
     if (!body) continue;
@@ -93,12 +94,12 @@ function findLoop(names: string[]): Instruction[] {
       const start = target ? index.get(parseInt(target[1]!, 16)) : undefined;
       if (start === undefined || start >= i) return;
       const loop = body.slice(start, i + 1);
-      if (loop.filter((x) => x.text.startsWith('vpshufb')).length !== LOOKUPS_PER_PASS) return;
+      if (loop.filter((x) => x.text.startsWith(`${lookup} `)).length !== LOOKUPS_PER_PASS) return;
       if (!best || loop.length < best.length) best = loop;
     });
     if (best) return best;
   }
-  throw new Error(`no loop with ${LOOKUPS_PER_PASS} vpshufb in ${names.join(' or ')}: the compiler laid the kernel out differently`);
+  throw new Error(`no loop with ${LOOKUPS_PER_PASS} ${lookup} in ${names.join(' or ')}: the compiler laid the kernel out differently`);
 }
 
 /** The loop as llvm-mca input: its instructions without the jumps (the analyser repeats the block itself). */

@@ -47,7 +47,7 @@ describe('bench kernels', () => {
 
   it('labels each path with the kernels that actually ran: its own, or those of the path it extends', () => {
     // The parent chains of bn_isa_parent: a path without Q1_0 kernels of its own runs an ancestor's.
-    const ancestors: Record<string, string[]> = { scalar: [], neon: ['scalar'], dotprod: ['neon', 'scalar'], i8mm: ['dotprod', 'neon', 'scalar'], avx2: ['scalar'], avx512: ['avx2', 'scalar'] };
+    const ancestors: Record<string, string[]> = { scalar: [], neon: ['scalar'], dotprod: ['neon', 'scalar'], i8mm: ['dotprod', 'neon', 'scalar'], avx2: ['scalar'], avx512: ['avx2', 'scalar'], avx512vbmi: ['avx512', 'avx2', 'scalar'] };
     const paths = native.kernelPaths().supported;
     const rows = runKernelBench({ ...SMALL, paths, threads: [1], gemmBatch: 0 }).results;
     for (const row of rows) {

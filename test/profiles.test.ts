@@ -173,6 +173,15 @@ describe('detection from a board tree', () => {
     expect(choice.warnings).toEqual(['the fastest cores here are CPUs 0,1,2,3, not 4,5,6,7 as rk3588 has them']);
   });
 
+  it('takes the x86 kernel path from the cpuinfo flags: avx512 needs F, BW, VL and VNNI, avx512vbmi VBMI too', () => {
+    const cpuinfo = readFileSync(path.join(board('generic-x86_64'), 'proc/cpuinfo'), 'latin1');
+    const withFlags = (extra: string) => chooseProfile({ sysroot: variantOf('generic-x86_64', { 'proc/cpuinfo': cpuinfo.replace(/^(flags\t: .*)$/gm, `$1 ${extra}`) }) }).kernelPath;
+    // Skylake-SP without VNNI, Cascade Lake (VNNI, no VBMI), Ice Lake / Zen 4 (both)
+    expect(withFlags('avx512f avx512bw avx512vl avx512vbmi')).toBe('avx2');
+    expect(withFlags('avx512f avx512bw avx512vl avx512_vnni')).toBe('avx512');
+    expect(withFlags('avx512f avx512bw avx512vl avx512_vnni avx512vbmi avx512_vbmi2')).toBe('avx512vbmi');
+  });
+
   it('falls back to its architecture when nothing of the board can be read, saying what is missing', () => {
     const empty = mkdtempSync(path.join(tmp, 'empty-'));
     mkdirSync(path.join(empty, 'proc/sys/kernel'), { recursive: true });

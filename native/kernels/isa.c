@@ -14,11 +14,13 @@
 static const char *const isa_names[BN_ISA_COUNT] = {
     [BN_ISA_SCALAR] = "scalar", [BN_ISA_NEON] = "neon", [BN_ISA_DOTPROD] = "dotprod",
     [BN_ISA_I8MM] = "i8mm",     [BN_ISA_AVX2] = "avx2", [BN_ISA_AVX512] = "avx512",
+    [BN_ISA_AVX512VBMI] = "avx512vbmi",
 };
 
 static const bn_isa isa_parent[BN_ISA_COUNT] = {
     [BN_ISA_SCALAR] = BN_ISA_SCALAR, [BN_ISA_NEON] = BN_ISA_SCALAR, [BN_ISA_DOTPROD] = BN_ISA_NEON,
     [BN_ISA_I8MM] = BN_ISA_DOTPROD,  [BN_ISA_AVX2] = BN_ISA_SCALAR, [BN_ISA_AVX512] = BN_ISA_AVX2,
+    [BN_ISA_AVX512VBMI] = BN_ISA_AVX512,
 };
 
 const char *bn_isa_name(bn_isa isa) { return (unsigned)isa < BN_ISA_COUNT ? isa_names[isa] : "unknown"; }
@@ -43,6 +45,8 @@ static int cpu_has(bn_isa isa) {
     case BN_ISA_AVX512:
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+    case BN_ISA_AVX512VBMI:
+        return __builtin_cpu_supports("avx512vbmi");
     default:
         return 0;
     }

@@ -30,6 +30,7 @@ static const bn_kernel_row kernel_table[] = {
              BN_X86_ENTRY([BN_ISA_AVX2] = {.vec_dot = bn_vec_dot_q1_0_q8_0_avx2, .gemm = bn_gemm_q1_0_q8_0_avx2,
                                            .pack = bn_pack_q1_0_tile32, .quantize = bn_quantize_q8_0_avx2})
              BN_X86_ENTRY([BN_ISA_AVX512] = {.gemm = bn_gemm_q1_0_q8_0_avx512, .pack = bn_pack_q1_0_tile64})
+             BN_X86_ENTRY([BN_ISA_AVX512VBMI] = {.gemm = bn_gemm_q1_0_q8_0_avx512vbmi, .pack = bn_pack_q1_0_tile64})
              BN_ARM_ENTRY([BN_ISA_NEON] = {.gemm = bn_gemm_q1_0_q8_0_neon, .pack = bn_pack_q1_0_tile16,
                                            .quantize = bn_quantize_q8_0_neon})}},
     {.type = BN_TYPE_TQ1_0,

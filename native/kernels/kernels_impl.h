@@ -93,9 +93,12 @@ void bn_quantize_q8_0_avx2(const float *x, void *dst, int64_t n);
  * parts), and the 4 * nblk Q8_0 scales divided by 8 into d8. */
 #define BN_Q1_GROUP_TABLE 32
 void bn_q1_tables_avx2(const void *act, int64_t i0, int64_t nblk, uint8_t *tab, float *d8);
-/* AVX-512 F + BW + VL + VNNI (arch/x86/kernels_avx512.c: same build and run-time choice). */
+/* AVX-512 F + BW + VL + VNNI (arch/x86/kernels_avx512.c: same build and run-time choice), and
+ * the same gemm looking its tables up by VBMI's vpermb (the avx512vbmi path; same layout). */
 void bn_gemm_q1_0_q8_0_avx512(const bn_matrix *w, int64_t r0, int64_t r1, const void *act, size_t act_stride,
                               int n_tokens, float *y, int64_t y_stride);
+void bn_gemm_q1_0_q8_0_avx512vbmi(const bn_matrix *w, int64_t r0, int64_t r1, const void *act, size_t act_stride,
+                                  int n_tokens, float *y, int64_t y_stride);
 #endif
 
 /* aarch64 NEON (arch/arm/kernels_neon.c: compiled on aarch64 only; plain armv8.0, every board). */

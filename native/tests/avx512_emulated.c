@@ -41,4 +41,5 @@ static inline simde__m512 emulated_cvtph_ps(simde__m256i a) {
 #define _mm512_cvtph_ps(a) emulated_cvtph_ps(a)
 #define BN_AVX512_EMULATED 1
 #define bn_gemm_q1_0_q8_0_avx512 bn_gemm_q1_0_q8_0_avx512_emulated
+#define bn_gemm_q1_0_q8_0_avx512vbmi bn_gemm_q1_0_q8_0_avx512vbmi_emulated
 #include "arch/x86/kernels_avx512.c"

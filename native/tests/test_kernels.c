@@ -304,7 +304,8 @@ static void test_isa(void) {
         CHECK(bn_isa_from_name(bn_isa_name((bn_isa)i), &named) == 0 && named == (bn_isa)i, "name of %d", i);
     }
     CHECK(bn_isa_from_name("sse9", &isa) != 0 && bn_isa_from_name("", &isa) != 0, "unknown names");
-    CHECK(bn_isa_parent(BN_ISA_AVX512) == BN_ISA_AVX2 && bn_isa_parent(BN_ISA_AVX2) == BN_ISA_SCALAR &&
+    CHECK(bn_isa_parent(BN_ISA_AVX512VBMI) == BN_ISA_AVX512 && bn_isa_parent(BN_ISA_AVX512) == BN_ISA_AVX2 &&
+              bn_isa_parent(BN_ISA_AVX2) == BN_ISA_SCALAR &&
               bn_isa_parent(BN_ISA_I8MM) == BN_ISA_DOTPROD && bn_isa_parent(BN_ISA_DOTPROD) == BN_ISA_NEON &&
               bn_isa_parent(BN_ISA_NEON) == BN_ISA_SCALAR && bn_isa_parent(BN_ISA_SCALAR) == BN_ISA_SCALAR,
           "parents");
@@ -330,6 +331,9 @@ static void test_kernels_label(void) {
     CHECK(strcmp(label, "avx512") == 0, "%s", label);
     bn_kernels_label(BN_TYPE_Q8_0, BN_ISA_AVX512, label, sizeof label);
     CHECK(strcmp(label, "avx512 (avx2 kernels)") == 0, "%s", label);
+    CHECK(bn_kernels_isa(BN_TYPE_Q1_0, BN_ISA_AVX512VBMI) == BN_ISA_AVX512VBMI, "q1_0 on avx512vbmi");
+    bn_kernels_label(BN_TYPE_Q8_0, BN_ISA_AVX512VBMI, label, sizeof label);
+    CHECK(strcmp(label, "avx512vbmi (avx2 kernels)") == 0, "%s", label);
     bn_kernels_label(BN_TYPE_TQ1_0, BN_ISA_AVX2, label, sizeof label);
     CHECK(strcmp(label, "avx2 (scalar kernels)") == 0, "%s", label);
 #elif defined(__aarch64__)

@@ -48,7 +48,7 @@ export function addRuntimeOptions(cmd: Command, contextDefault = 'min(training c
   return cmd
     .option('-c, --ctx-size <n>', `context size in tokens (default: ${contextDefault})`, intOption('ctx-size', 16, 1 << 20))
     .addOption(new Option('--kv-type <type>', 'KV cache type').choices(['f32', 'f16']).default('f32'))
-    .option('--kernels <path>', 'force a kernel path (scalar, neon, dotprod, i8mm, avx2, avx512)');
+    .option('--kernels <path>', 'force a kernel path (scalar, neon, dotprod, i8mm, avx2, avx512, avx512vbmi)');
 }
 
 export interface ModelCliOptions {

@@ -52,7 +52,7 @@ export const configSchema = z.strictObject({
     threads: int().min(1).max(256).optional().describe("inference threads (default: the board profile's)"),
     contextSize: int().min(16).optional().describe("context size in tokens (default: the board profile's, at most the training context)"),
     kvType: z.enum(['f32', 'f16']).default('f32').describe("KV cache type (the board profile's: f16 where memory is short)"),
-    kernels: z.string().min(1).optional().describe('kernel path: scalar, neon, dotprod, i8mm, avx2, avx512 (default: the best this CPU has)'),
+    kernels: z.string().min(1).optional().describe('kernel path: scalar, neon, dotprod, i8mm, avx2, avx512, avx512vbmi (default: the best this CPU has)'),
     cpus: z
       .string()
       .refine((v) => parseCpuList(v) !== undefined, 'must be a CPU list such as 4-7 or 0,2,5')

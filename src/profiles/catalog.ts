@@ -10,7 +10,7 @@ import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.
 /** Beside src/ and dist/ alike: both are one level below the package root. */
 export const PROFILES_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'firmware-profiles');
 
-export type KernelPath = 'scalar' | 'neon' | 'dotprod' | 'i8mm' | 'avx2' | 'avx512';
+export type KernelPath = 'scalar' | 'neon' | 'dotprod' | 'i8mm' | 'avx2' | 'avx512' | 'avx512vbmi';
 export type KvType = 'f32' | 'f16';
 export type BonsaiName = 'Bonsai-1.7B' | 'Bonsai-4B' | 'Bonsai-8B';
 

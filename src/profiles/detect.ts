@@ -292,7 +292,7 @@ function fallbackFor(arch: string, profiles: BoardProfile[], warnings: string[])
 function kernelPathFromFeatures(arch: string, features: string[]): KernelPath {
   const has = (...names: string[]) => names.every((n) => features.includes(n));
   if (arch === 'x86_64') {
-    if (has('avx512f', 'avx512bw', 'avx512vl', 'avx512_vnni')) return 'avx512';
+    if (has('avx512f', 'avx512bw', 'avx512vl', 'avx512_vnni')) return has('avx512vbmi') ? 'avx512vbmi' : 'avx512';
     return has('avx2', 'fma', 'f16c') ? 'avx2' : 'scalar';
   }
   if (has('i8mm', 'asimddp')) return 'i8mm';
