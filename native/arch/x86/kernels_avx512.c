@@ -25,13 +25,13 @@
 
 /* ---- Q1_0 GEMV and GEMM by lookup tables, the weights in 64-row tiles (kernels/kernels_impl.h) ----
  * The AVX2 gemm's design (arch/x86/kernels_avx2.c, which explains the arithmetic) at twice the
- * width: a tile plane is 64 rows, one 512-bit load and one cache line, and each vpshufb looks
- * up one group of 4 activations for 64 rows, in the group's 16-entry tables (built by the AVX2
- * code, bn_q1_tables_avx2; vpshufb, or vpermb where the CPU has VBMI: q1_lookup_*). Per Q8_0 sub-block and row the
- * low and high parts of 8 lookups are summed in bytes and rejoined by vpmaddubsw into 8 * S
- * (exact modulo 2^16, |S| <= 32 * 127); the int16 lanes widen to int32 as even and odd rows, so
- * a tile's sums come out in bn_q1_tile64_slot order, the order the packer stores the scales
- * in. The float steps are the scalar reference's, in its order: per row and token, partial =
+ * width: a tile plane is 64 rows, one 512-bit load and one cache line, and each lookup (vpshufb,
+ * or vpermb where the CPU has VBMI: q1_lookup_*) serves one group of 4 activations for 64 rows,
+ * in the group's 16-entry tables (built by the AVX2 code, bn_q1_tables_avx2). Per Q8_0 sub-block
+ * and row the low and high parts of 8 lookups are summed in bytes and rejoined by vpmaddubsw
+ * into 8 * S (exact modulo 2^16, |S| <= 32 * 127); the int16 lanes widen to int32 as even and
+ * odd rows, so a tile's sums come out in bn_q1_tile64_slot order, the order the packer stores
+ * the scales in. The float steps are the scalar reference's, in its order: per row and token, partial =
  * sum_k (d8_k / 8) * (8 * S_k) (exact products, so the fused multiply-add rounds as the
  * reference's add), then acc += d_w * partial. Bit-identical to bn_vec_dot_q1_0_q8_0_scalar.
  * With 32 vector registers, four tokens share one run over a tile's planes, each plane's
