@@ -176,7 +176,7 @@ describe('detection from a board tree', () => {
   it('takes the x86 kernel path from the cpuinfo flags: avx512 needs F, BW, VL and VNNI, avx512vbmi VBMI too', () => {
     const cpuinfo = readFileSync(path.join(board('generic-x86_64'), 'proc/cpuinfo'), 'latin1');
     const withFlags = (extra: string) => chooseProfile({ sysroot: variantOf('generic-x86_64', { 'proc/cpuinfo': cpuinfo.replace(/^(flags\t: .*)$/gm, `$1 ${extra}`) }) }).kernelPath;
-    // Skylake-SP without VNNI, Cascade Lake (VNNI, no VBMI), Ice Lake / Zen 4 (both)
+    // VBMI without VNNI (Cannon Lake), VNNI without VBMI (Cascade Lake), both (Ice Lake, Zen 4)
     expect(withFlags('avx512f avx512bw avx512vl avx512vbmi')).toBe('avx2');
     expect(withFlags('avx512f avx512bw avx512vl avx512_vnni')).toBe('avx512');
     expect(withFlags('avx512f avx512bw avx512vl avx512_vnni avx512vbmi avx512_vbmi2')).toBe('avx512vbmi');

@@ -24,8 +24,8 @@ typedef enum bn_isa {
 const char *bn_isa_name(bn_isa isa);
 /* The path whose bn_isa_name is `name`: 0, or -1 when there is none. */
 int bn_isa_from_name(const char *name, bn_isa *out);
-/* The path isa extends (avx512vbmi -> avx512 -> avx2 -> scalar, i8mm -> dotprod -> neon -> scalar); scalar is
- * its own parent. */
+/* The path isa extends (avx512vbmi -> avx512 -> avx2 -> scalar, i8mm -> dotprod -> neon ->
+ * scalar); scalar is its own parent. */
 bn_isa bn_isa_parent(bn_isa isa);
 /* Whether this CPU can run isa: it has the path's features and those of every path it extends. */
 int bn_isa_supported(bn_isa isa);

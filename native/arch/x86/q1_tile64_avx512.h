@@ -87,8 +87,8 @@ static Q1_TARGET void Q1_VARIANT(q1_rows_chunk64)(const bn_matrix *w, int64_t r0
         }
         int t = 0;
         for (; t + Q1_PASS_TOKENS <= nt; t += Q1_PASS_TOKENS)
-            Q1_VARIANT(q1_tile64)(tb, nblk, skip, tab + t * tab_stride, tab_stride, d8 + t * d8_stride, d8_stride, acc[t],
-                      Q1_PASS_TOKENS);
+            Q1_VARIANT(q1_tile64)(tb, nblk, skip, tab + t * tab_stride, tab_stride, d8 + t * d8_stride, d8_stride,
+                                  acc[t], Q1_PASS_TOKENS);
         switch (nt - t) {
         case 3: Q1_VARIANT(q1_tile64)(tb, nblk, skip, tab + t * tab_stride, tab_stride, d8 + t * d8_stride, d8_stride, acc[t], 3); break;
         case 2: Q1_VARIANT(q1_tile64)(tb, nblk, skip, tab + t * tab_stride, tab_stride, d8 + t * d8_stride, d8_stride, acc[t], 2); break;
