@@ -51,7 +51,7 @@ typedef struct tile_kernel {
 static const tile_kernel tile_kernels[BN_ISA_COUNT] = {
     [BN_ISA_SCALAR] = {.fn = bn_attn_tile_scalar, .head_dim_multiple = 1},
     BN_X86_ENTRY([BN_ISA_AVX2] = {.fn = bn_attn_tile_avx2, .head_dim_multiple = 8})
-    BN_ARM_ENTRY([BN_ISA_NEON] = {.fn = bn_attn_tile_neon, .head_dim_multiple = 4})
+    BN_ARM_ENTRY([BN_ISA_NEON] = {.fn = bn_attn_tile_neon, .head_dim_multiple = 8})
 };
 
 bn_attn_tile_fn bn_attn_tile_kernel(bn_isa isa, int head_dim) {

@@ -29,8 +29,8 @@ typedef struct bn_attn_tile {
     float scale;         /* 1 / sqrt(head_dim) */
     float *s;            /* scores then weights: n_rows rows of s_stride floats */
     size_t s_stride;     /* >= n_kv[n_rows - 1] rounded up to BN_ATTN_PAD */
-    float *pack;         /* BN_ATTN_KEY_BLOCK * head_dim floats for SIMD tiles: K or V rows as F32
-                          * (AVX2), transposed queries (NEON) */
+    float *pack;         /* BN_ATTN_KEY_BLOCK * head_dim floats: a prefill's K or V rows as F32
+                          * (AVX2) */
 } bn_attn_tile;
 
 typedef void (*bn_attn_tile_fn)(const bn_attn_tile *t);
@@ -39,12 +39,12 @@ typedef void (*bn_attn_tile_fn)(const bn_attn_tile *t);
 void bn_attn_tile_scalar(const bn_attn_tile *t);
 
 #if defined(BN_HAVE_X86_KERNELS)
-/* AVX2 + FMA + F16C: fp16 converted in registers, fused multiply-adds, polynomial exp. */
+/* AVX2 + FMA + F16C: fp16 converted in registers, fused multiply-adds in 8 lanes, polynomial exp. */
 void bn_attn_tile_avx2(const bn_attn_tile *t);
 #endif
 
 #if defined(BN_HAVE_ARM_KERNELS)
-/* Baseline armv8-a NEON (fcvtl for fp16), any board. */
+/* Baseline armv8-a NEON (fcvtl for fp16), any board: the AVX2 tile's arithmetic, the same bits. */
 void bn_attn_tile_neon(const bn_attn_tile *t);
 #endif
 

@@ -2,7 +2,8 @@
  * queries and caches, F32 and F16 entries, GQA groups of 1-4 heads, head sizes that take the SIMD
  * paths and ones that do not, contexts from one key to non-multiples of every vector width, a
  * decode token or a causal prefill batch. Each path must also give the same bits with 1, 2 or 3
- * threads and whether a batch is evaluated at once or token by token. */
+ * threads and whether a batch is evaluated at once or token by token, and the SIMD paths (AVX2,
+ * NEON) the bits of one scalar model of the arithmetic they share. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -154,7 +155,7 @@ static void check(const problem *p, bn_isa isa, int p0, int n, double tol, int w
 
 static void test_isa(bn_isa isa) {
     /* Bonsai's groups of 2 heads of 128, 4-head groups, one shared head (MQA), stories260K's
-     * 8-wide heads, and sizes off the vector widths (the scalar path under AVX2, 4-wide on NEON). */
+     * 8-wide heads, and sizes off the 8 lanes (the scalar path under AVX2 and NEON). */
     const shape shapes[] = {{4, 2, 128}, {8, 2, 64}, {3, 1, 16}, {8, 4, 8}, {2, 1, 12}, {2, 2, 5}};
     /* (first position, queries): decode at 1 key, 7, 9, 64, 100 keys; prefill from 0 (one tile
      * and several, with a ragged last tile) and after a prefix */
@@ -180,25 +181,83 @@ static void test_isa(bn_isa isa) {
     }
 }
 
-#if defined(__aarch64__)
-/* The NEON tile keeps the scalar reference's arithmetic (arch/arm/attention_neon.c): same bits. */
-static void test_neon_is_reference(bn_isa neon) {
-    const shape sh = {4, 2, 128};
-    for (int f16 = 0; f16 <= 1; f16++) {
-        problem p;
-        problem_init(&p, sh, 64, f16, 0, 1);
-        const size_t n = (size_t)40 * sh.n_head * sh.hd;
-        float *a = malloc(n * sizeof(float)), *b = malloc(n * sizeof(float));
-        run(&p, BN_ISA_SCALAR, 3, 40, 1, a);
-        run(&p, neon, 3, 40, 1, b);
-        const int bad = count_different(a, b, n);
-        CHECK(bad == 0, "neon vs scalar (%s): %d outputs differ", f16 ? "f16" : "f32", bad);
-        free(a);
-        free(b);
-        problem_free(&p);
-    }
+/* ---- the SIMD tiles' arithmetic (arch/x86/attention_avx2.c and arch/arm/attention_neon.c
+ * share it, lane for lane) in plain C, with every rounding where they round: each must give
+ * these bits. Lane l of 8 sums elements l, l + 8, ...; a score's tree adds lanes (0+1) + (4+5)
+ * and (2+3) + (6+7), then those two; the weights' sum, (0+4) + (2+6) and (1+5) + (3+7). */
+
+/* As written: no contraction of a multiply and an add into one rounding. */
+#pragma GCC optimize("fp-contract=off")
+
+static float score_tree(const float l[8]) { return ((l[0] + l[1]) + (l[4] + l[5])) + ((l[2] + l[3]) + (l[6] + l[7])); }
+static float sum_tree(const float l[8]) { return ((l[0] + l[4]) + (l[2] + l[6])) + ((l[1] + l[5]) + (l[3] + l[7])); }
+
+/* The tiles' e^x: n = nearest(x log2 e), f = x - n ln2 (ln2 in two parts, each fused), e^f by
+ * its degree-7 Taylor polynomial (Horner, fused), times 2^n; 0 below -87.33. */
+static float lanes_exp(float x) {
+    const int keep = x >= -87.33f;
+    x = x > -87.33f ? x : -87.33f;
+    const float n = nearbyintf(x * 1.44269504f);
+    const float f = fmaf(-n, 1.428606820309417e-6f, fmaf(-n, 0.693145751953125f, x));
+    const float c[] = {1.0f / 720, 1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f, 1.0f};
+    float p = 1.0f / 5040;
+    for (int i = 0; i < 7; i++) p = fmaf(p, f, c[i]);
+    const uint32_t bits = (uint32_t)((int)n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return keep ? p * scale : 0.0f;
 }
-#endif
+
+/* Output of the query at position pos, head h (hd a multiple of 8), as the SIMD tiles compute it. */
+static void lanes_reference(const problem *p, int pos, int h, float *out) {
+    const shape s = p->sh;
+    const int kvh = h / (s.n_head / s.n_head_kv), n = pos + 1;
+    const float *q = p->q + ((size_t)pos * s.n_head + h) * s.hd;
+    float *w = malloc(n * sizeof(float)), max = -INFINITY, sum[8] = {0};
+    for (int j = 0; j < n; j++) {
+        const float *k = p->k + ((size_t)j * s.n_head_kv + kvh) * s.hd;
+        float lane[8] = {0};
+        for (int i = 0; i < s.hd; i++) lane[i % 8] = fmaf(q[i], k[i], lane[i % 8]);
+        w[j] = score_tree(lane);
+        max = w[j] > max ? w[j] : max;
+    }
+    for (int j = 0; j < n; j++) sum[j % 8] += w[j] = lanes_exp((w[j] - max) * (1.0f / sqrtf((float)s.hd)));
+    const float inv = 1.0f / sum_tree(sum);
+    for (int i = 0; i < s.hd; i++) out[i] = 0.0f;
+    for (int j = 0; j < n; j++)
+        for (int i = 0; i < s.hd; i++)
+            out[i] = fmaf(w[j] * inv, p->v[((size_t)j * s.n_head_kv + kvh) * s.hd + i], out[i]);
+    free(w);
+}
+
+/* A SIMD path's tile (head sizes a multiple of 8) against lanes_reference, bit for bit, in
+ * decode and in prefill batches, F32 and F16 caches, both layouts. */
+static void test_lanes(bn_isa isa) {
+    const shape shapes[] = {{4, 2, 128}, {8, 2, 64}, {8, 4, 8}, {3, 1, 16}};
+    const int runs[][2] = {{0, 1}, {8, 1}, {98, 1}, {0, 37}, {5, 27}, {40, 60}};
+    for (size_t si = 0; si < sizeof shapes / sizeof *shapes; si++)
+        for (int f16 = 0; f16 <= 1; f16++)
+            for (int head_major = 0; head_major <= 1; head_major++) {
+                const shape sh = shapes[si];
+                problem p;
+                problem_init(&p, sh, 100, f16, 0, head_major);
+                for (size_t ri = 0; ri < sizeof runs / sizeof *runs; ri++) {
+                    const int p0 = runs[ri][0], n = runs[ri][1];
+                    const size_t row = (size_t)sh.n_head * sh.hd;
+                    float *got = malloc(row * n * sizeof(float)), *want = malloc(row * n * sizeof(float));
+                    run(&p, isa, p0, n, 1, got);
+                    for (int t = 0; t < n; t++)
+                        for (int h = 0; h < sh.n_head; h++)
+                            lanes_reference(&p, p0 + t, h, want + t * row + (size_t)h * sh.hd);
+                    const int bad = count_different(got, want, row * n);
+                    CHECK(bad == 0, "%s vs the lanes model: h %d/%d hd %d %s, positions %d..%d: %d outputs differ",
+                          bn_isa_name(isa), sh.n_head, sh.n_head_kv, sh.hd, f16 ? "f16" : "f32", p0, p0 + n - 1, bad);
+                    free(got);
+                    free(want);
+                }
+                problem_free(&p);
+            }
+}
 
 int main(void) {
     test_isa(BN_ISA_SCALAR);
@@ -206,9 +265,7 @@ int main(void) {
     char err[128];
     if (bn_isa_select(&best, err, sizeof err) == 0 && best != BN_ISA_SCALAR) {
         test_isa(best);
-#if defined(__aarch64__)
-        test_neon_is_reference(best);
-#endif
+        test_lanes(best);
     }
     return bn_test_done("test_attention");
 }
