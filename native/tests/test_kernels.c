@@ -238,7 +238,8 @@ static void test_matmul_semantics(void) {
 }
 
 /* Every path's activation quantizer equals the reference from_float bit for bit: random rows,
- * exact halves (amax 127 makes 1/d = 1, so k + 0.5 must round away from zero), zeros, -0. */
+ * exact halves (amax 127 makes 1/d = 1, so k + 0.5 must round away from zero), zeros, -0, and
+ * scales that are subnormal or overflow as fp16. */
 static void test_quantizers(void) {
     enum { N = 32 * 64 };
     static float x[N];
@@ -247,9 +248,10 @@ static void test_quantizers(void) {
     for (int i = 0; i < N; i++) {
         rng = rng * 1664525u + 1013904223u;
         const int block = i / 32, j = i % 32;
-        if (block % 4 == 0) x[i] = j == 0 ? 127.0f : (float)((int)(rng >> 25) - 64) + 0.5f;
-        else if (block % 4 == 1) x[i] = j % 2 ? 0.0f : -0.0f;
-        else x[i] = ((float)(rng >> 8) / 16777216.0f - 0.5f) * (block % 4 == 2 ? 3.0f : 1000.0f);
+        static const float scale[6] = {0, 0, 3.0f, 1000.0f, 2e-5f, 2e7f};
+        if (block % 6 == 0) x[i] = j == 0 ? 127.0f : (float)((int)(rng >> 25) - 64) + 0.5f;
+        else if (block % 6 == 1) x[i] = j % 2 ? 0.0f : -0.0f;
+        else x[i] = ((float)(rng >> 8) / 16777216.0f - 0.5f) * scale[block % 6];
     }
     const uint32_t types[] = {BN_TYPE_Q8_0, BN_TYPE_Q1_0};
     for (size_t t = 0; t < 2; t++) {
