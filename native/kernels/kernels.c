@@ -163,21 +163,40 @@ void bn_matrix_get_row(const bn_matrix *m, int64_t r, float *out) {
 /* ---- scratch ---- */
 
 /* Cache-line aligned, so the batch never shares a line with unrelated data. */
-static int scratch_reserve(bn_scratch *s, size_t bytes) {
-    if (s->size >= bytes) return 0;
+void *bn_scratch_reserve(bn_scratch *s, size_t bytes) {
+    if (s->size >= bytes) return s->buf;
     size_t size = (bytes + 63) & ~(size_t)63;
     void *buf = aligned_alloc(64, size);
-    if (!buf) return -1;
+    if (!buf) return NULL;
     free(s->buf);
     s->buf = buf;
     s->size = size;
-    return 0;
+    return buf;
 }
 
 void bn_scratch_free(bn_scratch *s) {
     free(s->buf);
     s->buf = NULL;
     s->size = 0;
+}
+
+/* ---- activation forms ---- */
+
+int bn_act_form_get(const bn_matrix *w, bn_isa isa, int n_tokens, bn_act_form *f) {
+    (void)n_tokens;
+    bn_kernel_ops ops;
+    if (bn_kernel_ops_get(w->type, isa, &ops) != 0) return -1;
+    const uint32_t type = bn_type_get(w->type)->vec_dot_type;
+    const bn_type_traits *at = bn_type_get(type);
+    *f = (bn_act_form){.convert = ops.quantize ? ops.quantize : at->from_float,
+                       .block = at->block_size,
+                       .block_bytes = at->block_bytes,
+                       .row_bytes = (size_t)bn_row_bytes(type, (uint64_t)w->cols)};
+    return 0;
+}
+
+void bn_act_convert(const bn_act_form *f, const float *x, int64_t begin, int64_t end, void *row) {
+    f->convert(x + begin, (uint8_t *)row + (size_t)(begin / f->block) * f->block_bytes, end - begin);
 }
 
 /* ---- matmul ---- */
@@ -197,27 +216,32 @@ typedef struct {
     float *y[BN_MAX_GROUP];
     int n_mats;
     bn_kernel_ops ops;
+    int n_tokens;
+    size_t act_stride;         /* bytes per activation row */
+    const uint8_t *act;        /* what the dots read: converted rows, or x itself (F32) */
+    const bn_rows_then *then;  /* NULL: the threads split the matrices' rows one after another */
+    int64_t align;             /* rows per unit of the split */
+} matmul_job;
+
+/* The conversion of x into the activations of a job (bn_matmul_group's own pass). */
+typedef struct {
+    bn_act_form form;
     const float *x;
     int64_t cols;
     int n_tokens;
-    bn_from_float_fn quantize; /* NULL when activations are used as F32 */
-    uint32_t act_block;        /* elements per activation block */
-    size_t act_block_bytes;
-    size_t act_stride;         /* bytes per activation row */
-    uint8_t *qbuf;             /* quantized activations (scratch) */
-    const uint8_t *act;        /* what the dots read: qbuf, or x itself */
-} matmul_job;
+    uint8_t *act;
+} convert_job;
 
 /* Converts this thread's share of the activation blocks. The rows are contiguous and cols is a
- * multiple of the block size, so the whole batch quantizes as one flat array. */
-static void quantize_task(void *arg, int ith, int nth) {
-    matmul_job *j = arg;
+ * multiple of the block size, so the whole batch converts as one flat array. */
+static void convert_task(void *arg, int ith, int nth) {
+    const convert_job *c = arg;
     long b0, b1;
-    long blocks = (long)(j->n_tokens * (j->cols / (int64_t)j->act_block));
+    const long blocks = (long)(c->n_tokens * (c->cols / (int64_t)c->form.block));
     bn_split_range(blocks, 1, ith, nth, &b0, &b1);
     if (b0 < b1)
-        j->quantize(j->x + b0 * (long)j->act_block, j->qbuf + (size_t)b0 * j->act_block_bytes,
-                    (b1 - b0) * (int64_t)j->act_block);
+        c->form.convert(c->x + b0 * (long)c->form.block, c->act + (size_t)b0 * c->form.block_bytes,
+                        (b1 - b0) * (int64_t)c->form.block);
 }
 
 static void vec_dot_rows(const matmul_job *j, const bn_matrix *w, float *y, int64_t r0, int64_t r1) {
@@ -231,27 +255,40 @@ static void vec_dot_rows(const matmul_job *j, const bn_matrix *w, float *y, int6
     }
 }
 
-static long row_units(const bn_matrix *w) { return (long)((w->rows + BN_ROW_ALIGN - 1) / BN_ROW_ALIGN); }
+static void dot_rows(const matmul_job *j, int i, int64_t r0, int64_t r1) {
+    const bn_matrix *w = j->w[i];
+    if (j->ops.gemm)
+        j->ops.gemm(w, r0, r1, j->act, j->act_stride, j->n_tokens, j->y[i], w->rows);
+    else
+        vec_dot_rows(j, w, j->y[i], r0, r1);
+}
 
-/* The group's rows, in units of BN_ROW_ALIGN, one matrix after another, are split evenly over
- * the threads (the matrices share cols, so a row costs the same in each); each thread runs
- * the part of its range that falls in each matrix. */
+static long row_units(const matmul_job *j, const bn_matrix *w) { return (long)((w->rows + j->align - 1) / j->align); }
+
+/* Without `then`, the group's rows, in units of j->align, one matrix after another, are split
+ * evenly over the threads (the matrices share cols, so a row costs the same in each); each thread
+ * runs the part of its range that falls in each matrix. With it, each thread takes the same
+ * rows of every matrix and then runs then->fn on them. */
 static void dot_task(void *arg, int ith, int nth) {
-    matmul_job *j = arg;
+    const matmul_job *j = arg;
     long units = 0;
-    for (int i = 0; i < j->n_mats; i++) units += row_units(j->w[i]);
+    for (int i = 0; i < j->n_mats; i++) units += row_units(j, j->w[i]);
+    if (j->then) units = row_units(j, j->w[0]);
     long u0, u1;
     bn_split_range(units, 1, ith, nth, &u0, &u1);
+    if (j->then) {
+        const int64_t rows = j->w[0]->rows, r0 = u0 * j->align, r1 = u1 * j->align < rows ? u1 * j->align : rows;
+        if (r0 >= r1) return;
+        for (int i = 0; i < j->n_mats; i++) dot_rows(j, i, r0, r1);
+        j->then->fn(j->then->arg, r0, r1);
+        return;
+    }
     for (int i = 0; i < j->n_mats && u0 < u1; i++) {
         const bn_matrix *w = j->w[i];
-        const long n = row_units(w);
+        const long n = row_units(j, w);
         if (u0 < n) {
-            const int64_t r0 = (int64_t)u0 * BN_ROW_ALIGN, end = (int64_t)(u1 < n ? u1 : n) * BN_ROW_ALIGN;
-            const int64_t r1 = end < w->rows ? end : w->rows;
-            if (j->ops.gemm)
-                j->ops.gemm(w, r0, r1, j->act, j->act_stride, j->n_tokens, j->y[i], w->rows);
-            else
-                vec_dot_rows(j, w, j->y[i], r0, r1);
+            const int64_t r0 = (int64_t)u0 * j->align, end = (int64_t)(u1 < n ? u1 : n) * j->align;
+            dot_rows(j, i, r0, end < w->rows ? end : w->rows);
         }
         u0 = u0 > n ? u0 - n : 0;
         u1 -= n;
@@ -263,49 +300,82 @@ static void dot_task(void *arg, int ith, int nth) {
  * a busy machine that thread may not get a core for much longer). */
 #define BN_MIN_PARALLEL_MACS (1 << 20)
 
-/* Activation batches up to 8192 values (one decode token) are quantized by the calling thread:
+/* Activation batches up to 8192 values (one decode token) are converted by the calling thread:
  * that takes a microsecond or two, less than a round trip through the pool. */
-#define BN_MIN_PARALLEL_QUANTIZE (8192 + 1)
+#define BN_MIN_PARALLEL_CONVERT (8192 + 1)
 
-int bn_matmul_group(bn_threadpool *pool, bn_isa isa, const bn_matrix *const *w, float *const *y, int n_mats,
-                    const float *x, int n_tokens, bn_scratch *scratch) {
-    if (n_mats < 1) return -1;
+/* Fills j for the products of n_mats matrices that share type and cols; *macs their work. */
+static int job_init(matmul_job *j, bn_isa isa, const bn_matrix *const *w, float *const *y, int n_mats, int n_tokens,
+                    const bn_rows_then *then, int64_t *macs) {
+    *j = (matmul_job){.n_mats = n_mats, .n_tokens = n_tokens, .then = then, .align = BN_ROW_ALIGN};
+    if (then && then->align > j->align) j->align = then->align;
+    *macs = 0;
+    for (int i = 0; i < n_mats; i++) {
+        j->w[i] = w[i];
+        j->y[i] = y[i];
+        *macs += w[i]->rows * w[i]->cols * n_tokens;
+    }
+    return bn_kernel_ops_get(w[0]->type, isa, &j->ops);
+}
+
+/* Whether one job can cover the group: at most BN_MAX_GROUP matrices of one type and width. */
+static int one_job(const bn_matrix *const *w, int n_mats) {
     int shared = n_mats <= BN_MAX_GROUP;
     for (int i = 1; i < n_mats; i++) shared &= w[i]->type == w[0]->type && w[i]->cols == w[0]->cols;
-    if (!shared) { /* mixed-type files (say, v in Q8_0 among Q1_0) take one pass per matrix */
+    return shared;
+}
+
+int bn_matmul_group_then(bn_threadpool *pool, bn_isa isa, const bn_matrix *const *w, float *const *y, int n_mats,
+                         const float *x, int n_tokens, bn_scratch *scratch, const bn_rows_then *then) {
+    if (n_mats < 1) return -1;
+    for (int i = 1; then && i < n_mats; i++)
+        if (w[i]->rows != w[0]->rows) return -1;
+    if (!one_job(w, n_mats)) { /* mixed-type files (say, v in Q8_0 among Q1_0) take one pass per matrix */
         for (int i = 0; i < n_mats; i++)
-            if (bn_matmul_group(pool, isa, &w[i], &y[i], 1, x, n_tokens, scratch) != 0) return -1;
+            if (bn_matmul_group_then(pool, isa, &w[i], &y[i], 1, x, n_tokens, scratch, NULL) != 0) return -1;
+        if (then && n_tokens > 0) then->fn(then->arg, 0, w[0]->rows);
         return 0;
     }
-    matmul_job j = {.n_mats = n_mats, .x = x, .cols = w[0]->cols, .n_tokens = n_tokens};
-    int64_t macs = 0;
-    for (int i = 0; i < n_mats; i++) {
-        j.w[i] = w[i];
-        j.y[i] = y[i];
-        macs += w[i]->rows * w[i]->cols * n_tokens;
-    }
     if (n_tokens <= 0) return 0;
-    if (bn_kernel_ops_get(w[0]->type, isa, &j.ops) != 0) return -1;
-    uint32_t act_type = bn_type_get(w[0]->type)->vec_dot_type;
-    const bn_type_traits *at = bn_type_get(act_type);
-    j.act_block = at->block_size;
-    j.act_block_bytes = at->block_bytes;
-    j.act_stride = (size_t)bn_row_bytes(act_type, (uint64_t)j.cols);
-    if (act_type == BN_TYPE_F32) {
+    matmul_job j;
+    int64_t macs;
+    bn_act_form form;
+    if (job_init(&j, isa, w, y, n_mats, n_tokens, then, &macs) != 0 || bn_act_form_get(w[0], isa, n_tokens, &form) != 0)
+        return -1;
+    j.act_stride = form.row_bytes;
+    if (bn_type_get(w[0]->type)->vec_dot_type == BN_TYPE_F32) {
         j.act = (const uint8_t *)x; /* F32 weights dot the activations as they are */
     } else {
-        if (scratch_reserve(scratch, j.act_stride * (size_t)n_tokens) != 0) return -1;
-        j.quantize = j.ops.quantize ? j.ops.quantize : at->from_float;
-        j.act = j.qbuf = scratch->buf;
-        /* a product small enough for one thread quantizes on it too */
-        bn_parallel_for(macs < BN_MIN_PARALLEL_MACS ? NULL : pool, (int64_t)n_tokens * j.cols,
-                        BN_MIN_PARALLEL_QUANTIZE, quantize_task, &j);
+        convert_job c = {.form = form, .x = x, .cols = w[0]->cols, .n_tokens = n_tokens};
+        c.act = bn_scratch_reserve(scratch, form.row_bytes * (size_t)n_tokens);
+        if (!c.act) return -1;
+        /* a product small enough for one thread converts on it too */
+        bn_parallel_for(macs < BN_MIN_PARALLEL_MACS ? NULL : pool, (int64_t)n_tokens * w[0]->cols,
+                        BN_MIN_PARALLEL_CONVERT, convert_task, &c);
+        j.act = c.act;
     }
     bn_parallel_for(pool, macs, BN_MIN_PARALLEL_MACS, dot_task, &j);
     return 0;
 }
 
+int bn_matmul_group(bn_threadpool *pool, bn_isa isa, const bn_matrix *const *w, float *const *y, int n_mats,
+                    const float *x, int n_tokens, bn_scratch *scratch) {
+    return bn_matmul_group_then(pool, isa, w, y, n_mats, x, n_tokens, scratch, NULL);
+}
+
 int bn_matmul(bn_threadpool *pool, bn_isa isa, const bn_matrix *w, const float *x, int n_tokens,
               float *y, bn_scratch *scratch) {
-    return bn_matmul_group(pool, isa, &w, &y, 1, x, n_tokens, scratch);
+    return bn_matmul_group_then(pool, isa, &w, &y, 1, x, n_tokens, scratch, NULL);
+}
+
+int bn_matmul_converted(bn_threadpool *pool, bn_isa isa, const bn_matrix *w, const void *act, int n_tokens,
+                        float *y) {
+    matmul_job j;
+    int64_t macs;
+    bn_act_form form;
+    if (job_init(&j, isa, &w, &y, 1, n_tokens, NULL, &macs) != 0 || bn_act_form_get(w, isa, n_tokens, &form) != 0) return -1;
+    j.act = act;
+    j.act_stride = form.row_bytes;
+    if (n_tokens > 0) bn_parallel_for(pool, macs, BN_MIN_PARALLEL_MACS, dot_task, &j);
+    return 0;
 }

@@ -67,6 +67,45 @@ int bn_matmul(bn_threadpool *pool, bn_isa isa, const bn_matrix *w, const float *
 int bn_matmul_group(bn_threadpool *pool, bn_isa isa, const bn_matrix *const *w, float *const *y, int n_mats,
                     const float *x, int n_tokens, bn_scratch *scratch);
 
+/* What a thread runs on rows [r0, r1) of a group's products once it has computed them in every
+ * matrix of the group (bn_matmul_group_then): a step that reads only those rows (SwiGLU of gate
+ * and up, say) then runs in the same pass of the pool, on rows still in that thread's cache.
+ * Ranges start on multiples of `align` (a power of two). */
+typedef struct bn_rows_then {
+    void (*fn)(void *arg, int64_t r0, int64_t r1);
+    void *arg;
+    int64_t align;
+} bn_rows_then;
+
+/* bn_matmul_group, the threads splitting the rows of the matrices (which must all have as many)
+ * rather than the matrices, and each running then->fn on its rows as soon as they are done;
+ * every row is covered by exactly one call. -1 when the row counts differ, or on allocation
+ * failure. */
+int bn_matmul_group_then(bn_threadpool *pool, bn_isa isa, const bn_matrix *const *w, float *const *y, int n_mats,
+                         const float *x, int n_tokens, bn_scratch *scratch, const bn_rows_then *then);
+
+/* The form the products with a matrix read activations in (Q8_0 blocks for Q1_0 weights, ...).
+ * bn_matmul converts x itself, on the calling thread or in a pass of its own; a step that
+ * writes x on the pool can convert the ranges it wrote instead (bn_act_convert, while they are in
+ * its cache) and hand the rows to bn_matmul_converted, sparing that. */
+typedef struct bn_act_form {
+    void (*convert)(const float *x, void *dst, int64_t n);
+    uint32_t block;      /* ranges convert on their own from multiples of this */
+    size_t block_bytes;
+    size_t row_bytes;    /* one token's converted row */
+} bn_act_form;
+/* The form for products of w with batches of n_tokens rows. */
+int bn_act_form_get(const bn_matrix *w, bn_isa isa, int n_tokens, bn_act_form *f);
+/* Elements [begin, end) of one token's row x into its converted row; begin and end are multiples
+ * of f->block (end may be the row's end). */
+void bn_act_convert(const bn_act_form *f, const float *x, int64_t begin, int64_t end, void *row);
+/* bn_matmul of activations already converted (n_tokens rows of bn_act_form's row_bytes). */
+int bn_matmul_converted(bn_threadpool *pool, bn_isa isa, const bn_matrix *w, const void *act, int n_tokens,
+                        float *y);
+
+/* The buffer of s, grown to at least bytes (64-byte aligned); NULL when that fails. */
+void *bn_scratch_reserve(bn_scratch *s, size_t bytes);
+
 /* The path whose kernel computes the products of weight `type` on `isa` (its gemm, else its
  * vec_dot): isa itself when its own column of the kernel table holds that function, else the
  * nearest path it extends whose column does (Q1_0 on avx512: avx2; TQ1_0 on avx2: scalar). */

@@ -70,6 +70,7 @@ typedef struct bn_workspace {
     int max_threads;
     int n_ctx;                  /* the longest context it serves: sizes the attention scratch */
     bn_scratch scratch;
+    bn_scratch converted;       /* the down product's activations, converted in the gate/up pass */
     bn_acts acts;
 } bn_workspace;
 

@@ -27,6 +27,7 @@ int bn_workspace_init(bn_workspace *ws, int n_threads, int n_ctx) {
 void bn_workspace_free(bn_workspace *ws) {
     if (ws->pool) bn_threadpool_free(ws->pool);
     bn_scratch_free(&ws->scratch);
+    bn_scratch_free(&ws->converted);
     bn_acts_free(&ws->acts);
     memset(ws, 0, sizeof *ws);
 }
@@ -76,17 +77,15 @@ static int matmul_group(const pass *p, const bn_matrix *const *w, float *const *
 }
 
 /* ---- element-wise steps on the pool ----
- * In a long prefill, norms, RoPE and SwiGLU on the calling thread alone would leave the other
- * threads idle for a noticeable share of the time; in decode they are short, and only SwiGLU
- * (thousands of expf) pays for a round trip through the pool. Each runs over contiguous ranges
- * (bn_parallel_ranges), aligned so that threads do not share cache lines. */
+ * In a long prefill, norms and RoPE on the calling thread alone would leave the other threads
+ * idle for a noticeable share of the time; in decode they are short. Each runs over contiguous
+ * ranges (bn_parallel_ranges), aligned so that threads do not share cache lines. SwiGLU (thousands
+ * of expf) runs in the pass of the gate and up products (ffn_block). */
 
 /* Floats per cache line: element-wise ranges start on one. */
 #define BN_LINE_FLOATS 16
 /* Tokens below which per-token steps stay on the calling thread. */
 #define BN_MIN_PARALLEL_TOKENS 4
-/* SwiGLU values (one expf each) below which it stays on the calling thread. */
-#define BN_MIN_PARALLEL_SWIGLU 4096
 /* Additions below which the residual add stays on the calling thread. */
 #define BN_MIN_PARALLEL_ADD 65536
 
@@ -95,19 +94,9 @@ typedef struct pair_arg {
     const float *x;
 } pair_arg;
 
-static void swiglu_range(const void *arg, long begin, long end) {
-    const pair_arg *p = arg;
-    bn_swiglu(p->y + begin, p->x + begin, end - begin);
-}
-
 static void add_range(const void *arg, long begin, long end) {
     const pair_arg *p = arg;
     bn_add(p->y + begin, p->x + begin, end - begin);
-}
-
-static void swiglu(const pass *p, float *gate, const float *up, long n) {
-    const pair_arg arg = {gate, up};
-    bn_parallel_ranges(p->ws->pool, n, BN_LINE_FLOATS, BN_MIN_PARALLEL_SWIGLU, swiglu_range, &arg);
 }
 
 static void residual_add(const pass *p, float *y, const float *x, long n) {
@@ -222,15 +211,40 @@ static int attention_block(const pass *p, const bn_layer *l, int il, int n) {
     return 0;
 }
 
+/* SwiGLU of rows [r0, r1) of gate and up, for every token, converted at once into the down
+ * product's activations. */
+typedef struct glu_arg {
+    float *gate;
+    const float *up;
+    int n, n_ff;
+    const bn_act_form *form;
+    uint8_t *act;
+} glu_arg;
+
+static void glu_rows(void *arg, int64_t r0, int64_t r1) {
+    const glu_arg *g = arg;
+    for (int t = 0; t < g->n; t++) {
+        float *gate = g->gate + (size_t)t * g->n_ff;
+        bn_swiglu(gate + r0, g->up + (size_t)t * g->n_ff + r0, r1 - r0);
+        bn_act_convert(g->form, gate, r0, r1, g->act + (size_t)t * g->form->row_bytes);
+    }
+}
+
+/* One pass of the pool for gate, up, SwiGLU and the conversion of its result, then one for down. */
 static int ffn_block(const pass *p, const bn_layer *l, int n) {
     const bn_hparams *hp = &p->m->hp;
-    bn_acts *a = &p->ws->acts;
+    bn_workspace *ws = p->ws;
+    bn_acts *a = &ws->acts;
     norm_rows(p, a->xb, a->x, l->ffn_norm, n, hp->n_embd, hp->rms_eps);
+    bn_act_form form;
+    if (bn_act_form_get(&l->w_down, p->m->isa, n, &form)) return -1;
+    const glu_arg glu = {a->gate, a->up, n, hp->n_ff, &form, bn_scratch_reserve(&ws->converted, form.row_bytes * n)};
+    if (!glu.act) return -1;
     const bn_matrix *gate_up[] = {&l->w_gate, &l->w_up};
     float *const gate_up_out[] = {a->gate, a->up};
-    if (matmul_group(p, gate_up, gate_up_out, 2, a->xb, n)) return -1;
-    swiglu(p, a->gate, a->up, (long)n * hp->n_ff);
-    if (matmul(p, &l->w_down, a->gate, n, a->xb2)) return -1;
+    const bn_rows_then then = {glu_rows, (void *)&glu, form.block};
+    if (bn_matmul_group_then(ws->pool, p->m->isa, gate_up, gate_up_out, 2, a->xb, n, &ws->scratch, &then)) return -1;
+    if (bn_matmul_converted(ws->pool, p->m->isa, &l->w_down, glu.act, n, a->xb2)) return -1;
     residual_add(p, a->x, a->xb2, (long)n * hp->n_embd);
     return 0;
 }

@@ -2,7 +2,11 @@
  * supported path and thread count, for groups whose row counts are not multiples of the row
  * split, groups with mixed weight types, and groups larger than one job takes. Also checks
  * that no output row outside the matrices' own is written, and that a layout packed into the
- * caller's memory (bn_matrix_prepare_into) equals the one a matrix allocates. */
+ * caller's memory (bn_matrix_prepare_into) equals the one a matrix allocates.
+ * bn_matmul_group_then: the same products, and its step runs once on every row, on aligned
+ * ranges whose products are already final. bn_matmul_converted of activations converted in
+ * pieces (bn_act_convert) equals bn_matmul of the floats. */
+#include <stdatomic.h>
 #define _POSIX_C_SOURCE 200809L
 #include <stdint.h>
 #include <stdlib.h>
@@ -80,6 +84,101 @@ static int check_group(const mat_spec *spec, int n, bn_isa isa, bn_threadpool *p
     return bad;
 }
 
+/* What bn_matmul_group_then's step sees: the expected products, to check its rows against. */
+typedef struct then_check {
+    const bn_matrix *w[2];
+    float *const *got;
+    float *const *want;
+    int n_tokens;
+    int64_t align;
+    atomic_int *calls; /* per row: how many steps covered it */
+    atomic_int bad;
+} then_check;
+
+static void then_step(void *arg, int64_t r0, int64_t r1) {
+    then_check *c = arg;
+    if (r0 % c->align != 0 || r0 >= r1) atomic_fetch_add(&c->bad, 1);
+    for (int64_t r = r0; r < r1; r++) {
+        atomic_fetch_add(&c->calls[r], 1);
+        for (int i = 0; i < 2; i++)
+            for (int t = 0; t < c->n_tokens; t++) {
+                const size_t k = (size_t)t * (size_t)c->w[i]->rows + (size_t)r;
+                if (c->got[i][k] != c->want[i][k]) atomic_fetch_add(&c->bad, 1);
+            }
+    }
+}
+
+/* A pair of matrices through bn_matmul_group_then: outputs, coverage and what the step saw. */
+static int check_then(const mat_spec *spec, bn_isa isa, bn_threadpool *pool, int n_tokens, int64_t align) {
+    char err[256];
+    bn_matrix m[2];
+    uint8_t *blob[2];
+    float *got[2], *want[2];
+    const bn_matrix *mp[2] = {&m[0], &m[1]};
+    bn_scratch scratch = {0};
+    make_matrices(spec, 2, m, blob);
+    const int64_t rows = spec[0].rows;
+    float *x = malloc((size_t)n_tokens * COLS * sizeof(float));
+    random_floats(x, (size_t)n_tokens * COLS);
+    int bad = 0;
+    for (int i = 0; i < 2; i++) {
+        CHECK(bn_matrix_prepare(&m[i], isa, err, sizeof err) == 0, "%s", err);
+        got[i] = malloc((size_t)n_tokens * rows * sizeof(float));
+        want[i] = malloc((size_t)n_tokens * rows * sizeof(float));
+        bad += bn_matmul(NULL, isa, &m[i], x, n_tokens, want[i], &scratch) != 0;
+    }
+    then_check c = {{&m[0], &m[1]}, got, want, n_tokens, align, calloc((size_t)rows, sizeof(atomic_int)), 0};
+    const bn_rows_then then = {then_step, &c, align};
+    bad += bn_matmul_group_then(pool, isa, mp, got, 2, x, n_tokens, &scratch, &then) != 0;
+    for (int64_t r = 0; r < rows; r++) bad += atomic_load(&c.calls[r]) != 1;
+    bad += atomic_load(&c.bad);
+    for (int i = 0; i < 2; i++) {
+        for (size_t k = 0; k < (size_t)n_tokens * rows; k++) bad += got[i][k] != want[i][k];
+        free(got[i]);
+        free(want[i]);
+        bn_matrix_release(&m[i]);
+        free(blob[i]);
+    }
+    free(c.calls);
+    free(x);
+    bn_scratch_free(&scratch);
+    return bad;
+}
+
+/* bn_matmul_converted of rows converted in two pieces, split at a block boundary, against
+ * bn_matmul of the floats. */
+static int check_converted(uint32_t type, bn_isa isa, bn_threadpool *pool, int n_tokens) {
+    char err[256];
+    const mat_spec spec = {type, 96};
+    bn_matrix m;
+    uint8_t *blob;
+    bn_scratch scratch = {0};
+    make_matrices(&spec, 1, &m, &blob);
+    CHECK(bn_matrix_prepare(&m, isa, err, sizeof err) == 0, "%s", err);
+    float *x = malloc((size_t)n_tokens * COLS * sizeof(float));
+    float *got = malloc((size_t)n_tokens * 96 * sizeof(float)), *want = malloc((size_t)n_tokens * 96 * sizeof(float));
+    random_floats(x, (size_t)n_tokens * COLS);
+    bn_act_form form;
+    int bad = bn_act_form_get(&m, isa, n_tokens, &form) != 0;
+    uint8_t *act = malloc(form.row_bytes * (size_t)n_tokens);
+    const int64_t cut = COLS / form.block / 3 * form.block;
+    for (int t = 0; t < n_tokens; t++) {
+        bn_act_convert(&form, x + (size_t)t * COLS, cut, COLS, act + (size_t)t * form.row_bytes);
+        bn_act_convert(&form, x + (size_t)t * COLS, 0, cut, act + (size_t)t * form.row_bytes);
+    }
+    bad += bn_matmul(NULL, isa, &m, x, n_tokens, want, &scratch) != 0;
+    bad += bn_matmul_converted(pool, isa, &m, act, n_tokens, got) != 0;
+    for (size_t k = 0; k < (size_t)n_tokens * 96; k++) bad += got[k] != want[k];
+    free(act);
+    free(got);
+    free(want);
+    free(x);
+    bn_matrix_release(&m);
+    free(blob);
+    bn_scratch_free(&scratch);
+    return bad;
+}
+
 /* A layout packed into the caller's memory equals the one the matrix allocates for itself, and
  * release frees only the latter. */
 static void test_prepare_into(void) {
@@ -132,6 +231,42 @@ int main(void) {
         CHECK(bad == 0, "%s: %d mismatches", bn_isa_name((bn_isa)isa), bad);
         printf("  %-7s %d groups x pools x batches vs one bn_matmul per matrix: %s\n", bn_isa_name((bn_isa)isa),
                cases, bad ? "FAIL" : "bit-exact");
+        /* gate/up-like pairs: rows off the split unit, a mixed pair (one job each), a step
+         * aligned to more than the split unit */
+        static const mat_spec pairs[][2] = {{{BN_TYPE_Q1_0, 256}, {BN_TYPE_Q1_0, 256}},
+                                            {{BN_TYPE_Q1_0, 100}, {BN_TYPE_Q1_0, 100}},
+                                            {{BN_TYPE_Q1_0, 96}, {BN_TYPE_Q8_0, 96}}};
+        static const int64_t aligns[] = {1, 32, 128};
+        int then_bad = 0, conv_bad = 0;
+        for (size_t g = 0; g < sizeof pairs / sizeof pairs[0]; g++)
+            for (int p = 0; p < n_pools; p++)
+                for (size_t t = 0; t < sizeof tokens / sizeof tokens[0]; t++)
+                    then_bad += check_then(pairs[g], (bn_isa)isa, pools[p], tokens[t], aligns[g]);
+        static const uint32_t conv_types[] = {BN_TYPE_Q1_0, BN_TYPE_Q8_0, BN_TYPE_TQ2_0, BN_TYPE_F16, BN_TYPE_F32};
+        for (size_t k = 0; k < sizeof conv_types / sizeof conv_types[0]; k++)
+            for (int p = 0; p < n_pools; p++)
+                for (size_t t = 0; t < sizeof tokens / sizeof tokens[0]; t++)
+                    conv_bad += check_converted(conv_types[k], (bn_isa)isa, pools[p], tokens[t]);
+        CHECK(then_bad == 0, "%s: bn_matmul_group_then: %d mismatches", bn_isa_name((bn_isa)isa), then_bad);
+        CHECK(conv_bad == 0, "%s: bn_matmul_converted: %d mismatches", bn_isa_name((bn_isa)isa), conv_bad);
+    }
+    {
+        /* rows that differ: refused */
+        static const mat_spec spec[] = {{BN_TYPE_Q1_0, 64}, {BN_TYPE_Q1_0, 32}};
+        bn_matrix m[2];
+        uint8_t *blob[2];
+        make_matrices(spec, 2, m, blob);
+        const bn_matrix *mp[] = {&m[0], &m[1]};
+        float y0[64], y1[32], x[COLS] = {0};
+        float *const y[] = {y0, y1};
+        bn_scratch scratch = {0};
+        then_check c = {{&m[0], &m[1]}, y, y, 1, 1, NULL, 0};
+        const bn_rows_then then = {then_step, &c, 1};
+        CHECK(bn_matmul_group_then(NULL, BN_ISA_SCALAR, mp, y, 2, x, 1, &scratch, &then) != 0,
+              "a pair with different row counts accepted");
+        bn_scratch_free(&scratch);
+        free(blob[0]);
+        free(blob[1]);
     }
     for (int p = 1; p < n_pools; p++) bn_threadpool_free(pools[p]);
     return bn_test_done("test_matmul_group");
