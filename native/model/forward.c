@@ -113,8 +113,8 @@ typedef struct norm_arg {
 
 static void norm_range(const void *arg, long begin, long end) {
     const norm_arg *p = arg;
-    for (long t = begin; t < end; t++)
-        bn_rmsnorm(p->y + (size_t)t * p->width, p->x + (size_t)t * p->width, p->w, p->width, p->eps);
+    bn_rmsnorm_rows(p->y + (size_t)begin * p->width, p->x + (size_t)begin * p->width, p->w, (int)(end - begin),
+                    p->width, p->eps);
 }
 
 /* RMSNorm of n rows of width floats. */
@@ -158,14 +158,12 @@ static void position_range(const void *arg, long begin, long end) {
         const float *cs = a->rope + (size_t)t * hp->n_rot;
         float *q = a->q + (size_t)t * hp->n_head * hd;
         float *k = a->k + (size_t)t * hp->n_head_kv * hd;
-        for (int h = 0; h < hp->n_head; h++) {
-            if (hp->qk_norm) bn_rmsnorm(q + h * hd, q + h * hd, l->q_norm, hd, hp->rms_eps);
-            bn_rope_apply(q + h * hd, cs, hp->n_rot, hp->rope_neox);
+        if (hp->qk_norm) {
+            bn_rmsnorm_rows(q, q, l->q_norm, hp->n_head, hd, hp->rms_eps);
+            bn_rmsnorm_rows(k, k, l->k_norm, hp->n_head_kv, hd, hp->rms_eps);
         }
-        for (int h = 0; h < hp->n_head_kv; h++) {
-            if (hp->qk_norm) bn_rmsnorm(k + h * hd, k + h * hd, l->k_norm, hd, hp->rms_eps);
-            bn_rope_apply(k + h * hd, cs, hp->n_rot, hp->rope_neox);
-        }
+        for (int h = 0; h < hp->n_head; h++) bn_rope_apply(q + h * hd, cs, hp->n_rot, hp->rope_neox);
+        for (int h = 0; h < hp->n_head_kv; h++) bn_rope_apply(k + h * hd, cs, hp->n_rot, hp->rope_neox);
         bn_kv_cache_store(p->kv[t], il, p->pos[t], k, a->v + (size_t)t * hp->n_head_kv * hd);
     }
 }
