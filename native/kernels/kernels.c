@@ -182,8 +182,7 @@ void bn_scratch_free(bn_scratch *s) {
 
 /* ---- activation forms ---- */
 
-int bn_act_form_get(const bn_matrix *w, bn_isa isa, int n_tokens, bn_act_form *f) {
-    (void)n_tokens;
+int bn_act_form_get(const bn_matrix *w, bn_isa isa, bn_act_form *f) {
     bn_kernel_ops ops;
     if (bn_kernel_ops_get(w->type, isa, &ops) != 0) return -1;
     const uint32_t type = bn_type_get(w->type)->vec_dot_type;
@@ -340,7 +339,7 @@ int bn_matmul_group_then(bn_threadpool *pool, bn_isa isa, const bn_matrix *const
     matmul_job j;
     int64_t macs;
     bn_act_form form;
-    if (job_init(&j, isa, w, y, n_mats, n_tokens, then, &macs) != 0 || bn_act_form_get(w[0], isa, n_tokens, &form) != 0)
+    if (job_init(&j, isa, w, y, n_mats, n_tokens, then, &macs) != 0 || bn_act_form_get(w[0], isa, &form) != 0)
         return -1;
     j.act_stride = form.row_bytes;
     if (bn_type_get(w[0]->type)->vec_dot_type == BN_TYPE_F32) {
@@ -373,7 +372,7 @@ int bn_matmul_converted(bn_threadpool *pool, bn_isa isa, const bn_matrix *w, con
     matmul_job j;
     int64_t macs;
     bn_act_form form;
-    if (job_init(&j, isa, &w, &y, 1, n_tokens, NULL, &macs) != 0 || bn_act_form_get(w, isa, n_tokens, &form) != 0) return -1;
+    if (job_init(&j, isa, &w, &y, 1, n_tokens, NULL, &macs) != 0 || bn_act_form_get(w, isa, &form) != 0) return -1;
     j.act = act;
     j.act_stride = form.row_bytes;
     if (n_tokens > 0) bn_parallel_for(pool, macs, BN_MIN_PARALLEL_MACS, dot_task, &j);

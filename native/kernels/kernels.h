@@ -94,8 +94,7 @@ typedef struct bn_act_form {
     size_t block_bytes;
     size_t row_bytes;    /* one token's converted row */
 } bn_act_form;
-/* The form for products of w with batches of n_tokens rows. */
-int bn_act_form_get(const bn_matrix *w, bn_isa isa, int n_tokens, bn_act_form *f);
+int bn_act_form_get(const bn_matrix *w, bn_isa isa, bn_act_form *f);
 /* Elements [begin, end) of one token's row x into its converted row; begin and end are multiples
  * of f->block (end may be the row's end). */
 void bn_act_convert(const bn_act_form *f, const float *x, int64_t begin, int64_t end, void *row);

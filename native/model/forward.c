@@ -235,7 +235,7 @@ static int ffn_block(const pass *p, const bn_layer *l, int n) {
     bn_acts *a = &ws->acts;
     norm_rows(p, a->xb, a->x, l->ffn_norm, n, hp->n_embd, hp->rms_eps);
     bn_act_form form;
-    if (bn_act_form_get(&l->w_down, p->m->isa, n, &form)) return -1;
+    if (bn_act_form_get(&l->w_down, p->m->isa, &form)) return -1;
     const glu_arg glu = {a->gate, a->up, n, hp->n_ff, &form, bn_scratch_reserve(&ws->converted, form.row_bytes * n)};
     if (!glu.act) return -1;
     const bn_matrix *gate_up[] = {&l->w_gate, &l->w_up};

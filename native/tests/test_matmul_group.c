@@ -159,7 +159,7 @@ static int check_converted(uint32_t type, bn_isa isa, bn_threadpool *pool, int n
     float *got = malloc((size_t)n_tokens * 96 * sizeof(float)), *want = malloc((size_t)n_tokens * 96 * sizeof(float));
     random_floats(x, (size_t)n_tokens * COLS);
     bn_act_form form;
-    int bad = bn_act_form_get(&m, isa, n_tokens, &form) != 0;
+    int bad = bn_act_form_get(&m, isa, &form) != 0;
     uint8_t *act = malloc(form.row_bytes * (size_t)n_tokens);
     const int64_t cut = COLS / form.block / 3 * form.block;
     for (int t = 0; t < n_tokens; t++) {
