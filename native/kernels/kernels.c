@@ -182,15 +182,19 @@ void bn_scratch_free(bn_scratch *s) {
 
 /* ---- activation forms ---- */
 
+static bn_act_form act_form(const bn_matrix *w, const bn_kernel_ops *ops) {
+    const uint32_t type = bn_type_get(w->type)->vec_dot_type;
+    const bn_type_traits *at = bn_type_get(type);
+    return (bn_act_form){.convert = ops->quantize ? ops->quantize : at->from_float,
+                         .block = at->block_size,
+                         .block_bytes = at->block_bytes,
+                         .row_bytes = (size_t)bn_row_bytes(type, (uint64_t)w->cols)};
+}
+
 int bn_act_form_get(const bn_matrix *w, bn_isa isa, bn_act_form *f) {
     bn_kernel_ops ops;
     if (bn_kernel_ops_get(w->type, isa, &ops) != 0) return -1;
-    const uint32_t type = bn_type_get(w->type)->vec_dot_type;
-    const bn_type_traits *at = bn_type_get(type);
-    *f = (bn_act_form){.convert = ops.quantize ? ops.quantize : at->from_float,
-                       .block = at->block_size,
-                       .block_bytes = at->block_bytes,
-                       .row_bytes = (size_t)bn_row_bytes(type, (uint64_t)w->cols)};
+    *f = act_form(w, &ops);
     return 0;
 }
 
@@ -270,9 +274,8 @@ static long row_units(const matmul_job *j, const bn_matrix *w) { return (long)((
  * rows of every matrix and then runs then->fn on them. */
 static void dot_task(void *arg, int ith, int nth) {
     const matmul_job *j = arg;
-    long units = 0;
-    for (int i = 0; i < j->n_mats; i++) units += row_units(j, j->w[i]);
-    if (j->then) units = row_units(j, j->w[0]);
+    long units = 0; /* with `then`, the matrices share their rows */
+    for (int i = 0; i < (j->then ? 1 : j->n_mats); i++) units += row_units(j, j->w[i]);
     long u0, u1;
     bn_split_range(units, 1, ith, nth, &u0, &u1);
     if (j->then) {
@@ -303,9 +306,10 @@ static void dot_task(void *arg, int ith, int nth) {
  * that takes a microsecond or two, less than a round trip through the pool. */
 #define BN_MIN_PARALLEL_CONVERT (8192 + 1)
 
-/* Fills j for the products of n_mats matrices that share type and cols; *macs their work. */
+/* Fills j for the products of n_mats matrices that share type and cols; *form the activations
+ * they read, *macs their work. */
 static int job_init(matmul_job *j, bn_isa isa, const bn_matrix *const *w, float *const *y, int n_mats, int n_tokens,
-                    const bn_rows_then *then, int64_t *macs) {
+                    const bn_rows_then *then, bn_act_form *form, int64_t *macs) {
     *j = (matmul_job){.n_mats = n_mats, .n_tokens = n_tokens, .then = then, .align = BN_ROW_ALIGN};
     if (then && then->align > j->align) j->align = then->align;
     *macs = 0;
@@ -314,7 +318,10 @@ static int job_init(matmul_job *j, bn_isa isa, const bn_matrix *const *w, float 
         j->y[i] = y[i];
         *macs += w[i]->rows * w[i]->cols * n_tokens;
     }
-    return bn_kernel_ops_get(w[0]->type, isa, &j->ops);
+    if (bn_kernel_ops_get(w[0]->type, isa, &j->ops) != 0) return -1;
+    *form = act_form(w[0], &j->ops);
+    j->act_stride = form->row_bytes;
+    return 0;
 }
 
 /* Whether one job can cover the group: at most BN_MAX_GROUP matrices of one type and width. */
@@ -339,9 +346,7 @@ int bn_matmul_group_then(bn_threadpool *pool, bn_isa isa, const bn_matrix *const
     matmul_job j;
     int64_t macs;
     bn_act_form form;
-    if (job_init(&j, isa, w, y, n_mats, n_tokens, then, &macs) != 0 || bn_act_form_get(w[0], isa, &form) != 0)
-        return -1;
-    j.act_stride = form.row_bytes;
+    if (job_init(&j, isa, w, y, n_mats, n_tokens, then, &form, &macs) != 0) return -1;
     if (bn_type_get(w[0]->type)->vec_dot_type == BN_TYPE_F32) {
         j.act = (const uint8_t *)x; /* F32 weights dot the activations as they are */
     } else {
@@ -372,9 +377,8 @@ int bn_matmul_converted(bn_threadpool *pool, bn_isa isa, const bn_matrix *w, con
     matmul_job j;
     int64_t macs;
     bn_act_form form;
-    if (job_init(&j, isa, &w, &y, 1, n_tokens, NULL, &macs) != 0 || bn_act_form_get(w, isa, &form) != 0) return -1;
+    if (job_init(&j, isa, &w, &y, 1, n_tokens, NULL, &form, &macs) != 0) return -1;
     j.act = act;
-    j.act_stride = form.row_bytes;
     if (n_tokens > 0) bn_parallel_for(pool, macs, BN_MIN_PARALLEL_MACS, dot_task, &j);
     return 0;
 }
