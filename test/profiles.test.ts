@@ -7,10 +7,11 @@ import { cpSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writ
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { BUNDLED_MODEL } from '../src/bundled.js';
 import { ConfigError, readConfig } from '../src/daemon/config.js';
 import { synthesize } from '../src/gguf/synth.js';
 import { native } from '../src/native.js';
-import { loadProfiles, parseProfile, PROFILES_DIR, ProfileError, type BoardProfile } from '../src/profiles/catalog.js';
+import { KERNEL_PATHS, loadProfiles, parseProfile, PROFILES_DIR, ProfileError, type BoardProfile } from '../src/profiles/catalog.js';
 import { formatCpuList, parseCpuList } from '../src/profiles/cpu-list.js';
 import { chooseProfile } from '../src/profiles/detect.js';
 import { BONSAI_MODELS, estimateMemory, largestBonsai, modelFits, readModelFacts, RUNTIME_BYTES } from '../src/profiles/memory.js';
@@ -26,6 +27,33 @@ afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 const IDS = ['generic-aarch64', 'generic-x86_64', 'jetson-agx-orin', 'jetson-nano', 'jetson-orin-nano', 'rk3588', 'rpi-zero-2w', 'rpi3', 'rpi4', 'rpi5', 'rpi500'];
 const MIB = 2 ** 20;
+
+describe('kernel paths', () => {
+  it('are one list for the profiles, the flags and the config, and the engine knows every name on it', async () => {
+    const schema = JSON.parse(readFileSync(path.join(PROFILES_DIR, 'schema.json'), 'utf8')) as { $defs: { kernelPath: { enum: string[] } } };
+    expect(schema.$defs.kernelPath.enum).toEqual([...KERNEL_PATHS]);
+    expect([...KERNEL_PATHS]).toEqual(expect.arrayContaining(native.kernelPaths().supported));
+    // a name the engine does not know is refused as unknown; one this CPU lacks, as unsupported
+    for (const kernels of KERNEL_PATHS) {
+      const loaded = await native.loadModel(BUNDLED_MODEL, { kernels }).then(
+        (model) => (model.close(), 'loaded'),
+        (err: Error) => err.message,
+      );
+      expect(loaded, kernels).toMatch(native.kernelPaths().supported.includes(kernels) ? /^loaded$/ : /not supported by this CPU/);
+    }
+    await expect(native.loadModel(BUNDLED_MODEL, { kernels: 'avx1024' })).rejects.toThrow(/unknown kernels/);
+  });
+
+  it('a kernel path that does not exist is refused by the flag and by the config, with the names that do', async () => {
+    const flag = await runCli(['run', '--kernels', 'avx1024', '-p', 'Once', '-n', '1']);
+    expect(flag.code).not.toBe(0);
+    expect(flag.stderr).toContain(`Allowed choices are ${KERNEL_PATHS.join(', ')}`);
+    const file = path.join(tmp, 'bad-kernels.json');
+    writeFileSync(file, JSON.stringify({ model: { kernels: 'avx1024' } }));
+    expect(() => readConfig({ file, env: {} })).toThrow(ConfigError);
+    expect(() => readConfig({ file, env: {} })).toThrow(/model\.kernels/);
+  });
+});
 
 describe('profile files', () => {
   it('every board has a profile that passes the schema and its own consistency checks', () => {

@@ -4,6 +4,7 @@ import { BUNDLED_MODEL } from '../bundled.js';
 import { Caches } from '../cache/caches.js';
 import { CACHE_DEFAULTS } from '../cache/defaults.js';
 import { Model, defaultThreads, type LoadOptions } from '../engine/engine.js';
+import { KERNEL_PATHS } from '../profiles/catalog.js';
 
 export function intOption(name: string, min: number, max = Number.MAX_SAFE_INTEGER) {
   return (value: string): number => {
@@ -48,7 +49,7 @@ export function addRuntimeOptions(cmd: Command, contextDefault = 'min(training c
   return cmd
     .option('-c, --ctx-size <n>', `context size in tokens (default: ${contextDefault})`, intOption('ctx-size', 16, 1 << 20))
     .addOption(new Option('--kv-type <type>', 'KV cache type').choices(['f32', 'f16']).default('f32'))
-    .option('--kernels <path>', 'force a kernel path (scalar, neon, dotprod, i8mm, avx2, avx512, avx512vbmi)');
+    .addOption(new Option('--kernels <path>', 'force a kernel path').choices(KERNEL_PATHS));
 }
 
 export interface ModelCliOptions {

@@ -12,7 +12,7 @@ import { z } from 'zod';
 import { BUNDLED_MODEL } from '../bundled.js';
 import { CACHE_DEFAULTS } from '../cache/defaults.js';
 import { SAMPLING_DEFAULTS } from '../engine/sampling.js';
-import { ProfileError } from '../profiles/catalog.js';
+import { KERNEL_PATHS, ProfileError } from '../profiles/catalog.js';
 import { formatCpuList, parseCpuList } from '../profiles/cpu-list.js';
 import { chooseProfile, type ProfileChoice } from '../profiles/detect.js';
 import { CONFIG_VERSION, ConfigMigrationError, migrateConfigFile, renamedKeys } from './config-migrations.js';
@@ -52,7 +52,7 @@ export const configSchema = z.strictObject({
     threads: int().min(1).max(256).optional().describe("inference threads (default: the board profile's)"),
     contextSize: int().min(16).optional().describe("context size in tokens (default: the board profile's, at most the training context)"),
     kvType: z.enum(['f32', 'f16']).default('f32').describe("KV cache type (the board profile's: f16 where memory is short)"),
-    kernels: z.string().min(1).optional().describe('kernel path: scalar, neon, dotprod, i8mm, avx2, avx512, avx512vbmi (default: the best this CPU has)'),
+    kernels: z.enum(KERNEL_PATHS).optional().describe(`kernel path: ${KERNEL_PATHS.join(', ')} (default: the best this CPU has)`),
     cpus: z
       .string()
       .refine((v) => parseCpuList(v) !== undefined, 'must be a CPU list such as 4-7 or 0,2,5')

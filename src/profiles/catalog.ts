@@ -10,7 +10,10 @@ import { Ajv2020, type ErrorObject, type ValidateFunction } from 'ajv/dist/2020.
 /** Beside src/ and dist/ alike: both are one level below the package root. */
 export const PROFILES_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'firmware-profiles');
 
-export type KernelPath = 'scalar' | 'neon' | 'dotprod' | 'i8mm' | 'avx2' | 'avx512' | 'avx512vbmi';
+/** The engine's kernel paths (native/kernels/isa.h), the names `--kernels`, `model.kernels` and a
+ * profile's kernel_path take; schema.json's kernelPath lists the same (test/profiles.test.ts). */
+export const KERNEL_PATHS = ['scalar', 'neon', 'dotprod', 'i8mm', 'avx2', 'avx512', 'avx512vbmi'] as const;
+export type KernelPath = (typeof KERNEL_PATHS)[number];
 export type KvType = 'f32' | 'f16';
 export type BonsaiName = 'Bonsai-1.7B' | 'Bonsai-4B' | 'Bonsai-8B';
 
