@@ -40,7 +40,10 @@
 #define Q1_BLOCK_TABLE_BYTES (2 * BN_Q1_PLANES * BN_Q1_GROUP_TABLE)
 /* Block-token tables built per pass (64 KiB, in L2 while the rows stream by). vpshufb reads them
  * by 128-bit broadcast loads; storing each half four times over for plain 512-bit loads (4x the
- * bytes) measured 10-40% slower on Zen 5, at 8, 16 or 32 blocks a pass. */
+ * bytes) measured 10-40% slower on Zen 5, at 8, 16 or 32 blocks a pass. For vpermb those copies
+ * would let the plane bytes index as they are (no masking: 32 fewer operations per tile-block and
+ * token), but they stay in L1 only in passes of up to 6 blocks: on Zen 4 a GEMV in cache ran 5-8%
+ * faster that way and decode from memory 30% slower, its weights then coming as strided runs. */
 #define Q1_TABLE_BLOCKS 64
 /* Tile-blocks ahead to prefetch (every line of one), into L2 as in the AVX2 gemm (Zen 4, GEMV
  * from memory, 1 thread: 0.92-1.07 ns per block with T1 at 4, 8 or 16 ahead; 1.24-1.57 with
