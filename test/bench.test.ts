@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { benchJson, formatBench, meanSd, weightStats, type BenchReport } from '../src/bench/bench.js';
+import { bandwidthDrift, benchJson, formatBench, meanSd, weightStats, type BenchReport } from '../src/bench/bench.js';
 import { readGguf } from '../src/gguf/reader.js';
 import { native } from '../src/native.js';
 import { synthesize } from '../src/gguf/synth.js';
@@ -53,6 +53,7 @@ describe('bench figures', () => {
       contextSize: 768,
       kvType: 'f16',
       bandwidth: [{ threads: 1, gbps: 30 }],
+      bandwidthAfter: [{ threads: 1, gbps: 29 }],
       bandwidthGbps: 30,
       bonsai: worker,
       peer: { ...worker, rssMb: 300, kernels: 'llama.cpp (prebuilt)' },
@@ -66,6 +67,21 @@ describe('bench figures', () => {
     const text = formatBench(report);
     expect(text).toMatch(/\| tg128 \| 1 +\| +100\.00 ± 1\.00 \| +13\.40 \| +44\.7% \| +50\.00 ± 2\.00 \| +2\.00x \|/);
     expect(text).toContain('peak RSS 300.0 MiB');
+    expect(text).toContain('memory read bandwidth (before / after the runs): 30.0 / 29.0 GB/s with 1 thread; roofline 30.0 GB/s');
+    expect(text).not.toContain('warning');
+    expect(formatBench({ ...report, bandwidthAfter: [{ threads: 1, gbps: 40 }] })).toContain(
+      '\nwarning: the memory read bandwidth moved during the run (30.0 -> 40.0 GB/s with 1 thread)',
+    );
+  });
+
+  it('a bandwidth that moved by more than 15% between the probes before and after the runs is called out', () => {
+    const before = [{ threads: 1, gbps: 30 }, { threads: 2, gbps: 33 }];
+    expect(bandwidthDrift(before, [{ threads: 1, gbps: 34.4 }, { threads: 2, gbps: 28.8 }])).toBeNull();
+    expect(bandwidthDrift(before, [{ threads: 1, gbps: 30 }, { threads: 2, gbps: 56.5 }])).toBe(
+      'the memory read bandwidth moved during the run (33.0 -> 56.5 GB/s with 2 threads): the roofline is the higher reading, and the ratios to it are unreliable on a machine this busy',
+    );
+    // a fall counts as much as a rise
+    expect(bandwidthDrift(before, [{ threads: 1, gbps: 25 }, { threads: 2, gbps: 33 }])).toMatch(/30\.0 -> 25\.0 GB\/s with 1 thread\)/);
   });
 });
 

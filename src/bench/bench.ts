@@ -52,8 +52,9 @@ export interface BenchReport {
   bytesPerToken: number;
   contextSize: number;
   kvType: string;
-  /** Best read bandwidth per thread count, and the best of them: the roofline. */
-  bandwidth: { threads: number; gbps: number }[];
+  /** Best read bandwidth per thread count, before and after bonsai's runs, and the best of them all: the roofline. */
+  bandwidth: Bandwidth[];
+  bandwidthAfter: Bandwidth[];
   bandwidthGbps: number;
   bonsai: WorkerResult;
   peer: WorkerResult | null;
@@ -62,8 +63,33 @@ export interface BenchReport {
   rows: BenchRow[];
 }
 
+export interface Bandwidth {
+  threads: number;
+  gbps: number;
+}
+
 const BANDWIDTH_BYTES = 512 * 2 ** 20;
 const BANDWIDTH_REPS = 5;
+/** How far a thread count's bandwidth may move between the two probes before the ratios are called unreliable. */
+const BANDWIDTH_DRIFT = 0.15;
+
+function measureBandwidth(threads: number[], bytes: number): Bandwidth[] {
+  return [...new Set([1, ...threads])].map((n) => ({ threads: n, gbps: native.memoryBandwidth(bytes, n, BANDWIDTH_REPS).bestGBps }));
+}
+
+/**
+ * A warning when the bandwidth of some thread count moved by more than BANDWIDTH_DRIFT between
+ * the probe before the runs and the one after: on a shared host (a VM whose neighbours come and
+ * go, vCPUs that share a core at times) the roofline then holds for part of the run only.
+ */
+export function bandwidthDrift(before: Bandwidth[], after: Bandwidth[]): string | null {
+  const moved = before.flatMap((b) => {
+    const a = after.find((x) => x.threads === b.threads);
+    return a && Math.max(a.gbps, b.gbps) > (1 + BANDWIDTH_DRIFT) * Math.min(a.gbps, b.gbps) ? [`${b.gbps.toFixed(1)} -> ${a.gbps.toFixed(1)} GB/s with ${b.threads} thread${b.threads > 1 ? 's' : ''}`] : [];
+  });
+  if (moved.length === 0) return null;
+  return `the memory read bandwidth moved during the run (${moved.join(', ')}): the roofline is the higher reading, and the ratios to it are unreliable on a machine this busy`;
+}
 
 export async function runBench(o: BenchOptions): Promise<BenchReport> {
   const progress = o.onProgress ?? (() => {});
@@ -77,11 +103,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   if (needed > contextSize) throw new Error(`-p ${o.prompt}, -n ${o.gen} and --depth ${depths.join(',')} need a context of ${needed} tokens; -c is ${contextSize}`);
 
   progress('measuring memory read bandwidth');
-  const bandwidth = [...new Set([1, ...o.threads])].map((threads) => ({
-    threads,
-    gbps: native.memoryBandwidth(o.bandwidthBytes ?? BANDWIDTH_BYTES, threads, BANDWIDTH_REPS).bestGBps,
-  }));
-  const bandwidthGbps = Math.max(...bandwidth.map((b) => b.gbps));
+  const bandwidth = measureBandwidth(o.threads, o.bandwidthBytes ?? BANDWIDTH_BYTES);
 
   const spec: WorkerSpec = {
     engine: 'bonsai',
@@ -99,6 +121,11 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   };
   const bonsaiReply = await runWorker(spec, progress);
   if (!bonsaiReply.ok) throw new Error(bonsaiReply.error);
+  progress('measuring memory read bandwidth again');
+  const bandwidthAfter = measureBandwidth(o.threads, o.bandwidthBytes ?? BANDWIDTH_BYTES);
+  const bandwidthGbps = Math.max(...[...bandwidth, ...bandwidthAfter].map((b) => b.gbps));
+  const drift = bandwidthDrift(bandwidth, bandwidthAfter);
+  if (drift) progress(drift);
   let peer: WorkerResult | null = null;
   let peerUnavailable: string | null = null;
   if (o.vsPeer) {
@@ -135,6 +162,7 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
     contextSize,
     kvType: o.kvType,
     bandwidth,
+    bandwidthAfter,
     bandwidthGbps,
     bonsai: bonsaiReply.result,
     peer,
@@ -214,12 +242,19 @@ export function benchJson(r: BenchReport): object {
 /** A llama-bench-like markdown table with the bandwidth context above and memory below. */
 export function formatBench(r: BenchReport): string {
   const mib = (b: number) => `${(b / 2 ** 20).toFixed(2)} MiB`;
-  const bw = r.bandwidth.map((b) => `${b.gbps.toFixed(1)} GB/s with ${b.threads} thread${b.threads > 1 ? 's' : ''}`).join(', ');
+  const bw = r.bandwidth
+    .map((b) => {
+      const after = r.bandwidthAfter.find((a) => a.threads === b.threads);
+      return `${b.gbps.toFixed(1)}${after ? ` / ${after.gbps.toFixed(1)}` : ''} GB/s with ${b.threads} thread${b.threads > 1 ? 's' : ''}`;
+    })
+    .join(', ');
+  const drift = bandwidthDrift(r.bandwidth, r.bandwidthAfter);
   const ceiling = (r.bandwidthGbps * 1e9) / r.bytesPerToken;
   const lines = [
     `model: ${r.model}`,
     `  ${count(r.params)} parameters, ${mib(r.weightBytes)} of weights, ${mib(r.bytesPerToken)} read per generated token`,
-    `memory read bandwidth: ${bw}; roofline ${r.bandwidthGbps.toFixed(1)} GB/s = ${ceiling.toFixed(1)} tokens/s for generation`,
+    `memory read bandwidth (before / after the runs): ${bw}; roofline ${r.bandwidthGbps.toFixed(1)} GB/s = ${ceiling.toFixed(1)} tokens/s for generation`,
+    ...(drift ? [`warning: ${drift}`] : []),
     `kernels: ${r.bonsai.kernels}${r.peer ? `; peer: ${r.peer.kernels}` : ''}`,
     '',
   ];
