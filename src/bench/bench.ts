@@ -5,7 +5,7 @@
 import { fork } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { readGguf, type GgufFileInfo } from '../gguf/reader.js';
-import { native } from '../native.js';
+import { bandwidthDrift, BANDWIDTH_BYTES, probeBandwidth, type Bandwidth } from './bandwidth.js';
 import type { WorkerProgress, WorkerReply, WorkerResult, WorkerSpec } from './worker.js';
 
 export interface BenchOptions {
@@ -63,34 +63,6 @@ export interface BenchReport {
   rows: BenchRow[];
 }
 
-export interface Bandwidth {
-  threads: number;
-  gbps: number;
-}
-
-const BANDWIDTH_BYTES = 512 * 2 ** 20;
-const BANDWIDTH_REPS = 5;
-/** How far a thread count's bandwidth may move between the two probes before the ratios are called unreliable. */
-const BANDWIDTH_DRIFT = 0.15;
-
-function measureBandwidth(threads: number[], bytes: number): Bandwidth[] {
-  return [...new Set([1, ...threads])].map((n) => ({ threads: n, gbps: native.memoryBandwidth(bytes, n, BANDWIDTH_REPS).bestGBps }));
-}
-
-/**
- * A warning when the bandwidth of some thread count moved by more than BANDWIDTH_DRIFT between
- * the probe before the runs and the one after: on a shared host (a VM whose neighbours come and
- * go, vCPUs that share a core at times) the roofline then holds for part of the run only.
- */
-export function bandwidthDrift(before: Bandwidth[], after: Bandwidth[]): string | null {
-  const moved = before.flatMap((b) => {
-    const a = after.find((x) => x.threads === b.threads);
-    return a && Math.max(a.gbps, b.gbps) > (1 + BANDWIDTH_DRIFT) * Math.min(a.gbps, b.gbps) ? [`${b.gbps.toFixed(1)} -> ${a.gbps.toFixed(1)} GB/s with ${b.threads} thread${b.threads > 1 ? 's' : ''}`] : [];
-  });
-  if (moved.length === 0) return null;
-  return `the memory read bandwidth moved during the run (${moved.join(', ')}): the roofline is the higher reading, and the ratios to it are unreliable on a machine this busy`;
-}
-
 export async function runBench(o: BenchOptions): Promise<BenchReport> {
   const progress = o.onProgress ?? (() => {});
   const info = readGguf(o.model);
@@ -103,7 +75,8 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   if (needed > contextSize) throw new Error(`-p ${o.prompt}, -n ${o.gen} and --depth ${depths.join(',')} need a context of ${needed} tokens; -c is ${contextSize}`);
 
   progress('measuring memory read bandwidth');
-  const bandwidth = measureBandwidth(o.threads, o.bandwidthBytes ?? BANDWIDTH_BYTES);
+  const threadCounts = [...new Set([1, ...o.threads])];
+  const bandwidth = probeBandwidth(threadCounts, o.bandwidthBytes ?? BANDWIDTH_BYTES);
 
   const spec: WorkerSpec = {
     engine: 'bonsai',
@@ -122,9 +95,9 @@ export async function runBench(o: BenchOptions): Promise<BenchReport> {
   const bonsaiReply = await runWorker(spec, progress);
   if (!bonsaiReply.ok) throw new Error(bonsaiReply.error);
   progress('measuring memory read bandwidth again');
-  const bandwidthAfter = measureBandwidth(o.threads, o.bandwidthBytes ?? BANDWIDTH_BYTES);
+  const bandwidthAfter = probeBandwidth(threadCounts, o.bandwidthBytes ?? BANDWIDTH_BYTES);
   const bandwidthGbps = Math.max(...[...bandwidth, ...bandwidthAfter].map((b) => b.gbps));
-  const drift = bandwidthDrift(bandwidth, bandwidthAfter);
+  const drift = bandwidthDrift([...bandwidth, ...bandwidthAfter]);
   if (drift) progress(drift);
   let peer: WorkerResult | null = null;
   let peerUnavailable: string | null = null;
@@ -248,7 +221,7 @@ export function formatBench(r: BenchReport): string {
       return `${b.gbps.toFixed(1)}${after ? ` / ${after.gbps.toFixed(1)}` : ''} GB/s with ${b.threads} thread${b.threads > 1 ? 's' : ''}`;
     })
     .join(', ');
-  const drift = bandwidthDrift(r.bandwidth, r.bandwidthAfter);
+  const drift = bandwidthDrift([...r.bandwidth, ...r.bandwidthAfter]);
   const ceiling = (r.bandwidthGbps * 1e9) / r.bytesPerToken;
   const lines = [
     `model: ${r.model}`,

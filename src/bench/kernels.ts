@@ -2,6 +2,7 @@
 // against the memory read bandwidth measured in the same run. Decode (GEMV) streams every weight
 // once per token, so its weight GB/s over the bandwidth is how close it runs to the roofline.
 import { native, type KernelBenchResult } from '../native.js';
+import { bandwidthDrift, BANDWIDTH_BYTES, bestBandwidth, probeBandwidth, type Bandwidth } from './bandwidth.js';
 
 export interface KernelShape {
   rows: number;
@@ -49,13 +50,13 @@ export interface KernelBenchRow {
 
 export interface KernelBenchReport {
   bandwidth_gbps: Record<string, number>;
+  /** bandwidthDrift of the run's probes (not in --json). */
+  bandwidthDrift: string | null;
   results: KernelBenchRow[];
   /** Load-time repacking per path and shape (not in --json). */
   packing: { path: string; rows: number; cols: number; extraBytes: number; ms: number }[];
 }
 
-const BANDWIDTH_BYTES = 512 * 2 ** 20;
-const BANDWIDTH_REPS = 5;
 /** A GEMV rotates over copies of its matrix totalling 8x a large L3, as a model's layers would. */
 const STREAM_BYTES = 256 * 2 ** 20;
 const GEMM_BATCH = 512;
@@ -93,14 +94,9 @@ export function runKernelBench(o: KernelBenchOptions = {}): KernelBenchReport {
   const progress = o.onProgress ?? (() => {});
   // Probed before the kernels and after each shape, best kept, like the kernels' own figures: a
   // busy machine only ever slows a pass down, and the probe needs a core as much as they do.
-  const bandwidth_gbps: Record<string, number> = {};
-  const probe = () => {
-    for (const t of threads) {
-      progress(`memory read bandwidth, ${t} thread${t > 1 ? 's' : ''}`);
-      const gbps = native.memoryBandwidth(o.bandwidthBytes ?? BANDWIDTH_BYTES, t, BANDWIDTH_REPS).bestGBps;
-      bandwidth_gbps[String(t)] = Math.max(bandwidth_gbps[String(t)] ?? 0, gbps);
-    }
-  };
+  const readings: Bandwidth[] = [];
+  const probe = () =>
+    readings.push(...probeBandwidth(threads, o.bandwidthBytes ?? BANDWIDTH_BYTES, (t) => progress(`memory read bandwidth, ${t} thread${t > 1 ? 's' : ''}`)));
   probe();
   const measured: { row: Omit<KernelBenchRow, 'bw_ratio'>; r: KernelBenchResult }[] = [];
   for (const shape of shapes) {
@@ -126,8 +122,11 @@ export function runKernelBench(o: KernelBenchOptions = {}): KernelBenchReport {
   const packing = measured
     .filter(({ row, r }) => r.packedBytes > 0 && row.op === 'gemv' && row.threads === threads[0])
     .map(({ row, r }) => ({ path: row.path, rows: row.rows, cols: row.cols, extraBytes: r.packedBytes, ms: r.packMs }));
+  const bandwidth_gbps = Object.fromEntries(bestBandwidth(readings).map((b) => [String(b.threads), b.gbps]));
+  const drift = bandwidthDrift(readings);
+  if (drift) progress(drift);
   const results = measured.map(({ row }) => ({ ...row, bw_ratio: row.gbps / bandwidth_gbps[String(row.threads)]! }));
-  return { bandwidth_gbps, results, packing };
+  return { bandwidth_gbps, bandwidthDrift: drift, results, packing };
 }
 
 /** The `--json` document: exactly bandwidth_gbps and results. */
@@ -150,6 +149,7 @@ export function formatKernelBench(r: KernelBenchReport): string {
   const line = (cells: string[]) => `| ${cells.map((c, i) => (i < 4 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join(' | ')} |`;
   const lines = [
     `memory read bandwidth: ${bw.join(', ')}`,
+    ...(r.bandwidthDrift ? [`warning: ${r.bandwidthDrift}`] : []),
     'q1_0 weights; GB/s = weight bytes x batch per second (a GEMM applies cached weights to every token); ns per 128-weight block per token',
     '',
     line(header),
