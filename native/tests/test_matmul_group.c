@@ -6,8 +6,8 @@
  * bn_matmul_group_then: the same products, and its step runs once on every row, on aligned
  * ranges whose products are already final. bn_matmul_converted of activations converted in
  * pieces (bn_act_convert) equals bn_matmul of the floats. */
-#include <stdatomic.h>
 #define _POSIX_C_SOURCE 200809L
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
